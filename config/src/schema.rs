@@ -1,0 +1,367 @@
+//! The TOML schema: every table and key, its type and its documented default.
+//!
+//! Unknown keys are errors (a typo must not silently weaken a block), and every
+//! error names `path:line:col`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::catalog;
+use crate::domain::DomainRule;
+use crate::duration::HumanDuration;
+use crate::error::ConfigError;
+use crate::upstream::Upstream;
+
+/// Where `ncd` and `ncdd` look for the config when not told otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/ncd/ncd.toml";
+/// The control socket of a system install.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ncd/control.sock";
+
+/// The embedded config behind `ncdd --dev`: loopback on port 5353, every catalog
+/// service blocked, upstreams from the system.
+pub const DEV_CONFIG: &str = include_str!("../defaults/dev.toml");
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub dns: DnsConfig,
+    pub block: BlockConfig,
+    pub guard: GuardConfig,
+    pub control: ControlConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            dns: DnsConfig::default(),
+            block: BlockConfig::default(),
+            guard: GuardConfig::default(),
+            control: ControlConfig::default(),
+        }
+    }
+}
+
+/// How a blocked name is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BlockAnswer {
+    /// A → 0.0.0.0, AAAA → ::, other types → no data. Clients fail fast and do not
+    /// retry another resolver, as some do after NXDOMAIN.
+    #[default]
+    Null,
+    /// NXDOMAIN with an SOA.
+    Nxdomain,
+    /// REFUSED.
+    Refused,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Addresses to serve on, UDP and TCP. Default: `127.0.0.1:53` and `[::1]:53`.
+    pub listen: Vec<SocketAddr>,
+    /// Where allowed queries go, tried in order. Empty (the default) means the
+    /// system's resolvers from /etc/resolv.conf, skipping loopback, with Quad9 as the
+    /// fallback.
+    pub upstreams: Vec<Upstream>,
+    /// How blocked names are answered. Default `null`.
+    pub answer: BlockAnswer,
+    /// TTL of blocked answers. Default 10 s: short, so an unlock is felt soon.
+    pub blocked_ttl: HumanDuration,
+    /// The longest TTL handed to clients for allowed answers, so that a new block
+    /// reaches their caches soon. Default 1 h.
+    pub max_ttl: HumanDuration,
+    /// How long to wait for the upstreams, all attempts together. Default 2 s.
+    pub upstream_timeout: HumanDuration,
+    /// Answers kept in the cache. Default 10000; 0 turns the cache off.
+    pub cache_size: usize,
+    /// Networks, besides loopback, that may query (LAN mode). Default none.
+    pub allow_clients: Vec<IpNet>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                SocketAddr::from(([127, 0, 0, 1], 53)),
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 53)),
+            ],
+            upstreams: Vec::new(),
+            answer: BlockAnswer::Null,
+            blocked_ttl: HumanDuration::from_secs(10),
+            max_ttl: HumanDuration::from_secs(3600),
+            upstream_timeout: HumanDuration::from_secs(2),
+            cache_size: 10_000,
+            allow_clients: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BlockConfig {
+    /// Services from the built-in catalog (`ncd services` lists them).
+    pub services: Vec<ServiceName>,
+    /// Domains blocked with their subdomains; `=name` for the exact name only.
+    pub domains: Vec<DomainRule>,
+    /// Blocklist files (plain, hosts or adblock format) or http(s) URLs.
+    pub lists: Vec<ListSource>,
+    /// Exceptions: names that stay reachable even when a rule above covers them.
+    pub allow: Vec<DomainRule>,
+    /// How often URL lists are fetched again. Default 24 h.
+    pub refresh: HumanDuration,
+}
+
+impl Default for BlockConfig {
+    fn default() -> Self {
+        Self {
+            services: Vec::new(),
+            domains: Vec::new(),
+            lists: Vec::new(),
+            allow: Vec::new(),
+            refresh: HumanDuration::from_secs(86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Blocks the ways browsers and phones slip past a local resolver: the Firefox
+    /// DoH canary, iCloud Private Relay, DDR, and public DoH/DoT endpoints. Default on.
+    pub encrypted_dns: bool,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self { encrypted_dns: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlConfig {
+    /// The control socket `ncd` talks to. Default /run/ncd/control.sock.
+    pub socket: PathBuf,
+}
+
+impl Default for ControlConfig {
+    fn default() -> Self {
+        Self { socket: PathBuf::from(DEFAULT_CONTROL_SOCKET) }
+    }
+}
+
+/// A catalog service name, checked against the catalog when the file is read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct ServiceName(String);
+
+impl ServiceName {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match catalog::service(text) {
+            Some(service) => Ok(Self(service.name.to_string())),
+            None => Err(format!(
+                "unknown service {text:?}; the catalog has: {}",
+                catalog::service_names().collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+
+    pub fn service(&self) -> &'static catalog::Service {
+        // Invariant: a ServiceName is only made by `parse`, which found it.
+        catalog::service(&self.0).unwrap_or(&catalog::SERVICES[0])
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A blocklist: a local file, or a URL fetched in the background.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(into = "String")]
+pub enum ListSource {
+    File(PathBuf),
+    Url(String),
+}
+
+impl ListSource {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let lower = text.to_ascii_lowercase();
+        if lower.starts_with("https://") || lower.starts_with("http://") {
+            let host = text.split_once("://").map(|(_, r)| r).unwrap_or_default();
+            if host.is_empty() || host.starts_with('/') {
+                return Err(format!("list URL {text:?} has no host"));
+            }
+            Ok(Self::Url(text.to_string()))
+        } else if let Some(path) = text.strip_prefix("file://") {
+            Ok(Self::File(PathBuf::from(path)))
+        } else if text.contains("://") {
+            Err(format!("list {text:?}: only files and http(s) URLs are supported"))
+        } else if text.is_empty() {
+            Err("empty list path".into())
+        } else {
+            Ok(Self::File(PathBuf::from(text)))
+        }
+    }
+}
+
+impl std::fmt::Display for ListSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+impl From<ListSource> for String {
+    fn from(source: ListSource) -> String {
+        source.to_string()
+    }
+}
+
+impl<'de> Deserialize<'de> for ListSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    /// Parses config text; `path` names it in errors. Relative list paths are taken
+    /// from the config file's directory.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
+        config.validate(path)?;
+        if let Some(dir) = path.parent() {
+            for list in &mut config.block.lists {
+                if let ListSource::File(file) = list {
+                    if file.is_relative() && !dir.as_os_str().is_empty() {
+                        *file = dir.join(&*file);
+                    }
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::file(path, format!("cannot read config: {e}")))?;
+        Self::parse(&text, path)
+    }
+
+    /// The embedded `--dev` config.
+    pub fn dev() -> Self {
+        // Invariant: DEV_CONFIG is tested to parse (`tests::embedded_dev_config_parses`).
+        Self::parse(DEV_CONFIG, Path::new("<embedded dev config>")).unwrap_or_default()
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let err = |message: String| Err(ConfigError::new(path, None, message));
+        if self.dns.listen.is_empty() {
+            return err("[dns] listen is empty: ncdd needs at least one address to serve on".into());
+        }
+        if self.dns.upstream_timeout.0.is_zero() {
+            return err("[dns] upstream_timeout must be longer than 0s".into());
+        }
+        if self.block.refresh.0 < std::time::Duration::from_secs(60) {
+            return err("[block] refresh must be at least 1m (list servers deserve some peace)".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/ncd/ncd.toml"))
+    }
+
+    #[test]
+    fn embedded_dev_config_parses() {
+        let config = Config::parse(DEV_CONFIG, Path::new("dev.toml")).unwrap();
+        assert_eq!(config.block.services.len(), catalog::SERVICES.len());
+        assert!(config.dns.listen.iter().all(|a| a.ip().is_loopback() && a.port() == 5353));
+    }
+
+    #[test]
+    fn an_empty_file_is_the_documented_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(config.dns.blocked_ttl.as_secs(), 10);
+        assert!(config.guard.encrypted_dns);
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let config = parse(
+            r#"
+[dns]
+listen = ["127.0.0.1:53", "[::1]:53"]
+upstreams = ["udp://9.9.9.9:53", "tcp://9.9.9.9:53", "tls://1.1.1.1:853#cloudflare-dns.com", "https://dns.quad9.net/dns-query"]
+answer = "null"
+blocked_ttl = "10s"
+upstream_timeout = "2s"
+cache_size = 10000
+allow_clients = ["192.168.1.0/24"]
+
+[block]
+services = ["instagram", "facebook", "x", "tiktok", "snapchat", "threads"]
+domains = ["example.com", "=exact.example.org"]
+lists = ["lists/social.hosts", "https://example.org/list.txt"]
+allow = ["business.facebook.com"]
+
+[guard]
+encrypted_dns = true
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.dns.upstreams.len(), 4);
+        assert_eq!(config.block.lists[0], ListSource::File("/etc/ncd/lists/social.hosts".into()));
+        assert_eq!(config.block.domains[1].to_string(), "=exact.example.org");
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let err = parse("[dns]\nblocked_ttl = \"10 parsecs\"\n").unwrap_err();
+        assert_eq!(err.position, Some((2, 15)), "{err}");
+        assert!(err.to_string().starts_with("/etc/ncd/ncd.toml:2:15: "), "{err}");
+
+        let err = parse("[block]\nservices = [\"instagram\", \"myspace\"]\n").unwrap_err();
+        // toml places errors inside an array at the array; the message names the value.
+        assert_eq!(err.position.map(|p| p.0), Some(2), "{err}");
+        assert!(err.message.contains("unknown service \"myspace\""), "{err}");
+
+        let err = parse("[block]\ndomains = [\"ok.example\", \"bad..example\"]\n").unwrap_err();
+        assert_eq!(err.position.map(|p| p.0), Some(2), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_in_every_table() {
+        for table in ["", "[dns]\n", "[block]\n", "[guard]\n", "[control]\n"] {
+            let text = format!("{table}typo_key = 1\n");
+            let err = parse(&text).unwrap_err();
+            let line = if table.is_empty() { 1 } else { 2 };
+            assert_eq!(err.position, Some((line, 1)), "{table:?}: {err}");
+            assert!(err.message.contains("typo_key"), "{err}");
+        }
+        let err = parse("[blok]\n").unwrap_err();
+        assert!(err.message.contains("blok"), "{err}");
+    }
+}

@@ -1,0 +1,165 @@
+//! The DNS path: client ACL → policy → cache → upstream → answer inspection.
+//!
+//! [`Chain`] holds one generation of everything a query needs, built from one
+//! config. It is swapped whole through an `ArcSwap` when the config or a list
+//! changes, so the query path takes no lock on the policy, and a new generation
+//! starts with an empty cache: a new block bites at once.
+
+pub mod cache;
+pub mod handler;
+pub mod listen;
+pub mod reply;
+pub mod upstream;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{LowerName, Name, RData, RecordType};
+use ipnet::IpNet;
+
+use crate::policy::{Match, Policy, Verdict};
+use cache::Cache;
+use reply::{EDE_NO_REACHABLE_AUTHORITY, EDE_PROHIBITED, Reply};
+use upstream::{UpstreamAnswer, Upstreams};
+
+/// One generation of the resolver chain.
+#[derive(Debug)]
+pub struct Chain {
+    pub policy: Arc<Policy>,
+    pub upstreams: Arc<Upstreams>,
+    cache: Cache,
+    allow_clients: Vec<IpNet>,
+    max_ttl: u32,
+}
+
+impl Chain {
+    pub fn new(
+        policy: Arc<Policy>,
+        upstreams: Arc<Upstreams>,
+        cache_size: usize,
+        allow_clients: Vec<IpNet>,
+        max_ttl: u32,
+    ) -> Self {
+        Self { policy, upstreams, cache: Cache::new(cache_size), allow_clients, max_ttl }
+    }
+
+    /// True when `ip` may query: loopback always, others only from `allow_clients`.
+    pub fn client_allowed(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        ip.is_loopback() || self.allow_clients.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Answers one question from `client`.
+    pub async fn resolve(&self, qname: &LowerName, qtype: RecordType, client: IpAddr) -> Arc<Reply> {
+        if !self.client_allowed(client) {
+            return Arc::new(Reply::error(ResponseCode::Refused, Some((EDE_PROHIBITED, "not an open resolver"))));
+        }
+        let mut buf = [0u8; 256];
+        if let Verdict::Blocked(rule) = self.policy.verdict(name_bytes(qname, &mut buf)) {
+            return Arc::new(self.blocked(qname, qtype, &rule));
+        }
+        let now = Instant::now();
+        if let Some((reply, age)) = self.cache.get(qname, qtype, now) {
+            return Arc::new(reply.aged(age, self.max_ttl));
+        }
+        let query = hickory_proto::op::Query::query(Name::from(qname), qtype);
+        let reply = match self.upstreams.query(query).await {
+            Ok(answer) => match self.inspect(&answer) {
+                Some(blocked_by) => {
+                    let rule = format!("{}", blocked_by);
+                    tracing::debug!(%qname, %rule, "answer leads into a blocked name");
+                    self.blocked(qname, qtype, &blocked_by)
+                }
+                None => Reply { rcode: answer.rcode, answers: answer.answers, authorities: answer.authorities, ede: None },
+            },
+            Err(error) => {
+                tracing::debug!(%qname, %error, "upstream failure");
+                return Arc::new(Reply::error(
+                    ResponseCode::ServFail,
+                    Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream answered")),
+                ));
+            }
+        };
+        let reply = Arc::new(reply);
+        if let Some(ttl) = reply.cache_ttl() {
+            self.cache.insert(qname.clone(), qtype, reply.clone(), ttl.min(self.max_ttl), now);
+        }
+        Arc::new(reply.aged(0, self.max_ttl))
+    }
+
+    fn blocked(&self, qname: &LowerName, qtype: RecordType, rule: &Match<'_>) -> Reply {
+        Reply::blocked(&Name::from(qname), qtype, rule, self.policy.answer, self.policy.blocked_ttl)
+    }
+
+    /// Looks through an upstream answer for a name the policy blocks: owners and
+    /// targets of CNAMEs (cloaking) and SVCB/HTTPS targets (alias and service mode).
+    fn inspect<'p>(&'p self, answer: &UpstreamAnswer) -> Option<Match<'p>> {
+        let mut buf = [0u8; 256];
+        let mut check = |name: &Name| match self.policy.verdict(name_bytes(name, &mut buf)) {
+            Verdict::Blocked(rule) => Some(rule),
+            _ => None,
+        };
+        for record in &answer.answers {
+            if let Some(rule) = check(&record.name) {
+                return Some(rule);
+            }
+            let target = match &record.data {
+                RData::CNAME(cname) => Some(&cname.0),
+                RData::HTTPS(https) => Some(&https.0.target_name),
+                RData::SVCB(svcb) => Some(&svcb.target_name),
+                _ => None,
+            };
+            if let Some(rule) = target.filter(|t| !t.is_root()).and_then(&mut check) {
+                return Some(rule);
+            }
+        }
+        None
+    }
+}
+
+impl std::fmt::Display for Match<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.scope {
+            ncd_config::RuleScope::Exact => write!(f, "={}", self.name),
+            ncd_config::RuleScope::Subtree => f.write_str(self.name),
+        }
+    }
+}
+
+/// Writes `name` in ncd's normal form (lower-case, no trailing dot) into `buf`,
+/// without allocating, and returns the written part.
+pub fn name_bytes<'b>(name: &Name, buf: &'b mut [u8; 256]) -> &'b [u8] {
+    let mut len = 0;
+    for label in name.iter() {
+        if len != 0 && len < buf.len() {
+            buf[len] = b'.';
+            len += 1;
+        }
+        for &byte in label {
+            if len == buf.len() {
+                break;
+            }
+            buf[len] = byte.to_ascii_lowercase();
+            len += 1;
+        }
+    }
+    &buf[..len]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_bytes_is_lower_case_without_trailing_dot() {
+        let mut buf = [0u8; 256];
+        let name = Name::from_ascii("WWW.Instagram.COM.").unwrap();
+        assert_eq!(name_bytes(&name, &mut buf), b"www.instagram.com");
+        assert_eq!(name_bytes(&Name::root(), &mut buf), b"");
+    }
+}

@@ -1,0 +1,82 @@
+//! `ncdd`: the ncd DNS-filtering daemon. Arguments and logging here; the rest lives
+//! in the `ncd_daemon` library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use ncd_daemon::daemon::{ConfigSource, Daemon, Options};
+
+#[derive(Debug, Parser)]
+#[command(name = "ncdd", version, about = "The ncd DNS-filtering daemon")]
+struct Args {
+    /// The config file.
+    #[arg(long, default_value = ncd_config::DEFAULT_CONFIG_PATH, conflicts_with = "dev")]
+    config: PathBuf,
+    /// Where ncdd keeps its state (last good config, downloaded lists).
+    #[arg(long, default_value = "/var/lib/ncd")]
+    state_dir: PathBuf,
+    /// Try ncd without root or a config file: the embedded default on
+    /// 127.0.0.1:5353 and [::1]:5353, every catalog service blocked, a temporary
+    /// state dir.
+    #[arg(long)]
+    dev: bool,
+    /// Listen here instead of `[dns] listen` (repeatable; port 0 picks a free port).
+    #[arg(long)]
+    listen: Vec<SocketAddr>,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NCD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("ncdd: cannot start the runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("ncdd: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let (config, state_dir) = if args.dev {
+        (ConfigSource::Dev, dev_state_dir(&args))
+    } else {
+        (ConfigSource::File(args.config), args.state_dir)
+    };
+    let options = Options { config, state_dir, listen: (!args.listen.is_empty()).then_some(args.listen) };
+    let daemon = Daemon::start(options).await?;
+    daemon
+        .serve(|bound| {
+            // One line per address on stdout, for scripts and tests; logs go to stderr.
+            for address in bound {
+                println!("ncdd: listening on {address}");
+            }
+            println!("ncdd: ready");
+        })
+        .await
+}
+
+/// `--dev` keeps its state in the user's runtime dir (or the temp dir), never in
+/// /var/lib, unless `--state-dir` was given explicitly.
+fn dev_state_dir(args: &Args) -> PathBuf {
+    if args.state_dir != std::path::Path::new("/var/lib/ncd") {
+        return args.state_dir.clone();
+    }
+    let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    base.join(format!("ncd-dev-{}", std::process::id()))
+}

@@ -1,0 +1,263 @@
+//! The suffix set: a million rules in a few tens of bytes each, looked up without
+//! allocating.
+//!
+//! Every rule name lives once in one byte arena. A hash table of `u32` entry indices
+//! keyed by the hash of the name finds a rule in one probe. A lookup walks the query
+//! name's suffixes at label boundaries (`a.b.example.com`, `b.example.com`,
+//! `example.com`, `com`): the full name matches any rule, a proper suffix only a
+//! subtree rule. That is the whole matching semantics, in one place.
+
+use std::fmt;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use ncd_config::RuleScope;
+
+/// What a matched rule asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuleAction {
+    /// Answer as `[dns] answer` says.
+    Block,
+    /// NXDOMAIN whatever the answer mode (the Firefox canary, Private Relay).
+    NxDomain,
+    /// An empty answer (DDR: "no designated resolver here").
+    NoData,
+}
+
+/// Index of the list, service or config key a rule came from.
+pub type SourceId = u16;
+
+#[derive(Clone, Copy)]
+struct Entry {
+    start: u32,
+    len: u8,
+    /// Bit 0: exact rule; bit 1: subtree rule; bits 2-3: action.
+    flags: u8,
+    source: SourceId,
+}
+
+const EXACT: u8 = 0b01;
+const SUBTREE: u8 = 0b10;
+
+impl Entry {
+    fn action(self) -> RuleAction {
+        match self.flags >> 2 {
+            1 => RuleAction::NxDomain,
+            2 => RuleAction::NoData,
+            _ => RuleAction::Block,
+        }
+    }
+}
+
+fn action_bits(action: RuleAction) -> u8 {
+    match action {
+        RuleAction::Block => 0,
+        RuleAction::NxDomain => 1 << 2,
+        RuleAction::NoData => 2 << 2,
+    }
+}
+
+fn scope_bit(scope: RuleScope) -> u8 {
+    match scope {
+        RuleScope::Exact => EXACT,
+        RuleScope::Subtree => SUBTREE,
+    }
+}
+
+/// A rule found by [`SuffixSet::lookup`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match<'a> {
+    /// The rule's name (the matched suffix of the query).
+    pub name: &'a str,
+    pub scope: RuleScope,
+    pub action: RuleAction,
+    pub source: SourceId,
+}
+
+/// A set of domain rules, each covering a name exactly or with its subdomains.
+#[derive(Clone, Default)]
+pub struct SuffixSet {
+    arena: String,
+    entries: Vec<Entry>,
+    table: HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+}
+
+impl fmt::Debug for SuffixSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SuffixSet").field("rules", &self.entries.len()).finish()
+    }
+}
+
+impl SuffixSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of distinct names.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn name_of(&self, entry: Entry) -> &str {
+        &self.arena[entry.start as usize..entry.start as usize + entry.len as usize]
+    }
+
+    fn find(&self, name: &[u8], hash: u64) -> Option<Entry> {
+        self.table
+            .find(hash, |&i| {
+                let e = self.entries[i as usize];
+                self.arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize] == *name
+            })
+            .map(|&i| self.entries[i as usize])
+    }
+
+    /// Adds a rule. `name` must be in normal form (see `ncd_config::domain`). The
+    /// first source and action recorded for a name are kept; scopes accumulate.
+    pub fn insert(&mut self, name: &str, scope: RuleScope, action: RuleAction, source: SourceId) {
+        let Ok(len) = u8::try_from(name.len()) else {
+            return; // longer than any valid DNS name: can never match a query
+        };
+        let hash = self.hasher.hash_one(name.as_bytes());
+        let Self { arena, entries, table, hasher } = self;
+        let found = table.find_mut(hash, |&i| {
+            let e = entries[i as usize];
+            &arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize] == name.as_bytes()
+        });
+        if let Some(&mut i) = found {
+            entries[i as usize].flags |= scope_bit(scope);
+            return;
+        }
+        let Ok(start) = u32::try_from(arena.len()) else {
+            return; // arena beyond 4 GiB: refuse more rules rather than corrupt
+        };
+        arena.push_str(name);
+        let index = entries.len() as u32;
+        entries.push(Entry { start, len, flags: scope_bit(scope) | action_bits(action), source });
+        table.insert_unique(hash, index, |&i| {
+            let e = entries[i as usize];
+            hasher.hash_one(&arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize])
+        });
+    }
+
+    /// Finds the most specific rule covering `name` (normal form, as bytes).
+    pub fn lookup(&self, name: &[u8]) -> Option<Match<'_>> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let mut suffix = name;
+        let mut full = true;
+        loop {
+            let hash = self.hasher.hash_one(suffix);
+            if let Some(entry) = self.find(suffix, hash) {
+                let scope = if full && entry.flags & EXACT != 0 {
+                    Some(RuleScope::Exact)
+                } else if entry.flags & SUBTREE != 0 {
+                    Some(RuleScope::Subtree)
+                } else {
+                    None
+                };
+                if let Some(scope) = scope {
+                    return Some(Match { name: self.name_of(entry), scope, action: entry.action(), source: entry.source });
+                }
+            }
+            let dot = suffix.iter().position(|&b| b == b'.')?;
+            suffix = &suffix[dot + 1..];
+            full = false;
+        }
+    }
+
+    /// Releases spare capacity once loading is done.
+    pub fn shrink_to_fit(&mut self) {
+        self.arena.shrink_to_fit();
+        self.entries.shrink_to_fit();
+        let Self { arena, entries, table, hasher } = self;
+        table.shrink_to_fit(|&i| {
+            let e = entries[i as usize];
+            hasher.hash_one(&arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize])
+        });
+    }
+
+    /// Bytes of heap this set holds (for `ncd config check` and the benchmarks).
+    pub fn heap_bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(rules: &[(&str, RuleScope)]) -> SuffixSet {
+        let mut s = SuffixSet::new();
+        for (i, (name, scope)) in rules.iter().enumerate() {
+            s.insert(name, *scope, RuleAction::Block, i as SourceId);
+        }
+        s
+    }
+
+    fn hit(s: &SuffixSet, q: &str) -> Option<String> {
+        s.lookup(q.as_bytes()).map(|m| m.name.to_string())
+    }
+
+    #[test]
+    fn subtree_rules_cover_subdomains_only_at_label_boundaries() {
+        let s = set(&[("instagram.com", RuleScope::Subtree)]);
+        assert_eq!(hit(&s, "instagram.com").as_deref(), Some("instagram.com"));
+        assert_eq!(hit(&s, "a.b.instagram.com").as_deref(), Some("instagram.com"));
+        assert_eq!(hit(&s, "notinstagram.com"), None);
+        assert_eq!(hit(&s, "instagram.com.evil.test"), None);
+        assert_eq!(hit(&s, "com"), None);
+    }
+
+    #[test]
+    fn exact_rules_cover_only_the_name() {
+        let s = set(&[("exact.example.org", RuleScope::Exact)]);
+        assert!(hit(&s, "exact.example.org").is_some());
+        assert_eq!(hit(&s, "www.exact.example.org"), None);
+    }
+
+    #[test]
+    fn both_scopes_on_one_name_and_the_most_specific_rule_wins() {
+        let s = set(&[
+            ("example.com", RuleScope::Exact),
+            ("example.com", RuleScope::Subtree),
+            ("www.example.com", RuleScope::Subtree),
+        ]);
+        assert_eq!(s.len(), 2);
+        assert_eq!(hit(&s, "a.example.com").as_deref(), Some("example.com"));
+        let m = s.lookup(b"x.www.example.com").unwrap();
+        assert_eq!((m.name, m.source), ("www.example.com", 2));
+    }
+
+    #[test]
+    fn first_action_and_source_are_kept() {
+        let mut s = SuffixSet::new();
+        s.insert("use-application-dns.net", RuleScope::Subtree, RuleAction::NxDomain, 7);
+        s.insert("use-application-dns.net", RuleScope::Subtree, RuleAction::Block, 9);
+        let m = s.lookup(b"use-application-dns.net").unwrap();
+        assert_eq!((m.action, m.source), (RuleAction::NxDomain, 7));
+    }
+
+    #[test]
+    fn many_rules_stay_findable_after_growth_and_shrink() {
+        let mut s = SuffixSet::new();
+        for i in 0..50_000 {
+            s.insert(&format!("host{i}.example{}.test", i % 97), RuleScope::Subtree, RuleAction::Block, 0);
+        }
+        s.shrink_to_fit();
+        for i in (0..50_000).step_by(7) {
+            let q = format!("www.host{i}.example{}.test", i % 97);
+            assert!(s.lookup(q.as_bytes()).is_some(), "{q}");
+        }
+        assert!(s.lookup(b"host1.example2.test").is_none());
+        assert!(s.heap_bytes() / s.len() < 60, "{} bytes per rule", s.heap_bytes() / s.len());
+    }
+}

@@ -1,0 +1,225 @@
+//! The effective policy: every rule from the config, the catalog, the guards and
+//! the lists, compiled into two [`SuffixSet`]s (block and allow).
+//!
+//! A `Policy` is immutable once built. A reload builds a new one and swaps it in
+//! whole (see `dns::Chain`), so the query path never takes a lock and never sees a
+//! half-loaded list.
+
+pub mod lists;
+pub mod matcher;
+
+use std::path::Path;
+
+use ncd_config::guards::{GUARD_RULES, GuardAnswer};
+use ncd_config::lists::parse_list;
+use ncd_config::{BlockAnswer, Config, RuleScope};
+
+pub use matcher::{Match, RuleAction, SourceId, SuffixSet};
+
+/// What the policy says about a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// No rule covers the name.
+    Pass,
+    /// A rule covers it, but an allow exception covers it too.
+    Allowed { rule: Match<'a>, exception: Match<'a> },
+    /// Blocked by this rule.
+    Blocked(Match<'a>),
+}
+
+/// Rule counts per source, for `ncd config check` and the logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceSummary {
+    pub source: String,
+    pub rules: usize,
+    /// Lines skipped because they could not be read.
+    pub bad_lines: usize,
+    /// Why the whole source could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Policy {
+    block: SuffixSet,
+    allow: SuffixSet,
+    sources: Vec<SourceSummary>,
+    pub answer: BlockAnswer,
+    /// TTL of blocked answers, in seconds.
+    pub blocked_ttl: u32,
+}
+
+/// The most bad lines logged per list; the rest are counted.
+const MAX_LOGGED_BAD_LINES: usize = 20;
+
+impl Policy {
+    /// Compiles `config`. List files are read now; URL lists come from the last good
+    /// copy in `state_dir` (fetched in the background, never waited for).
+    pub fn build(config: &Config, state_dir: &Path) -> Self {
+        let mut policy = Policy {
+            answer: config.dns.answer,
+            blocked_ttl: u32::try_from(config.dns.blocked_ttl.as_secs()).unwrap_or(u32::MAX),
+            ..Policy::default()
+        };
+
+        if config.guard.encrypted_dns {
+            let source = policy.add_source("guard: encrypted DNS bypasses".into());
+            for rule in GUARD_RULES {
+                let action = match rule.answer {
+                    GuardAnswer::NxDomain => RuleAction::NxDomain,
+                    GuardAnswer::NoData => RuleAction::NoData,
+                    GuardAnswer::Blocked => RuleAction::Block,
+                };
+                let scope = if rule.exact { RuleScope::Exact } else { RuleScope::Subtree };
+                policy.block.insert(rule.domain, scope, action, source);
+                policy.sources[source as usize].rules += 1;
+            }
+        }
+        for service in &config.block.services {
+            let service = service.service();
+            let source = policy.add_source(format!("service: {}", service.name));
+            for domain in service.domains {
+                policy.block.insert(domain, RuleScope::Subtree, RuleAction::Block, source);
+            }
+            policy.sources[source as usize].rules = service.domains.len();
+        }
+        if !config.block.domains.is_empty() {
+            let source = policy.add_source("config: [block] domains".into());
+            for rule in &config.block.domains {
+                policy.block.insert(rule.name.as_str(), rule.scope, RuleAction::Block, source);
+            }
+            policy.sources[source as usize].rules = config.block.domains.len();
+        }
+        if !config.block.allow.is_empty() {
+            let source = policy.add_source("config: [block] allow".into());
+            for rule in &config.block.allow {
+                policy.allow.insert(rule.name.as_str(), rule.scope, RuleAction::Block, source);
+            }
+            policy.sources[source as usize].rules = config.block.allow.len();
+        }
+        for list in &config.block.lists {
+            let source = policy.add_source(format!("list: {list}"));
+            match lists::read(list, state_dir) {
+                Ok(text) => policy.load_list(source, &text),
+                Err(error) => {
+                    tracing::warn!(%list, %error, "blocklist not loaded; the other rules still apply");
+                    policy.sources[source as usize].error = Some(error);
+                }
+            }
+        }
+        policy.block.shrink_to_fit();
+        policy.allow.shrink_to_fit();
+        policy
+    }
+
+    fn add_source(&mut self, source: String) -> SourceId {
+        self.sources.push(SourceSummary { source, ..SourceSummary::default() });
+        // More than 65k sources would need that many config entries: saturate.
+        SourceId::try_from(self.sources.len() - 1).unwrap_or(SourceId::MAX)
+    }
+
+    fn load_list(&mut self, source: SourceId, text: &str) {
+        let Self { block, allow, sources, .. } = self;
+        let summary = &mut sources[source as usize];
+        let label = summary.source.trim_start_matches("list: ").to_string();
+        let stats = parse_list(
+            text,
+            |rule| {
+                let set = if rule.allow { &mut *allow } else { &mut *block };
+                set.insert(rule.name, rule.scope, RuleAction::Block, source);
+            },
+            |bad| {
+                if bad.line <= MAX_LOGGED_BAD_LINES || summary.bad_lines < MAX_LOGGED_BAD_LINES {
+                    tracing::warn!("{label}:{}:{}: {} (line skipped)", bad.line, bad.column, bad.message);
+                }
+                summary.bad_lines += 1;
+            },
+        );
+        summary.rules = stats.rules;
+        if stats.errors > MAX_LOGGED_BAD_LINES {
+            tracing::warn!("{label}: {} lines skipped in all", stats.errors);
+        }
+    }
+
+    /// The verdict for `name` (normal form: lower-case, no trailing dot).
+    pub fn verdict(&self, name: &[u8]) -> Verdict<'_> {
+        match self.block.lookup(name) {
+            None => Verdict::Pass,
+            Some(rule) => match self.allow.lookup(name) {
+                Some(exception) => Verdict::Allowed { rule, exception },
+                None => Verdict::Blocked(rule),
+            },
+        }
+    }
+
+    /// Where a rule came from, in words.
+    pub fn source_name(&self, id: SourceId) -> &str {
+        self.sources.get(id as usize).map_or("unknown", |s| s.source.as_str())
+    }
+
+    pub fn sources(&self) -> &[SourceSummary] {
+        &self.sources
+    }
+
+    /// Distinct blocked names.
+    pub fn block_rules(&self) -> usize {
+        self.block.len()
+    }
+
+    /// Distinct allow exceptions.
+    pub fn allow_rules(&self) -> usize {
+        self.allow.len()
+    }
+
+    /// Heap held by the compiled rules.
+    pub fn heap_bytes(&self) -> usize {
+        self.block.heap_bytes() + self.allow.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(toml: &str) -> Policy {
+        let config = Config::parse(toml, Path::new("t.toml")).unwrap();
+        Policy::build(&config, Path::new("/nonexistent"))
+    }
+
+    fn blocked_by(p: &Policy, name: &str) -> Option<String> {
+        match p.verdict(name.as_bytes()) {
+            Verdict::Blocked(m) => Some(format!("{} ({})", m.name, p.source_name(m.source))),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn services_domains_and_allow_exceptions() {
+        let p = policy(
+            "[block]\nservices=[\"facebook\"]\ndomains=[\"=exact.example.org\"]\nallow=[\"business.facebook.com\"]\n",
+        );
+        assert_eq!(blocked_by(&p, "www.facebook.com").as_deref(), Some("facebook.com (service: facebook)"));
+        assert!(matches!(p.verdict(b"business.facebook.com"), Verdict::Allowed { .. }));
+        assert!(matches!(p.verdict(b"x.business.facebook.com"), Verdict::Allowed { .. }));
+        assert!(blocked_by(&p, "exact.example.org").is_some());
+        assert_eq!(p.verdict(b"www.exact.example.org"), Verdict::Pass);
+    }
+
+    #[test]
+    fn guards_follow_the_switch() {
+        let on = policy("");
+        match on.verdict(b"use-application-dns.net") {
+            Verdict::Blocked(m) => assert_eq!(m.action, RuleAction::NxDomain),
+            other => panic!("{other:?}"),
+        }
+        let off = policy("[guard]\nencrypted_dns=false\n");
+        assert_eq!(off.verdict(b"use-application-dns.net"), Verdict::Pass);
+    }
+
+    #[test]
+    fn a_missing_list_is_reported_and_the_rest_still_blocks() {
+        let p = policy("[block]\ndomains=[\"a.example\"]\nlists=[\"/nonexistent/list.txt\"]\n");
+        assert!(blocked_by(&p, "a.example").is_some());
+        let list = p.sources().iter().find(|s| s.source.starts_with("list:")).unwrap();
+        assert!(list.error.is_some());
+    }
+}
