@@ -49,6 +49,8 @@ pub struct Options {
 #[derive(Debug)]
 pub struct Daemon {
     options: Options,
+    /// The config the current chain was built from.
+    config: ArcSwap<Config>,
     chain: Arc<ArcSwap<Chain>>,
 }
 
@@ -72,7 +74,11 @@ impl Daemon {
             },
         };
         let chain = build_chain(&config, &options.state_dir, None).await;
-        Ok(Arc::new(Self { options, chain: Arc::new(ArcSwap::from_pointee(chain)) }))
+        Ok(Arc::new(Self {
+            options,
+            config: ArcSwap::from_pointee(config),
+            chain: Arc::new(ArcSwap::from_pointee(chain)),
+        }))
     }
 
     /// The config the daemon serves now, re-read from its source.
@@ -96,6 +102,7 @@ impl Daemon {
                     "policy reloaded; cache flushed"
                 );
                 self.chain.store(Arc::new(chain));
+                self.config.store(Arc::new(config));
             }
             Err(error) => tracing::error!("{error} — keeping the last good config"),
         }
@@ -107,8 +114,7 @@ impl Daemon {
 
     /// Serves until SIGTERM or SIGINT. `on_ready` gets the bound addresses.
     pub async fn serve(self: Arc<Self>, on_ready: impl FnOnce(&[std::net::SocketAddr])) -> anyhow::Result<()> {
-        let config = self.read_config().unwrap_or_else(|_| Config::dev());
-        let listen_on = self.options.listen.clone().unwrap_or(config.dns.listen);
+        let listen_on = self.options.listen.clone().unwrap_or_else(|| self.config.load().dns.listen.clone());
         let mut listeners = listen::bind(&listen_on, DnsHandler::new(self.chain.clone())).await?;
         for address in &listeners.bound {
             tracing::info!(%address, "serving DNS over UDP and TCP");
@@ -121,6 +127,7 @@ impl Daemon {
             ConfigSource::Dev => None,
         };
         tokio::spawn(self.clone().reload_loop(reload_rx));
+        tokio::spawn(crate::fetch::fetch_loop(self.clone(), reload_tx.clone()));
         tokio::spawn(forward_sighup(reload_tx));
 
         wait_for_shutdown().await;
@@ -141,6 +148,20 @@ impl Daemon {
             }
             self.reload(why).await;
         }
+    }
+}
+
+impl crate::fetch::FetchContext for Daemon {
+    fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    fn upstreams(&self) -> Arc<Upstreams> {
+        self.chain.load().upstreams.clone()
+    }
+
+    fn state_dir(&self) -> &Path {
+        &self.options.state_dir
     }
 }
 

@@ -6,4 +6,5 @@
 
 pub mod daemon;
 pub mod dns;
+pub mod fetch;
 pub mod policy;
