@@ -12,7 +12,11 @@ use ncd_config::{Config, DomainName, catalog};
 use ncd_daemon::policy::{Policy, Verdict};
 
 #[derive(Debug, Parser)]
-#[command(name = "ncd", version, about = "Keep a boundary: block where the ex lives, for as long as you chose")]
+#[command(
+    name = "ncd",
+    version,
+    about = "Keep a boundary: block where the ex lives, for as long as you chose"
+)]
 struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = ncd_config::DEFAULT_CONFIG_PATH)]
@@ -64,9 +68,9 @@ fn main() -> ExitCode {
     let _ = &cli.socket; // used by the period commands (control socket)
     let result = match &cli.command {
         Command::Check { name, json } => check(&cli, name, *json),
-        Command::Config { command: ConfigCommand::Check { file, json } } => {
-            config_check(file.as_deref().unwrap_or(&cli.config), &cli.state_dir, *json)
-        }
+        Command::Config {
+            command: ConfigCommand::Check { file, json },
+        } => config_check(file.as_deref().unwrap_or(&cli.config), &cli.state_dir, *json),
         Command::Services => services(),
     };
     match result {
@@ -85,9 +89,7 @@ fn check(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     let verdict = policy.verdict(name.as_str().as_bytes());
     let blocked = matches!(verdict, Verdict::Blocked(_));
     if json {
-        let rule = |m: &ncd_daemon::policy::Match<'_>| {
-            serde_json::json!({ "rule": m.to_string(), "source": policy.source_name(m.source) })
-        };
+        let rule = |m: &ncd_daemon::policy::Match<'_>| serde_json::json!({ "rule": m.to_string(), "source": policy.source_name(m.source) });
         let value = match verdict {
             Verdict::Pass => serde_json::json!({ "name": name.as_str(), "blocked": false }),
             Verdict::Blocked(m) => serde_json::json!({ "name": name.as_str(), "blocked": true, "by": rule(&m) }),
@@ -100,7 +102,10 @@ fn check(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
         match verdict {
             Verdict::Pass => println!("{name} is not blocked: no rule covers it."),
             Verdict::Blocked(m) => {
-                println!("{name} is blocked by the rule `{m}` ({}).", policy.source_name(m.source));
+                println!(
+                    "{name} is blocked by the rule `{m}` ({}).",
+                    policy.source_name(m.source)
+                );
             }
             Verdict::Allowed { rule, exception } => println!(
                 "{name} is not blocked: the rule `{rule}` ({}) covers it, but the exception `{exception}` ({}) lets it through.",

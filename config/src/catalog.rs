@@ -230,20 +230,15 @@ pub const SERVICES: &[Service] = &[
     Service {
         name: "hinge",
         aliases: &[],
-        domains: &[
-            "hinge.co",
-            "hingeaws.net",
-            "hingenexus.com",
-            "hingeprod.net",
-        ],
+        domains: &["hinge.co", "hingeaws.net", "hingenexus.com", "hingeprod.net"],
     },
 ];
 
 /// Finds a service by name or alias, case-insensitively.
 pub fn service(name: &str) -> Option<&'static Service> {
-    SERVICES.iter().find(|s| {
-        s.name.eq_ignore_ascii_case(name) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
-    })
+    SERVICES
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(name) || s.aliases.iter().any(|a| a.eq_ignore_ascii_case(name)))
 }
 
 /// The canonical names of every service, in catalog order.
@@ -263,19 +258,13 @@ mod tests {
         };
         assert_eq!(svc.name, name, "{name:?} resolved to another service");
         for domain in core {
-            assert!(
-                svc.domains.contains(domain),
-                "{name}: core domain {domain} missing"
-            );
+            assert!(svc.domains.contains(domain), "{name}: core domain {domain} missing");
         }
     }
 
     /// True when `domain` is `parent` or lies under it.
     fn within(domain: &str, parent: &str) -> bool {
-        domain == parent
-            || domain
-                .strip_suffix(parent)
-                .is_some_and(|rest| rest.ends_with('.'))
+        domain == parent || domain.strip_suffix(parent).is_some_and(|rest| rest.ends_with('.'))
     }
 
     #[test]
@@ -285,10 +274,7 @@ mod tests {
 
     #[test]
     fn facebook_core_domains() {
-        assert_core(
-            "facebook",
-            &["facebook.com", "facebook.net", "fbcdn.net", "fb.com"],
-        );
+        assert_core("facebook", &["facebook.com", "facebook.net", "fbcdn.net", "fb.com"]);
     }
 
     #[test]
@@ -328,10 +314,7 @@ mod tests {
 
     #[test]
     fn youtube_core_domains() {
-        assert_core(
-            "youtube",
-            &["youtube.com", "youtu.be", "ytimg.com", "googlevideo.com"],
-        );
+        assert_core("youtube", &["youtube.com", "youtu.be", "ytimg.com", "googlevideo.com"]);
     }
 
     #[test]
@@ -405,10 +388,8 @@ mod tests {
             let mut seen = HashSet::new();
             for &d in svc.domains {
                 assert!(
-                    d.bytes().all(|b| b.is_ascii_lowercase()
-                        || b.is_ascii_digit()
-                        || b == b'.'
-                        || b == b'-'),
+                    d.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'),
                     "{}: {d:?} has a character outside [a-z0-9.-]",
                     svc.name
                 );

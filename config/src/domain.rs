@@ -126,7 +126,10 @@ impl DomainRule {
             Some(rest) => (RuleScope::Exact, rest),
             None => (RuleScope::Subtree, text),
         };
-        Ok(Self { name: DomainName::parse(name)?, scope })
+        Ok(Self {
+            name: DomainName::parse(name)?,
+            scope,
+        })
     }
 
     /// True when this rule covers `name`.
@@ -187,7 +190,16 @@ mod tests {
     fn refuses_invalid_names() {
         let long_label = "a".repeat(64);
         let long_name = vec!["abcdefghi"; 26].join(".");
-        for bad in ["", ".", "a..b", ".a.b", "a b.com", "exa$mple.com", long_label.as_str(), long_name.as_str()] {
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            ".a.b",
+            "a b.com",
+            "exa$mple.com",
+            long_label.as_str(),
+            long_name.as_str(),
+        ] {
             assert!(DomainName::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

@@ -16,7 +16,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(path: impl Into<PathBuf>, position: Option<(usize, usize)>, message: impl Into<String>) -> Self {
-        Self { path: path.into(), position, message: message.into() }
+        Self {
+            path: path.into(),
+            position,
+            message: message.into(),
+        }
     }
 
     /// An error about a whole file (it could not be read, for example).

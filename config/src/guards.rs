@@ -218,11 +218,7 @@ mod tests {
 
     /// True when `rule` matches the query name `name`.
     fn covers(rule: &GuardRule, name: &str) -> bool {
-        name == rule.domain
-            || (!rule.exact
-                && name
-                    .strip_suffix(rule.domain)
-                    .is_some_and(|rest| rest.ends_with('.')))
+        name == rule.domain || (!rule.exact && name.strip_suffix(rule.domain).is_some_and(|rest| rest.ends_with('.')))
     }
 
     #[test]

@@ -51,11 +51,7 @@ const HOSTS_HOUSEKEEPING: &[&str] = &[
 
 /// Reads every line of `text`, calling `on_rule` for each rule and `on_error` for
 /// each line that is skipped.
-pub fn parse_list(
-    text: &str,
-    mut on_rule: impl FnMut(ListRule<'_>),
-    mut on_error: impl FnMut(LineError),
-) -> ListStats {
+pub fn parse_list(text: &str, mut on_rule: impl FnMut(ListRule<'_>), mut on_error: impl FnMut(LineError)) -> ListStats {
     let mut stats = ListStats::default();
     let mut buf = String::with_capacity(64);
     for (index, raw_line) in text.lines().enumerate() {
@@ -63,7 +59,11 @@ pub fn parse_list(
         let line = raw_line.strip_suffix('\r').unwrap_or(raw_line);
         let mut report = |column: usize, message: String| {
             stats.errors += 1;
-            on_error(LineError { line: line_no, column, message });
+            on_error(LineError {
+                line: line_no,
+                column,
+                message,
+            });
         };
         let indent = line.len() - line.trim_start().len();
         let content = strip_comment(line).trim();
@@ -113,7 +113,11 @@ fn parse_line(
             .or_else(|| rest.strip_suffix("^|"))
             .ok_or_else(|| adblock_refusal(content))?;
         normalize_into(name, buf)?;
-        emit(ListRule { name: buf, scope: RuleScope::Subtree, allow });
+        emit(ListRule {
+            name: buf,
+            scope: RuleScope::Subtree,
+            allow,
+        });
         return Ok(());
     }
     if allow {
@@ -122,7 +126,8 @@ fn parse_line(
 
     let mut fields = content.split_whitespace();
     let first = fields.next().unwrap_or_default();
-    if first.parse::<std::net::IpAddr>().is_ok() {
+    let looks_like_address = first.starts_with(|c: char| c.is_ascii_digit() || c == ':');
+    if looks_like_address && first.parse::<std::net::IpAddr>().is_ok() {
         // Hosts file: `0.0.0.0 name [name …]`.
         let mut any = false;
         let mut offset = first.len();
@@ -130,11 +135,15 @@ fn parse_line(
             any = true;
             let at = column + content[offset..].find(name).map_or(0, |i| offset + i);
             offset = at - column + name.len();
-            if HOSTS_HOUSEKEEPING.contains(&name.to_ascii_lowercase().as_str()) {
+            if HOSTS_HOUSEKEEPING.iter().any(|h| h.eq_ignore_ascii_case(name)) {
                 continue;
             }
             match normalize_into(name, buf) {
-                Ok(()) => emit(ListRule { name: buf, scope: RuleScope::Subtree, allow: false }),
+                Ok(()) => emit(ListRule {
+                    name: buf,
+                    scope: RuleScope::Subtree,
+                    allow: false,
+                }),
                 Err(message) => report(at, message),
             }
         }
@@ -151,10 +160,16 @@ fn parse_line(
         None => (RuleScope::Subtree, first),
     };
     if name.contains(['/', ':', '*', '|', '^', '$']) {
-        return Err(format!("{content:?} is not a domain name (URLs, wildcards and regexes are not list rules)"));
+        return Err(format!(
+            "{content:?} is not a domain name (URLs, wildcards and regexes are not list rules)"
+        ));
     }
     normalize_into(name, buf)?;
-    emit(ListRule { name: buf, scope, allow: false });
+    emit(ListRule {
+        name: buf,
+        scope,
+        allow: false,
+    });
     Ok(())
 }
 
@@ -172,7 +187,11 @@ mod tests {
     fn parse(text: &str) -> (Vec<(String, RuleScope, bool)>, Vec<LineError>) {
         let mut rules = Vec::new();
         let mut errors = Vec::new();
-        parse_list(text, |r| rules.push((r.name.to_string(), r.scope, r.allow)), |e| errors.push(e));
+        parse_list(
+            text,
+            |r| rules.push((r.name.to_string(), r.scope, r.allow)),
+            |e| errors.push(e),
+        );
         (rules, errors)
     }
 
@@ -186,7 +205,15 @@ mod tests {
         let names: Vec<_> = rules.iter().map(|(n, ..)| n.as_str()).collect();
         assert_eq!(
             names,
-            ["instagram.com", "tiktok.com", "www.tiktok.com", "snapchat.com", "business.facebook.com", "exact.example.org", "x.com"]
+            [
+                "instagram.com",
+                "tiktok.com",
+                "www.tiktok.com",
+                "snapchat.com",
+                "business.facebook.com",
+                "exact.example.org",
+                "x.com"
+            ]
         );
         assert!(rules[4].2, "@@ is an allow rule");
         assert_eq!(rules[5].1, RuleScope::Exact);

@@ -24,24 +24,13 @@ pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ncd/control.sock";
 /// service blocked, upstreams from the system.
 pub const DEV_CONFIG: &str = include_str!("../defaults/dev.toml");
 
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub dns: DnsConfig,
     pub block: BlockConfig,
     pub guard: GuardConfig,
     pub control: ControlConfig,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            dns: DnsConfig::default(),
-            block: BlockConfig::default(),
-            guard: GuardConfig::default(),
-            control: ControlConfig::default(),
-        }
-    }
 }
 
 /// How a blocked name is answered.
@@ -150,7 +139,9 @@ pub struct ControlConfig {
 
 impl Default for ControlConfig {
     fn default() -> Self {
-        Self { socket: PathBuf::from(DEFAULT_CONTROL_SOCKET) }
+        Self {
+            socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+        }
     }
 }
 
@@ -247,10 +238,11 @@ impl Config {
         config.validate(path)?;
         if let Some(dir) = path.parent() {
             for list in &mut config.block.lists {
-                if let ListSource::File(file) = list {
-                    if file.is_relative() && !dir.as_os_str().is_empty() {
-                        *file = dir.join(&*file);
-                    }
+                if let ListSource::File(file) = list
+                    && file.is_relative()
+                    && !dir.as_os_str().is_empty()
+                {
+                    *file = dir.join(&*file);
                 }
             }
         }
@@ -259,8 +251,8 @@ impl Config {
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError::file(path, format!("cannot read config: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, format!("cannot read config: {e}")))?;
         Self::parse(&text, path)
     }
 
@@ -297,7 +289,13 @@ mod tests {
     fn embedded_dev_config_parses() {
         let config = Config::parse(DEV_CONFIG, Path::new("dev.toml")).unwrap();
         assert_eq!(config.block.services.len(), catalog::SERVICES.len());
-        assert!(config.dns.listen.iter().all(|a| a.ip().is_loopback() && a.port() == 5353));
+        assert!(
+            config
+                .dns
+                .listen
+                .iter()
+                .all(|a| a.ip().is_loopback() && a.port() == 5353)
+        );
     }
 
     #[test]
@@ -333,7 +331,10 @@ encrypted_dns = true
         )
         .unwrap();
         assert_eq!(config.dns.upstreams.len(), 4);
-        assert_eq!(config.block.lists[0], ListSource::File("/etc/ncd/lists/social.hosts".into()));
+        assert_eq!(
+            config.block.lists[0],
+            ListSource::File("/etc/ncd/lists/social.hosts".into())
+        );
         assert_eq!(config.block.domains[1].to_string(), "=exact.example.org");
     }
 

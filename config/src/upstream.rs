@@ -122,7 +122,9 @@ impl FromStr for Upstream {
         let encrypted = matches!(protocol, UpstreamProtocol::Tls | UpstreamProtocol::Https);
         let tls_name = match (encrypted, fragment, &host) {
             (false, Some(_), _) => {
-                return Err(format!("upstream {text:?}: a #name is only meaningful for tls:// and https://"));
+                return Err(format!(
+                    "upstream {text:?}: a #name is only meaningful for tls:// and https://"
+                ));
             }
             (false, None, UpstreamHost::Name(_)) => {
                 return Err(format!(
@@ -130,7 +132,11 @@ impl FromStr for Upstream {
                 ));
             }
             (false, None, UpstreamHost::Ip(_)) => None,
-            (true, Some(name), _) => Some(DomainName::parse(name).map_err(|e| format!("upstream {text:?}: {e}"))?.to_string()),
+            (true, Some(name), _) => Some(
+                DomainName::parse(name)
+                    .map_err(|e| format!("upstream {text:?}: {e}"))?
+                    .to_string(),
+            ),
             (true, None, UpstreamHost::Name(name)) => Some(name.to_string()),
             (true, None, UpstreamHost::Ip(_)) => {
                 return Err(format!(
@@ -147,7 +153,13 @@ impl FromStr for Upstream {
             }
             (_, _) => None,
         };
-        Ok(Self { protocol, host, port, tls_name, path })
+        Ok(Self {
+            protocol,
+            host,
+            port,
+            tls_name,
+            path,
+        })
     }
 }
 
@@ -222,7 +234,10 @@ mod tests {
         assert_eq!(tls.tls_name.as_deref(), Some("cloudflare-dns.com"));
         assert_eq!(tls.to_string(), "tls://1.1.1.1:853#cloudflare-dns.com");
         let doh = up("https://dns.quad9.net/dns-query");
-        assert_eq!(doh.host, UpstreamHost::Name(DomainName::parse("dns.quad9.net").unwrap()));
+        assert_eq!(
+            doh.host,
+            UpstreamHost::Name(DomainName::parse("dns.quad9.net").unwrap())
+        );
         assert_eq!((doh.port, doh.path.as_deref()), (443, Some("/dns-query")));
         assert_eq!(up("9.9.9.9").to_string(), "udp://9.9.9.9:53");
         assert_eq!(up("udp://[2620:fe::fe]:5353").port, 5353);

@@ -52,11 +52,16 @@ pub struct Daemon {
     /// The config the current chain was built from.
     config: ArcSwap<Config>,
     chain: Arc<ArcSwap<Chain>>,
+    /// SIGHUP is caught from the very start: its default action would kill ncdd
+    /// while a big list is still loading.
+    hangup: std::sync::Mutex<Option<tokio::signal::unix::Signal>>,
 }
 
 impl Daemon {
     /// Loads the config (or the last good one) and builds the first chain.
     pub async fn start(options: Options) -> anyhow::Result<Arc<Self>> {
+        let hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot catch SIGHUP")?;
         std::fs::create_dir_all(&options.state_dir)
             .with_context(|| format!("cannot create the state dir {}", options.state_dir.display()))?;
         let config = match &options.config {
@@ -78,6 +83,7 @@ impl Daemon {
             options,
             config: ArcSwap::from_pointee(config),
             chain: Arc::new(ArcSwap::from_pointee(chain)),
+            hangup: std::sync::Mutex::new(Some(hangup)),
         }))
     }
 
@@ -114,29 +120,43 @@ impl Daemon {
 
     /// Serves until SIGTERM or SIGINT. `on_ready` gets the bound addresses.
     pub async fn serve(self: Arc<Self>, on_ready: impl FnOnce(&[std::net::SocketAddr])) -> anyhow::Result<()> {
-        let listen_on = self.options.listen.clone().unwrap_or_else(|| self.config.load().dns.listen.clone());
+        let listen_on = self
+            .options
+            .listen
+            .clone()
+            .unwrap_or_else(|| self.config.load().dns.listen.clone());
         let mut listeners = listen::bind(&listen_on, DnsHandler::new(self.chain.clone())).await?;
+
+        // Everything that reacts to the outside world is in place before "ready":
+        // an edit or a signal that follows readiness must never be missed.
+        let shutdown = shutdown_signal()?;
+        let (reload_tx, reload_rx) = mpsc::channel::<&'static str>(16);
+        let watcher = match &self.options.config {
+            ConfigSource::File(path) => Some(ConfigWatcher::new(path, reload_tx.clone())?),
+            ConfigSource::Dev => None,
+        };
+        if let Some(watcher) = &watcher {
+            watcher.follow_lists(&self.config.load());
+        }
+        tokio::spawn(self.clone().reload_loop(reload_rx, watcher));
+        tokio::spawn(crate::fetch::fetch_loop(self.clone(), reload_tx.clone()));
+        let hangup = self.hangup.lock().ok().and_then(|mut h| h.take());
+        if let Some(hangup) = hangup {
+            tokio::spawn(forward_sighup(hangup, reload_tx));
+        }
+
         for address in &listeners.bound {
             tracing::info!(%address, "serving DNS over UDP and TCP");
         }
         on_ready(&listeners.bound);
 
-        let (reload_tx, reload_rx) = mpsc::channel::<&'static str>(16);
-        let _watcher = match &self.options.config {
-            ConfigSource::File(path) => Some(watch_config(path, reload_tx.clone())?),
-            ConfigSource::Dev => None,
-        };
-        tokio::spawn(self.clone().reload_loop(reload_rx));
-        tokio::spawn(crate::fetch::fetch_loop(self.clone(), reload_tx.clone()));
-        tokio::spawn(forward_sighup(reload_tx));
-
-        wait_for_shutdown().await;
+        shutdown.await;
         tracing::info!("shutting down");
         let _ = tokio::time::timeout(Duration::from_secs(5), listeners.server.shutdown_gracefully()).await;
         Ok(())
     }
 
-    async fn reload_loop(self: Arc<Self>, mut requests: mpsc::Receiver<&'static str>) {
+    async fn reload_loop(self: Arc<Self>, mut requests: mpsc::Receiver<&'static str>, watcher: Option<ConfigWatcher>) {
         while let Some(why) = requests.recv().await {
             // Debounce: wait until the burst of events is over, then reload once.
             loop {
@@ -147,6 +167,9 @@ impl Daemon {
                 }
             }
             self.reload(why).await;
+            if let Some(watcher) = &watcher {
+                watcher.follow_lists(&self.config.load());
+            }
         }
     }
 }
@@ -167,13 +190,14 @@ impl crate::fetch::FetchContext for Daemon {
 
 /// Loads `path` and, when it is good, keeps a copy as the last good config.
 fn load_and_remember(path: &Path, state_dir: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, format!("cannot read config: {e}")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::file(path, format!("cannot read config: {e}")))?;
     let config = Config::parse(&text, path)?;
     let last_good = state_dir.join(LAST_GOOD_CONFIG);
-    if std::fs::read_to_string(&last_good).ok().as_deref() != Some(text.as_str()) {
-        if let Err(error) = crate::policy::lists::write_atomically(&last_good, text.as_bytes()) {
-            tracing::warn!(%error, "cannot keep a copy of the last good config");
-        }
+    if std::fs::read_to_string(&last_good).ok().as_deref() != Some(text.as_str())
+        && let Err(error) = crate::policy::lists::write_atomically(&last_good, text.as_bytes())
+    {
+        tracing::warn!(%error, "cannot keep a copy of the last good config");
     }
     Ok(config)
 }
@@ -186,58 +210,131 @@ async fn build_chain(config: &Config, state_dir: &Path, current: Option<&Chain>)
         Some(chain) if chain.upstreams.source == wanted => chain.upstreams.clone(),
         _ => Arc::new(Upstreams::build(&wanted, config.dns.upstream_timeout.0).await),
     };
-    let policy = {
-        let config = config.clone();
-        let state_dir = state_dir.to_path_buf();
-        // Compiling a million-rule list takes a moment: keep it off the DNS threads.
-        tokio::task::spawn_blocking(move || Policy::build(&config, &state_dir)).await.unwrap_or_default()
-    };
+    let policy = compile_policy(config.clone(), state_dir.to_path_buf()).await;
     let max_ttl = u32::try_from(config.dns.max_ttl.as_secs()).unwrap_or(u32::MAX);
-    Chain::new(Arc::new(policy), upstreams, config.dns.cache_size, config.dns.allow_clients.clone(), max_ttl)
+    Chain::new(
+        Arc::new(policy),
+        upstreams,
+        config.dns.cache_size,
+        config.dns.allow_clients.clone(),
+        max_ttl,
+    )
 }
 
-/// Watches the config file's directory (editors replace files rather than write
-/// them) and asks for a reload when the file or a local list changes.
-fn watch_config(path: &Path, reload: mpsc::Sender<&'static str>) -> anyhow::Result<notify::RecommendedWatcher> {
-    let file_name = path.file_name().map(|n| n.to_os_string());
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        let Ok(event) = event else { return };
-        if event.kind.is_access() {
-            return;
+/// Compiles a policy on one long-lived thread. Compiling a million-rule list takes
+/// a moment, so it stays off the DNS threads; and doing it always on the same
+/// thread lets the allocator reuse the memory of the policy it replaces, so
+/// repeated reloads do not grow the daemon.
+async fn compile_policy(config: Config, state_dir: PathBuf) -> Policy {
+    type Job = (Config, PathBuf, tokio::sync::oneshot::Sender<Policy>);
+    static COMPILER: std::sync::OnceLock<std::sync::Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
+    let sender = COMPILER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let spawned = std::thread::Builder::new().name("ncd-policy".into()).spawn(move || {
+            for (config, state_dir, reply) in rx {
+                let _ = reply.send(Policy::build(&config, &state_dir));
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the policy thread");
         }
-        if event.paths.iter().any(|p| p.file_name().map(|n| n.to_os_string()) == file_name) {
-            let _ = reload.try_send("config file changed");
-        }
-    })
-    .context("cannot watch the config file")?;
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    watcher
-        .watch(dir, RecursiveMode::NonRecursive)
-        .with_context(|| format!("cannot watch {}", dir.display()))?;
-    Ok(watcher)
+        std::sync::Mutex::new(tx)
+    });
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let sent = sender
+        .lock()
+        .map(|s| s.send((config.clone(), state_dir.clone(), tx)).is_ok())
+        .unwrap_or(false);
+    match (sent, rx.await) {
+        (true, Ok(policy)) => policy,
+        // The thread is gone: compile here rather than serve without rules.
+        _ => tokio::task::block_in_place(|| Policy::build(&config, &state_dir)),
+    }
 }
 
-async fn forward_sighup(reload: mpsc::Sender<&'static str>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
-    while hup.recv().await.is_some() {
+/// Watches the config file and the local list files. It watches their directories,
+/// not the files, because editors replace a file rather than write into it.
+struct ConfigWatcher {
+    watcher: std::sync::Mutex<notify::RecommendedWatcher>,
+    /// File names whose change means "reload": the config and each local list.
+    names: Arc<std::sync::Mutex<std::collections::HashSet<std::ffi::OsString>>>,
+    watched: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
+}
+
+impl ConfigWatcher {
+    fn new(config_path: &Path, reload: mpsc::Sender<&'static str>) -> anyhow::Result<Self> {
+        let names = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let matching = names.clone();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            if event.kind.is_access() {
+                return;
+            }
+            let Ok(names) = matching.lock() else { return };
+            if event
+                .paths
+                .iter()
+                .any(|p| p.file_name().is_some_and(|n| names.contains(n)))
+            {
+                let _ = reload.try_send("a watched file changed");
+            }
+        })
+        .context("cannot watch the config file")?;
+        let this = Self {
+            watcher: std::sync::Mutex::new(watcher),
+            names,
+            watched: std::sync::Mutex::new(std::collections::HashSet::new()),
+        };
+        this.follow(config_path)?;
+        Ok(this)
+    }
+
+    fn follow(&self, file: &Path) -> anyhow::Result<()> {
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if let (Some(name), Ok(mut names)) = (file.file_name(), self.names.lock()) {
+            names.insert(name.to_os_string());
+        }
+        let mut watched = self.watched.lock().map_err(|_| anyhow::anyhow!("watcher poisoned"))?;
+        if watched.insert(dir.to_path_buf()) {
+            let mut watcher = self.watcher.lock().map_err(|_| anyhow::anyhow!("watcher poisoned"))?;
+            watcher
+                .watch(dir, RecursiveMode::NonRecursive)
+                .with_context(|| format!("cannot watch {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
+    /// Starts following the local lists `config` names (lists only ever get added
+    /// to the watch set; a stale entry costs one needless reload at most).
+    fn follow_lists(&self, config: &Config) {
+        for list in &config.block.lists {
+            if let ncd_config::ListSource::File(path) = list
+                && let Err(error) = self.follow(path)
+            {
+                tracing::warn!("{error:#}; edits to this list need SIGHUP");
+            }
+        }
+    }
+}
+
+async fn forward_sighup(mut hangup: tokio::signal::unix::Signal, reload: mpsc::Sender<&'static str>) {
+    while hangup.recv().await.is_some() {
         let _ = reload.send("SIGHUP").await;
     }
 }
 
-async fn wait_for_shutdown() {
+/// Resolves on SIGTERM or SIGINT. The handlers are installed when this is called.
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).ok();
-    let term = async {
-        match term.as_mut() {
-            Some(t) => {
-                t.recv().await;
-            }
-            None => std::future::pending().await,
+    let mut term = signal(SignalKind::terminate()).context("cannot catch SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot catch SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    tokio::select! {
-        _ = term => {},
-        _ = tokio::signal::ctrl_c() => {},
-    }
+    })
 }

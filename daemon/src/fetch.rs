@@ -39,7 +39,9 @@ pub trait FetchContext: Send + Sync + 'static {
 
 /// Runs forever: downloads due lists and asks for a reload after each success.
 pub async fn fetch_loop(context: Arc<dyn FetchContext>, reload: mpsc::Sender<&'static str>) {
-    let resolver = Arc::new(UpstreamResolver { context: context.clone() });
+    let resolver = Arc::new(UpstreamResolver {
+        context: context.clone(),
+    });
     let client = match reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
         .user_agent(concat!("ncd/", env!("CARGO_PKG_VERSION")))
@@ -81,7 +83,9 @@ pub async fn fetch_loop(context: Arc<dyn FetchContext>, reload: mpsc::Sender<&'s
                     Err(error) => tracing::warn!(%url, %error, "cannot store the downloaded list"),
                 },
                 Err(error) => {
-                    let delay = backoff.get(url).map_or(FIRST_BACKOFF, |(d, _)| (*d * 2).min(MAX_BACKOFF));
+                    let delay = backoff
+                        .get(url)
+                        .map_or(FIRST_BACKOFF, |(d, _)| (*d * 2).min(MAX_BACKOFF));
                     tracing::warn!(%url, %error, retry_in = ?delay, "blocklist download failed; the last good copy keeps blocking");
                     backoff.insert(url.clone(), (delay, now + delay));
                 }

@@ -27,11 +27,13 @@ struct Args {
 }
 
 fn main() -> std::process::ExitCode {
+    keep_big_allocations_returnable();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NCD_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("NCD_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn")
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -52,13 +54,34 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Pins glibc's mmap threshold at its default 128 KiB. Left dynamic, glibc raises it
+/// after the first big list is freed, and from then on each reload's compiled
+/// rules land in the heap and are never given back: a daemon with a million rules
+/// grew from 42 to 174 MiB over six reloads. Pinned, it stays at 42 MiB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_big_allocations_returnable() {
+    // SAFETY: mallopt only sets a malloc tuning parameter; it is called first thing
+    // in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_big_allocations_returnable() {}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     let (config, state_dir) = if args.dev {
         (ConfigSource::Dev, dev_state_dir(&args))
     } else {
         (ConfigSource::File(args.config), args.state_dir)
     };
-    let options = Options { config, state_dir, listen: (!args.listen.is_empty()).then_some(args.listen) };
+    let options = Options {
+        config,
+        state_dir,
+        listen: (!args.listen.is_empty()).then_some(args.listen),
+    };
     let daemon = Daemon::start(options).await?;
     daemon
         .serve(|bound| {
@@ -77,6 +100,8 @@ fn dev_state_dir(args: &Args) -> PathBuf {
     if args.state_dir != std::path::Path::new("/var/lib/ncd") {
         return args.state_dir.clone();
     }
-    let base = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let base = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
     base.join(format!("ncd-dev-{}", std::process::id()))
 }

@@ -29,7 +29,9 @@ pub struct Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("capacity", &(self.per_shard * SHARDS)).finish()
+        f.debug_struct("Cache")
+            .field("capacity", &(self.per_shard * SHARDS))
+            .finish()
     }
 }
 
@@ -37,14 +39,15 @@ impl Cache {
     /// A cache holding about `capacity` replies (0 disables it).
     pub fn new(capacity: usize) -> Self {
         let per_shard = capacity.div_ceil(SHARDS);
-        Self { shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(), per_shard }
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::default())).collect(),
+            per_shard,
+        }
     }
 
     fn shard(&self, key: &Key) -> &Mutex<HashMap<Key, Entry, foldhash::fast::RandomState>> {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut hasher = foldhash::fast::FixedState::default().build_hasher();
-        key.hash(&mut hasher);
-        &self.shards[hasher.finish() as usize % SHARDS]
+        use std::hash::BuildHasher;
+        &self.shards[foldhash::fast::FixedState::default().hash_one(key) as usize % SHARDS]
     }
 
     /// The cached reply and its age in whole seconds, if still fresh.
@@ -79,7 +82,14 @@ impl Cache {
             }
         }
         let expires = now + Duration::from_secs(u64::from(ttl));
-        shard.insert(key, Entry { reply, stored: now, expires });
+        shard.insert(
+            key,
+            Entry {
+                reply,
+                stored: now,
+                expires,
+            },
+        );
     }
 
     pub fn len(&self) -> usize {
@@ -107,10 +117,16 @@ mod tests {
         let now = Instant::now();
         let reply = Arc::new(Reply::error(ResponseCode::NoError, None));
         cache.insert(name("a.example."), RecordType::A, reply, 30, now);
-        let (_, age) = cache.get(&name("a.example."), RecordType::A, now + Duration::from_secs(10)).unwrap();
+        let (_, age) = cache
+            .get(&name("a.example."), RecordType::A, now + Duration::from_secs(10))
+            .unwrap();
         assert_eq!(age, 10);
         assert!(cache.get(&name("a.example."), RecordType::AAAA, now).is_none());
-        assert!(cache.get(&name("a.example."), RecordType::A, now + Duration::from_secs(30)).is_none());
+        assert!(
+            cache
+                .get(&name("a.example."), RecordType::A, now + Duration::from_secs(30))
+                .is_none()
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ impl RequestHandler for DnsHandler {
         let reply = match question(request) {
             Ok(query) => {
                 let chain = self.chain.load_full();
-                chain.resolve(query.name(), query.query_type(), request.src().ip()).await
+                chain
+                    .resolve(query.name(), query.query_type(), request.src().ip())
+                    .await
             }
             Err(rcode) => Arc::new(Reply::error(rcode, None)),
         };
@@ -69,7 +71,10 @@ impl RequestHandler for DnsHandler {
                 tracing::debug!(%error, client = %request.src(), "could not send a response");
                 let mut metadata = fallback;
                 metadata.response_code = ResponseCode::ServFail;
-                ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
             }
         }
     }

@@ -42,7 +42,13 @@ impl Chain {
         allow_clients: Vec<IpNet>,
         max_ttl: u32,
     ) -> Self {
-        Self { policy, upstreams, cache: Cache::new(cache_size), allow_clients, max_ttl }
+        Self {
+            policy,
+            upstreams,
+            cache: Cache::new(cache_size),
+            allow_clients,
+            max_ttl,
+        }
     }
 
     /// True when `ip` may query: loopback always, others only from `allow_clients`.
@@ -57,7 +63,10 @@ impl Chain {
     /// Answers one question from `client`.
     pub async fn resolve(&self, qname: &LowerName, qtype: RecordType, client: IpAddr) -> Arc<Reply> {
         if !self.client_allowed(client) {
-            return Arc::new(Reply::error(ResponseCode::Refused, Some((EDE_PROHIBITED, "not an open resolver"))));
+            return Arc::new(Reply::error(
+                ResponseCode::Refused,
+                Some((EDE_PROHIBITED, "not an open resolver")),
+            ));
         }
         let mut buf = [0u8; 256];
         if let Verdict::Blocked(rule) = self.policy.verdict(name_bytes(qname, &mut buf)) {
@@ -75,7 +84,12 @@ impl Chain {
                     tracing::debug!(%qname, %rule, "answer leads into a blocked name");
                     self.blocked(qname, qtype, &blocked_by)
                 }
-                None => Reply { rcode: answer.rcode, answers: answer.answers, authorities: answer.authorities, ede: None },
+                None => Reply {
+                    rcode: answer.rcode,
+                    answers: answer.answers,
+                    authorities: answer.authorities,
+                    ede: None,
+                },
             },
             Err(error) => {
                 tracing::debug!(%qname, %error, "upstream failure");
@@ -87,13 +101,20 @@ impl Chain {
         };
         let reply = Arc::new(reply);
         if let Some(ttl) = reply.cache_ttl() {
-            self.cache.insert(qname.clone(), qtype, reply.clone(), ttl.min(self.max_ttl), now);
+            self.cache
+                .insert(qname.clone(), qtype, reply.clone(), ttl.min(self.max_ttl), now);
         }
         Arc::new(reply.aged(0, self.max_ttl))
     }
 
     fn blocked(&self, qname: &LowerName, qtype: RecordType, rule: &Match<'_>) -> Reply {
-        Reply::blocked(&Name::from(qname), qtype, rule, self.policy.answer, self.policy.blocked_ttl)
+        Reply::blocked(
+            &Name::from(qname),
+            qtype,
+            rule,
+            self.policy.answer,
+            self.policy.blocked_ttl,
+        )
     }
 
     /// Looks through an upstream answer for a name the policy blocks: owners and

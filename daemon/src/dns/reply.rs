@@ -29,7 +29,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn error(rcode: ResponseCode, ede: Option<(u16, &'static str)>) -> Self {
-        Self { rcode, answers: Vec::new(), authorities: Vec::new(), ede }
+        Self {
+            rcode,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            ede,
+        }
     }
 
     /// The answer for a blocked `qname`/`qtype`, as the matched rule and the answer
@@ -41,15 +46,23 @@ impl Reply {
         let effective = match rule.action {
             RuleAction::NxDomain => BlockAnswer::Nxdomain,
             RuleAction::NoData => {
-                return Self { rcode: ResponseCode::NoError, answers: Vec::new(), authorities: vec![soa(rule, ttl)], ede };
+                return Self {
+                    rcode: ResponseCode::NoError,
+                    answers: Vec::new(),
+                    authorities: vec![soa(rule, ttl)],
+                    ede,
+                };
             }
             RuleAction::Block => mode,
         };
         match effective {
             BlockAnswer::Refused => Self::error(ResponseCode::Refused, ede),
-            BlockAnswer::Nxdomain => {
-                Self { rcode: ResponseCode::NXDomain, answers: Vec::new(), authorities: vec![soa(rule, ttl)], ede }
-            }
+            BlockAnswer::Nxdomain => Self {
+                rcode: ResponseCode::NXDomain,
+                answers: Vec::new(),
+                authorities: vec![soa(rule, ttl)],
+                ede,
+            },
             BlockAnswer::Null => {
                 let data = match qtype {
                     RecordType::A => Some(RData::A(A(Ipv4Addr::UNSPECIFIED))),
@@ -82,7 +95,11 @@ impl Reply {
             RData::SOA(soa) => Some(r.ttl.min(soa.minimum)),
             _ => None,
         });
-        if self.answers.is_empty() { negative.min() } else { answers.min() }
+        if self.answers.is_empty() {
+            negative.min()
+        } else {
+            answers.min()
+        }
     }
 
     /// This reply `elapsed` seconds later, with TTLs counted down (and capped at
@@ -98,7 +115,12 @@ impl Reply {
                 })
                 .collect()
         };
-        Self { rcode: self.rcode, answers: age(&self.answers), authorities: age(&self.authorities), ede: self.ede }
+        Self {
+            rcode: self.rcode,
+            answers: age(&self.answers),
+            authorities: age(&self.authorities),
+            ede: self.ede,
+        }
     }
 }
 

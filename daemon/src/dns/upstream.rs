@@ -55,7 +55,10 @@ pub struct Upstreams {
 impl std::fmt::Debug for Upstreams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let labels: Vec<_> = self.clients.iter().map(|c| c.label.as_str()).collect();
-        f.debug_struct("Upstreams").field("clients", &labels).field("timeout", &self.timeout).finish()
+        f.debug_struct("Upstreams")
+            .field("clients", &labels)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -82,7 +85,9 @@ pub fn effective_upstreams(configured: &[Upstream]) -> Vec<Upstream> {
     if !configured.is_empty() {
         return configured.to_vec();
     }
-    let system = std::fs::read_to_string("/etc/resolv.conf").map(|t| system_upstreams(&t)).unwrap_or_default();
+    let system = std::fs::read_to_string("/etc/resolv.conf")
+        .map(|t| system_upstreams(&t))
+        .unwrap_or_default();
     if !system.is_empty() {
         return system;
     }
@@ -94,7 +99,11 @@ impl Upstreams {
     /// through the upstreams given by address; one that cannot be found is skipped
     /// with a warning.
     pub async fn build(upstreams: &[Upstream], timeout: Duration) -> Self {
-        let mut by_ip = Upstreams { clients: Vec::new(), timeout, source: upstreams.to_vec() };
+        let mut by_ip = Upstreams {
+            clients: Vec::new(),
+            timeout,
+            source: upstreams.to_vec(),
+        };
         for upstream in upstreams {
             if let UpstreamHost::Ip(ip) = upstream.host {
                 by_ip.push(client(upstream, ip, timeout));
@@ -104,7 +113,11 @@ impl Upstreams {
             return by_ip;
         }
         // Second pass, keeping the configured order.
-        let mut all = Upstreams { clients: Vec::new(), timeout, source: upstreams.to_vec() };
+        let mut all = Upstreams {
+            clients: Vec::new(),
+            timeout,
+            source: upstreams.to_vec(),
+        };
         for upstream in upstreams {
             match &upstream.host {
                 UpstreamHost::Ip(ip) => all.push(client(upstream, *ip, timeout)),
@@ -191,7 +204,11 @@ impl Client {
         let mut options = DnsRequestOptions::default();
         options.recursion_desired = true;
         options.use_edns = true;
-        let result = self.pool.send(DnsRequest::from_query(query, options)).first_answer().await;
+        let result = self
+            .pool
+            .send(DnsRequest::from_query(query, options))
+            .first_answer()
+            .await;
         match result {
             Ok(response) => {
                 let message = response.into_message();
@@ -236,7 +253,10 @@ fn client(upstream: &Upstream, ip: IpAddr, timeout: Duration) -> Result<Client, 
         UpstreamProtocol::Tcp => connection(ConnectionConfig::tcp()),
         UpstreamProtocol::Tls => connection(ConnectionConfig::tls(tls_name)),
         UpstreamProtocol::Https => {
-            connection(ConnectionConfig::https(tls_name, upstream.path.as_deref().map(Arc::from)));
+            connection(ConnectionConfig::https(
+                tls_name,
+                upstream.path.as_deref().map(Arc::from),
+            ));
         }
     }
     let mut server = NameServerConfig::udp_and_tcp(ip);

@@ -27,7 +27,10 @@ pub fn read(source: &ListSource, state_dir: &Path) -> Result<String, String> {
         ListSource::Url(url) => cache_path(state_dir, url),
     };
     match std::fs::read(&path) {
-        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        // Valid UTF-8 (nearly every list) is taken as is, without a copy.
+        Ok(bytes) => {
+            Ok(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && matches!(source, ListSource::Url(_)) => {
             Err("not downloaded yet (it will be fetched in the background)".into())
         }

@@ -124,7 +124,12 @@ impl SuffixSet {
             return; // longer than any valid DNS name: can never match a query
         };
         let hash = self.hasher.hash_one(name.as_bytes());
-        let Self { arena, entries, table, hasher } = self;
+        let Self {
+            arena,
+            entries,
+            table,
+            hasher,
+        } = self;
         let found = table.find_mut(hash, |&i| {
             let e = entries[i as usize];
             &arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize] == name.as_bytes()
@@ -138,7 +143,12 @@ impl SuffixSet {
         };
         arena.push_str(name);
         let index = entries.len() as u32;
-        entries.push(Entry { start, len, flags: scope_bit(scope) | action_bits(action), source });
+        entries.push(Entry {
+            start,
+            len,
+            flags: scope_bit(scope) | action_bits(action),
+            source,
+        });
         table.insert_unique(hash, index, |&i| {
             let e = entries[i as usize];
             hasher.hash_one(&arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize])
@@ -163,7 +173,12 @@ impl SuffixSet {
                     None
                 };
                 if let Some(scope) = scope {
-                    return Some(Match { name: self.name_of(entry), scope, action: entry.action(), source: entry.source });
+                    return Some(Match {
+                        name: self.name_of(entry),
+                        scope,
+                        action: entry.action(),
+                        source: entry.source,
+                    });
                 }
             }
             let dot = suffix.iter().position(|&b| b == b'.')?;
@@ -172,11 +187,33 @@ impl SuffixSet {
         }
     }
 
+    /// Makes room for about `rules` more rules of `bytes` name bytes in all, so a big
+    /// list loads without rehashing the table again and again.
+    pub fn reserve(&mut self, rules: usize, bytes: usize) {
+        self.arena.reserve(bytes);
+        self.entries.reserve(rules);
+        let Self {
+            arena,
+            entries,
+            table,
+            hasher,
+        } = self;
+        table.reserve(rules, |&i| {
+            let e = entries[i as usize];
+            hasher.hash_one(&arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize])
+        });
+    }
+
     /// Releases spare capacity once loading is done.
     pub fn shrink_to_fit(&mut self) {
         self.arena.shrink_to_fit();
         self.entries.shrink_to_fit();
-        let Self { arena, entries, table, hasher } = self;
+        let Self {
+            arena,
+            entries,
+            table,
+            hasher,
+        } = self;
         table.shrink_to_fit(|&i| {
             let e = entries[i as usize];
             hasher.hash_one(&arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize])
@@ -250,7 +287,12 @@ mod tests {
     fn many_rules_stay_findable_after_growth_and_shrink() {
         let mut s = SuffixSet::new();
         for i in 0..50_000 {
-            s.insert(&format!("host{i}.example{}.test", i % 97), RuleScope::Subtree, RuleAction::Block, 0);
+            s.insert(
+                &format!("host{i}.example{}.test", i % 97),
+                RuleScope::Subtree,
+                RuleAction::Block,
+                0,
+            );
         }
         s.shrink_to_fit();
         for i in (0..50_000).step_by(7) {
@@ -258,6 +300,10 @@ mod tests {
             assert!(s.lookup(q.as_bytes()).is_some(), "{q}");
         }
         assert!(s.lookup(b"host1.example2.test").is_none());
-        assert!(s.heap_bytes() / s.len() < 60, "{} bytes per rule", s.heap_bytes() / s.len());
+        assert!(
+            s.heap_bytes() / s.len() < 60,
+            "{} bytes per rule",
+            s.heap_bytes() / s.len()
+        );
     }
 }

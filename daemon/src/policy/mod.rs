@@ -69,7 +69,11 @@ impl Policy {
                     GuardAnswer::NoData => RuleAction::NoData,
                     GuardAnswer::Blocked => RuleAction::Block,
                 };
-                let scope = if rule.exact { RuleScope::Exact } else { RuleScope::Subtree };
+                let scope = if rule.exact {
+                    RuleScope::Exact
+                } else {
+                    RuleScope::Subtree
+                };
                 policy.block.insert(rule.domain, scope, action, source);
                 policy.sources[source as usize].rules += 1;
             }
@@ -78,21 +82,27 @@ impl Policy {
             let service = service.service();
             let source = policy.add_source(format!("service: {}", service.name));
             for domain in service.domains {
-                policy.block.insert(domain, RuleScope::Subtree, RuleAction::Block, source);
+                policy
+                    .block
+                    .insert(domain, RuleScope::Subtree, RuleAction::Block, source);
             }
             policy.sources[source as usize].rules = service.domains.len();
         }
         if !config.block.domains.is_empty() {
             let source = policy.add_source("config: [block] domains".into());
             for rule in &config.block.domains {
-                policy.block.insert(rule.name.as_str(), rule.scope, RuleAction::Block, source);
+                policy
+                    .block
+                    .insert(rule.name.as_str(), rule.scope, RuleAction::Block, source);
             }
             policy.sources[source as usize].rules = config.block.domains.len();
         }
         if !config.block.allow.is_empty() {
             let source = policy.add_source("config: [block] allow".into());
             for rule in &config.block.allow {
-                policy.allow.insert(rule.name.as_str(), rule.scope, RuleAction::Block, source);
+                policy
+                    .allow
+                    .insert(rule.name.as_str(), rule.scope, RuleAction::Block, source);
             }
             policy.sources[source as usize].rules = config.block.allow.len();
         }
@@ -112,15 +122,23 @@ impl Policy {
     }
 
     fn add_source(&mut self, source: String) -> SourceId {
-        self.sources.push(SourceSummary { source, ..SourceSummary::default() });
+        self.sources.push(SourceSummary {
+            source,
+            ..SourceSummary::default()
+        });
         // More than 65k sources would need that many config entries: saturate.
         SourceId::try_from(self.sources.len() - 1).unwrap_or(SourceId::MAX)
     }
 
     fn load_list(&mut self, source: SourceId, text: &str) {
-        let Self { block, allow, sources, .. } = self;
+        let Self {
+            block, allow, sources, ..
+        } = self;
         let summary = &mut sources[source as usize];
         let label = summary.source.trim_start_matches("list: ").to_string();
+        // One rule a line is the common case; over-reserving is undone by shrink_to_fit.
+        let lines = line_count(text.as_bytes());
+        block.reserve(lines, text.len());
         let stats = parse_list(
             text,
             |rule| {
@@ -176,6 +194,10 @@ impl Policy {
     }
 }
 
+fn line_count(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| b == b'\n').count() + 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,7 +219,10 @@ mod tests {
         let p = policy(
             "[block]\nservices=[\"facebook\"]\ndomains=[\"=exact.example.org\"]\nallow=[\"business.facebook.com\"]\n",
         );
-        assert_eq!(blocked_by(&p, "www.facebook.com").as_deref(), Some("facebook.com (service: facebook)"));
+        assert_eq!(
+            blocked_by(&p, "www.facebook.com").as_deref(),
+            Some("facebook.com (service: facebook)")
+        );
         assert!(matches!(p.verdict(b"business.facebook.com"), Verdict::Allowed { .. }));
         assert!(matches!(p.verdict(b"x.business.facebook.com"), Verdict::Allowed { .. }));
         assert!(blocked_by(&p, "exact.example.org").is_some());

@@ -1,0 +1,92 @@
+//! A network namespace joined to the root namespace by a veth pair, so that a
+//! test can send DNS from an address that is not loopback without leaving this
+//! machine. Everything is removed again when the guard is dropped.
+
+use std::net::Ipv4Addr;
+use std::process::Command;
+
+/// A namespace `name` with `peer_addr`, linked by veth to `host_addr` in the root
+/// namespace (a /30 inside 10.250.0.0/16).
+#[derive(Debug)]
+pub struct NetNs {
+    pub name: String,
+    host_link: String,
+    pub host_addr: Ipv4Addr,
+    pub peer_addr: Ipv4Addr,
+}
+
+impl NetNs {
+    /// Creates the namespace and the link; `Err` says why that is not possible here
+    /// (not root, no CAP_SYS_ADMIN, no veth support …). A failure half-way is undone.
+    pub fn create() -> Result<Self, String> {
+        let pid = std::process::id();
+        // Per-process names and subnet: parallel runs of this binary do not collide.
+        let subnet = u8::try_from(pid % 256).unwrap_or(0);
+        let ns = NetNs {
+            name: format!("ncdt{pid}"),
+            host_link: format!("ncdv{}h", pid % 1_000_000),
+            host_addr: Ipv4Addr::new(10, 250, subnet, 1),
+            peer_addr: Ipv4Addr::new(10, 250, subnet, 2),
+        };
+        ip(&["netns", "add", &ns.name]).map_err(|e| format!("`ip netns add` is not permitted here: {e}"))?;
+        // From here on, Drop cleans up whatever was made.
+        let peer_link = format!("ncdv{}p", pid % 1_000_000);
+        let host_cidr = format!("{}/30", ns.host_addr);
+        let peer_cidr = format!("{}/30", ns.peer_addr);
+        ip(&[
+            "link",
+            "add",
+            &ns.host_link,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &peer_link,
+            "netns",
+            &ns.name,
+        ])?;
+        ip(&["addr", "add", &host_cidr, "dev", &ns.host_link])?;
+        ip(&["link", "set", &ns.host_link, "up"])?;
+        ip(&["-n", &ns.name, "addr", "add", &peer_cidr, "dev", &peer_link])?;
+        ip(&["-n", &ns.name, "link", "set", &peer_link, "up"])?;
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    /// Runs `program args…` inside the namespace; returns (success, stdout + stderr).
+    pub fn exec(&self, program: &str, args: &[&str]) -> (bool, String) {
+        let output = Command::new("ip")
+            .args(["netns", "exec", &self.name, program])
+            .args(args)
+            .output()
+            .expect("run ip netns exec");
+        let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        // Deleting the namespace deletes the peer end, which deletes the pair; the
+        // explicit link delete covers a pair whose peer never moved in.
+        let _ = ip(&["link", "del", &self.host_link]);
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ))
+    }
+}
