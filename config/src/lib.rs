@@ -6,11 +6,13 @@
 //! a config file; the daemon turns a [`Config`] into a running policy.
 
 pub mod catalog;
+pub mod control;
 pub mod domain;
 pub mod duration;
 pub mod error;
 pub mod guards;
 pub mod lists;
+pub mod ratchet;
 mod schema;
 pub mod upstream;
 

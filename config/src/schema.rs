@@ -31,6 +31,8 @@ pub struct Config {
     pub block: BlockConfig,
     pub guard: GuardConfig,
     pub control: ControlConfig,
+    pub period: PeriodConfig,
+    pub unlock: UnlockConfig,
 }
 
 /// How a blocked name is answered.
@@ -145,6 +147,43 @@ impl Default for ControlConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PeriodConfig {
+    /// The length `ncd start` uses when `--for` is not given. Default 60 days.
+    pub length: HumanDuration,
+}
+
+impl Default for PeriodConfig {
+    fn default() -> Self {
+        Self {
+            length: HumanDuration::from_secs(60 * 86_400),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UnlockConfig {
+    /// The cooling-off time between asking to unlock and being able to confirm,
+    /// in credited time. It doubles with each request within 30 days. Default 24 h.
+    pub delay: HumanDuration,
+    /// How long the confirmation stays open once the delay is over. Default 2 h.
+    pub confirm_within: HumanDuration,
+    /// Characters of the passage to type to confirm. Default 200.
+    pub challenge_chars: usize,
+}
+
+impl Default for UnlockConfig {
+    fn default() -> Self {
+        Self {
+            delay: HumanDuration::from_secs(86_400),
+            confirm_within: HumanDuration::from_secs(2 * 3600),
+            challenge_chars: 200,
+        }
+    }
+}
+
 /// A catalog service name, checked against the catalog when the file is read.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -168,6 +207,12 @@ impl ServiceName {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl std::fmt::Display for ServiceName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -270,6 +315,15 @@ impl Config {
         if self.dns.upstream_timeout.0.is_zero() {
             return err("[dns] upstream_timeout must be longer than 0s".into());
         }
+        if self.period.length.0.is_zero() {
+            return err("[period] length must be longer than 0s".into());
+        }
+        if self.unlock.confirm_within.0 < std::time::Duration::from_secs(1) {
+            return err("[unlock] confirm_within must be at least 1s".into());
+        }
+        if !(1..=10_000).contains(&self.unlock.challenge_chars) {
+            return err("[unlock] challenge_chars must be between 1 and 10000".into());
+        }
         if self.block.refresh.0 < std::time::Duration::from_secs(60) {
             return err("[block] refresh must be at least 1m (list servers deserve some peace)".into());
         }
@@ -355,7 +409,15 @@ encrypted_dns = true
 
     #[test]
     fn unknown_keys_are_rejected_in_every_table() {
-        for table in ["", "[dns]\n", "[block]\n", "[guard]\n", "[control]\n"] {
+        for table in [
+            "",
+            "[dns]\n",
+            "[block]\n",
+            "[guard]\n",
+            "[control]\n",
+            "[period]\n",
+            "[unlock]\n",
+        ] {
             let text = format!("{table}typo_key = 1\n");
             let err = parse(&text).unwrap_err();
             let line = if table.is_empty() { 1 } else { 2 };

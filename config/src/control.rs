@@ -1,0 +1,216 @@
+//! The control protocol between `ncd` and `ncdd`: newline-delimited JSON over a
+//! Unix socket, one request per line, each answered by one response with the same
+//! `id`. Both sides use these types, so they cannot drift apart.
+//!
+//! ```text
+//! → {"v":1,"id":7,"method":"status"}
+//! ← {"v":1,"id":7,"ok":true,"result":{…}}
+//! → {"v":1,"id":8,"method":"start","params":{"length_secs":5184000,"reason":"…"}}
+//! ← {"v":1,"id":8,"ok":false,"error":{"code":"forbidden","message":"…"}}
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version. A request with another version is refused, not guessed.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The longest request line the daemon reads; longer lines close the connection.
+pub const MAX_LINE_BYTES: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub v: u32,
+    pub id: u64,
+    #[serde(flatten)]
+    pub method: Method,
+}
+
+/// What a client asks for. Reading (`status`, `check`) is open to every local user;
+/// the rest needs root or the user who started the period.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+pub enum Method {
+    Status,
+    Check {
+        name: String,
+    },
+    Start {
+        length_secs: Option<u64>,
+        reason: String,
+    },
+    Extend {
+        by_secs: u64,
+    },
+    /// Ask to open something: starts the cooling-off delay.
+    Unlock {
+        scope: UnlockScope,
+        why: String,
+    },
+    /// Withdraw the pending unlock request.
+    UnlockCancel,
+    /// Get the passage to type, once the request is confirmable.
+    UnlockChallenge,
+    /// Confirm with the typed passage.
+    UnlockConfirm {
+        typed: String,
+    },
+}
+
+impl Method {
+    /// True for the verbs that change the commitment.
+    pub fn is_privileged(&self) -> bool {
+        !matches!(self, Method::Status | Method::Check { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlockScope {
+    /// End the period now.
+    End,
+    /// Apply the loosenings held back during the period.
+    Pending,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub v: u32,
+    pub id: u64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The line was not a request (bad JSON, unknown method, wrong version).
+    BadRequest,
+    /// The caller may not do this.
+    Forbidden,
+    /// Not possible now (no period, a request already pending, too early …).
+    Conflict,
+    /// The typed passage did not match.
+    Mismatch,
+    /// Something went wrong inside the daemon; nothing was changed.
+    Internal,
+}
+
+impl Response {
+    pub fn ok(id: u64, result: serde_json::Value) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            id,
+            ok: true,
+            result: Some(result),
+            error: None,
+        }
+    }
+
+    pub fn err(id: u64, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            v: PROTOCOL_VERSION,
+            id,
+            ok: false,
+            result: None,
+            error: Some(ErrorBody {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+/// `ncd status --json`: everything the status screen shows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Status {
+    pub period: PeriodStatus,
+    pub unlock: UnlockStatus,
+    /// Loosenings held back by the ratchet, in words.
+    pub pending: Vec<String>,
+    /// Clock jumps, downtime, recovered state …, most recent last.
+    pub tamper: Vec<TamperEvent>,
+    pub blocked: BlockedStatus,
+    pub daemon: DaemonStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct PeriodStatus {
+    pub active: bool,
+    pub length_secs: u64,
+    pub served_secs: u64,
+    pub remaining_secs: u64,
+    pub reason: Option<String>,
+    /// Unix seconds when the period began (wall clock; for display only).
+    pub started_unix: Option<i64>,
+    /// The last period that ended, so the end can be shown with its reason once.
+    pub ended: Option<EndedPeriod>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EndedPeriod {
+    pub reason: String,
+    pub length_secs: u64,
+    pub served_secs: u64,
+    /// "completed" or "unlocked".
+    pub how: String,
+    pub ended_unix: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UnlockState {
+    #[default]
+    None,
+    Waiting,
+    Confirmable,
+    Expired,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct UnlockStatus {
+    pub state: UnlockState,
+    pub scope: Option<UnlockScope>,
+    /// Seconds of credited time until the window opens (waiting) or closes (confirmable).
+    pub remaining_secs: u64,
+    pub why: Option<String>,
+    /// The delay this request was given (it doubles with each request within 30 days).
+    pub delay_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TamperEvent {
+    pub unix: i64,
+    pub kind: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BlockedStatus {
+    /// Blocked attempts today (bursts from one client within a few minutes count once).
+    pub today: u64,
+    /// The last 14 days, oldest first, today last.
+    pub last_14_days: Vec<u64>,
+    /// Today's attempts per service.
+    pub today_by_service: Vec<(String, u64)>,
+    /// The hour of day (0-23, local time of the daemon) when most attempts came, if any.
+    pub peak_hour: Option<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct DaemonStatus {
+    pub version: String,
+    pub uptime_secs: u64,
+    pub listening: Vec<String>,
+    pub rules: usize,
+    /// State damage found at start, if any (the strictest readable policy is in force).
+    pub damage: Vec<String>,
+}

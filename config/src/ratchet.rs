@@ -1,0 +1,310 @@
+//! The ratchet: during a period the effective config may only get stricter.
+//!
+//! [`ratchet`] holds a new config (the file as edited) to the locked one (what the
+//! period started with, plus every tightening since). Each field has one of a few
+//! kinds, declared in one place, [`ratchet`]'s exhaustive destructuring: a new
+//! config field does not compile until it is classified here.
+//!
+//! | kind | fields | effective value | held back (pending) |
+//! |---|---|---|---|
+//! | grow-only set | services, domains, lists | locked ∪ new | each removal |
+//! | shrink-only set | allow exceptions | locked ∩ new | each addition |
+//! | at-least | unlock delay, challenge chars | max | a smaller value |
+//! | at-most | confirm window | min | a larger value |
+//! | stays on | guard.encrypted_dns | locked ∨ new | turning it off |
+//! | free | how and where ncdd serves, timeouts, the default period length | new | never |
+//!
+//! "Free" fields change how ncdd serves, not what it blocks; they apply at once.
+
+use std::fmt::Display;
+
+use crate::schema::{BlockConfig, Config, ControlConfig, DnsConfig, GuardConfig, PeriodConfig, UnlockConfig};
+
+/// A new config held to a locked one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ratcheted {
+    /// What ncdd enforces: the locked config with the new one's tightenings and
+    /// free changes, and none of its loosenings.
+    pub effective: Config,
+    /// Tightenings the new config brought (applied).
+    pub tightened: Vec<String>,
+    /// Loosenings the new config asks for (held until an unlock).
+    pub pending: Vec<String>,
+}
+
+/// Holds `new` to `locked`. See the module docs for each field's rule.
+pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
+    let mut r = Changes::default();
+    let Config {
+        dns:
+            DnsConfig {
+                listen,
+                upstreams,
+                answer,
+                blocked_ttl,
+                max_ttl,
+                upstream_timeout,
+                cache_size,
+                allow_clients,
+            },
+        block:
+            BlockConfig {
+                services,
+                domains,
+                lists,
+                allow,
+                refresh,
+            },
+        guard: GuardConfig { encrypted_dns },
+        control: ControlConfig { socket },
+        period: PeriodConfig { length },
+        unlock: UnlockConfig {
+            delay,
+            confirm_within,
+            challenge_chars,
+        },
+    } = new.clone();
+
+    let effective = Config {
+        dns: DnsConfig {
+            listen,
+            upstreams,
+            answer,
+            blocked_ttl,
+            max_ttl,
+            upstream_timeout,
+            cache_size,
+            allow_clients,
+        },
+        block: BlockConfig {
+            services: r.grow_only("service", &locked.block.services, services),
+            domains: r.grow_only("domain", &locked.block.domains, domains),
+            lists: r.grow_only("list", &locked.block.lists, lists),
+            allow: r.shrink_only("exception", &locked.block.allow, allow),
+            refresh,
+        },
+        guard: GuardConfig {
+            encrypted_dns: r.stays_on("the encrypted-DNS guard", locked.guard.encrypted_dns, encrypted_dns),
+        },
+        control: ControlConfig { socket },
+        period: PeriodConfig { length },
+        unlock: UnlockConfig {
+            delay: r.at_least("the unlock delay", locked.unlock.delay, delay),
+            confirm_within: r.at_most("the confirmation window", locked.unlock.confirm_within, confirm_within),
+            challenge_chars: r.at_least("the passage length", locked.unlock.challenge_chars, challenge_chars),
+        },
+    };
+    Ratcheted {
+        effective,
+        tightened: r.tightened,
+        pending: r.pending,
+    }
+}
+
+#[derive(Default)]
+struct Changes {
+    tightened: Vec<String>,
+    pending: Vec<String>,
+}
+
+impl Changes {
+    fn grow_only<T: PartialEq + Display + Clone>(&mut self, what: &str, locked: &[T], new: Vec<T>) -> Vec<T> {
+        let mut effective = locked.to_vec();
+        for item in locked.iter().filter(|item| !new.contains(item)) {
+            self.pending.push(format!("remove {what} {item}"));
+        }
+        for item in new {
+            if !effective.contains(&item) {
+                self.tightened.push(format!("add {what} {item}"));
+                effective.push(item);
+            }
+        }
+        effective
+    }
+
+    fn shrink_only<T: PartialEq + Display + Clone>(&mut self, what: &str, locked: &[T], new: Vec<T>) -> Vec<T> {
+        for item in new.iter().filter(|item| !locked.contains(item)) {
+            self.pending.push(format!("add {what} {item}"));
+        }
+        for item in locked.iter().filter(|item| !new.contains(item)) {
+            self.tightened.push(format!("remove {what} {item}"));
+        }
+        locked.iter().filter(|item| new.contains(item)).cloned().collect()
+    }
+
+    fn stays_on(&mut self, what: &str, locked: bool, new: bool) -> bool {
+        match (locked, new) {
+            (true, false) => self.pending.push(format!("turn off {what}")),
+            (false, true) => self.tightened.push(format!("turn on {what}")),
+            _ => {}
+        }
+        locked || new
+    }
+
+    fn at_least<T: PartialOrd + Display + Copy>(&mut self, what: &str, locked: T, new: T) -> T {
+        if new < locked {
+            self.pending.push(format!("lower {what} from {locked} to {new}"));
+            locked
+        } else {
+            if new > locked {
+                self.tightened.push(format!("raise {what} from {locked} to {new}"));
+            }
+            new
+        }
+    }
+
+    fn at_most<T: PartialOrd + Display + Copy>(&mut self, what: &str, locked: T, new: T) -> T {
+        if new > locked {
+            self.pending.push(format!("raise {what} from {locked} to {new}"));
+            locked
+        } else {
+            if new < locked {
+                self.tightened.push(format!("lower {what} from {locked} to {new}"));
+            }
+            new
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn config(toml: &str) -> Config {
+        Config::parse(toml, Path::new("t.toml")).unwrap()
+    }
+
+    const LOCKED: &str = r#"
+[block]
+services = ["instagram", "tiktok"]
+domains = ["ex-blog.example"]
+lists = ["/etc/ncd/lists/a.txt"]
+allow = ["business.facebook.com", "help.instagram.com"]
+[guard]
+encrypted_dns = true
+[unlock]
+delay = "24h"
+confirm_within = "2h"
+challenge_chars = 200
+"#;
+
+    #[test]
+    fn the_same_config_changes_nothing() {
+        let locked = config(LOCKED);
+        let r = ratchet(&locked, &locked);
+        assert_eq!(r.effective, locked);
+        assert!(r.tightened.is_empty() && r.pending.is_empty());
+    }
+
+    #[test]
+    fn tightenings_apply_at_once() {
+        let locked = config(LOCKED);
+        let new = config(
+            &LOCKED
+                .replace(r#""tiktok"]"#, r#""tiktok", "snapchat"]"#)
+                .replace("\"24h\"", "\"48h\""),
+        );
+        let r = ratchet(&locked, &new);
+        assert!(r.pending.is_empty(), "{:?}", r.pending);
+        assert_eq!(r.effective.block.services.len(), 3);
+        assert_eq!(r.effective.unlock.delay.as_secs(), 48 * 3600);
+        assert_eq!(
+            r.tightened,
+            ["add service snapchat", "raise the unlock delay from 1d to 2d"]
+        );
+    }
+
+    #[test]
+    fn loosenings_are_held_and_named() {
+        let locked = config(LOCKED);
+        let new = config(
+            r#"
+[block]
+services = ["instagram"]
+allow = ["business.facebook.com", "help.instagram.com", "www.instagram.com"]
+[guard]
+encrypted_dns = false
+[unlock]
+delay = "1h"
+confirm_within = "1d"
+challenge_chars = 10
+"#,
+        );
+        let r = ratchet(&locked, &new);
+        assert_eq!(r.effective, locked, "nothing may loosen");
+        assert_eq!(
+            r.pending,
+            [
+                "remove service tiktok",
+                "remove domain ex-blog.example",
+                "remove list /etc/ncd/lists/a.txt",
+                "add exception www.instagram.com",
+                "turn off the encrypted-DNS guard",
+                "lower the unlock delay from 1d to 1h",
+                "raise the confirmation window from 2h to 1d",
+                "lower the passage length from 200 to 10",
+            ]
+        );
+        assert!(r.tightened.is_empty());
+    }
+
+    #[test]
+    fn a_mixed_edit_applies_its_tightenings_and_holds_its_loosenings() {
+        let locked = config(LOCKED);
+        // Swap tiktok for snapchat, and drop one exception.
+        let new = config(
+            &LOCKED
+                .replace(r#""tiktok"]"#, r#""snapchat"]"#)
+                .replace(r#", "help.instagram.com""#, ""),
+        );
+        let r = ratchet(&locked, &new);
+        let services: Vec<_> = r
+            .effective
+            .block
+            .services
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        assert_eq!(services, ["instagram", "tiktok", "snapchat"]);
+        assert_eq!(r.effective.block.allow.len(), 1);
+        assert_eq!(r.pending, ["remove service tiktok"]);
+        assert_eq!(
+            r.tightened,
+            ["add service snapchat", "remove exception help.instagram.com"]
+        );
+    }
+
+    #[test]
+    fn free_fields_apply_as_written() {
+        let locked = config(LOCKED);
+        let new = config(&format!(
+            "[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [\"udp://192.0.2.1:53\"]\nanswer = \"nxdomain\"\n\
+             blocked_ttl = \"30s\"\nmax_ttl = \"5m\"\nupstream_timeout = \"1s\"\ncache_size = 5\n\
+             allow_clients = [\"192.168.0.0/24\"]\n[control]\nsocket = \"/tmp/x.sock\"\n[period]\nlength = \"1d\"\n{}",
+            LOCKED.replace("[block]", "[block]\nrefresh = \"1h\"")
+        ));
+        let r = ratchet(&locked, &new);
+        assert!(r.pending.is_empty() && r.tightened.is_empty(), "{r:?}");
+        assert_eq!(r.effective, new);
+    }
+
+    #[test]
+    fn the_effective_config_is_never_looser_than_either_side_demands() {
+        // Each field, pushed both ways, lands on the stricter value.
+        let base = config(LOCKED);
+        let loose = config(
+            "[guard]\nencrypted_dns = false\n[unlock]\ndelay = \"1s\"\nconfirm_within = \"9d\"\nchallenge_chars = 1\n",
+        );
+        for (locked, new) in [(&base, &loose), (&loose, &base)] {
+            let e = ratchet(locked, new).effective;
+            assert!(e.guard.encrypted_dns);
+            assert_eq!(e.unlock.delay.as_secs(), 86_400);
+            assert_eq!(e.unlock.confirm_within.as_secs(), 7200);
+            assert_eq!(e.unlock.challenge_chars, 200);
+            assert!(e.block.allow.is_empty());
+            assert_eq!(e.block.services.len(), 2);
+        }
+    }
+}
