@@ -7,4 +7,5 @@
 pub mod daemon;
 pub mod dns;
 pub mod fetch;
+pub mod period;
 pub mod policy;

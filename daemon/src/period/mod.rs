@@ -1,0 +1,502 @@
+//! The period: the commitment, its credited time, the ratchet and the unlock.
+//!
+//! [`Period`] owns the period state and is the only thing that changes it. The
+//! daemon calls [`Period::tick`] every second (reading the clocks, never trusting
+//! a sleep: tokio's timers stop during suspend), [`Period::effective`] on every
+//! reload (the ratchet), and the control socket calls the verbs. Every change is
+//! written to disk before it is acknowledged.
+//!
+//! Fail closed: when saved state exists but cannot be read, a period is assumed
+//! to be running with the strictest config known, and the damage is reported.
+//! An error never ends a period or applies a held loosening.
+
+pub mod clock;
+pub mod commitment;
+pub mod credit;
+pub mod store;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ncd_config::Config;
+use ncd_config::control::{EndedPeriod, PeriodStatus, UnlockScope, UnlockState, UnlockStatus};
+use ncd_config::ratchet::ratchet;
+
+use clock::{Clock, Reading};
+use commitment::Commitment;
+use credit::{ClockEvent, credit};
+use store::{Loaded, State, Store};
+
+/// Written to disk at least this often while a period runs (and at every change).
+const SAVE_EVERY_SECS: u64 = 10;
+
+/// Why a verb was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Mismatch(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// What a tick saw that the daemon must act on.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TickOutcome {
+    /// The period just ended: the lock lifts, the file config applies.
+    pub ended: bool,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: State,
+    damage: Vec<String>,
+    pending: Vec<String>,
+    last_saved_served: u64,
+}
+
+pub struct Period {
+    clock: Arc<dyn Clock>,
+    store: Store,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Period").field("store", &self.store).finish()
+    }
+}
+
+impl Period {
+    /// Loads the period from `state_dir`. `strictest` is the strictest config known
+    /// (the last good one): if the state is unreadable, a period holding it is
+    /// assumed, so damage never opens anything.
+    pub fn open(state_dir: &Path, clock: Arc<dyn Clock>, strictest: &Config) -> Self {
+        let store = Store::new(state_dir);
+        let now = clock.read();
+        let (mut state, damage) = match store.load() {
+            Loaded::Fresh => (State::default(), Vec::new()),
+            Loaded::Found { state, damage } => (state, damage),
+            Loaded::Unreadable { mut damage } => {
+                damage.push(
+                    "no copy of the period could be read; ncd keeps blocking as if the period were running".into(),
+                );
+                let state = State {
+                    commitment: Some(Commitment {
+                        reason: "(ncd could not read the reason you wrote)".into(),
+                        owner_uid: 0,
+                        started_unix: now.wall_unix,
+                        length_secs: strictest.period.length.as_secs(),
+                        served_secs: 0,
+                        locked: strictest.clone(),
+                        unlock: None,
+                        last_request: None,
+                    }),
+                    checkpoint: Some(now.clone()),
+                    ..State::default()
+                };
+                (state, damage)
+            }
+        };
+        for problem in &damage {
+            state.record(now.wall_unix, "state", problem.clone());
+        }
+        let last_saved_served = state.commitment.as_ref().map_or(0, |c| c.served_secs);
+        let period = Self {
+            clock,
+            store,
+            inner: Mutex::new(Inner {
+                state,
+                damage,
+                pending: Vec::new(),
+                last_saved_served,
+            }),
+        };
+        period.tick();
+        period
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Reads the clocks, credits time served, moves the unlock request along, and
+    /// ends the period when it is complete.
+    pub fn tick(&self) -> TickOutcome {
+        let now = self.clock.read();
+        let mut inner = self.lock();
+        let mut outcome = TickOutcome::default();
+        let mut must_save = false;
+        let last = inner.state.checkpoint.replace(now.clone());
+        if let Some(last) = last {
+            let (credited, events) = credit(&last, &now);
+            for event in events {
+                let (kind, detail) = describe(&event);
+                inner.state.record(now.wall_unix, kind, detail);
+                must_save = true;
+            }
+            if let Some(c) = inner.state.commitment.as_mut() {
+                c.served_secs = c.served_secs.saturating_add(credited.as_secs());
+                // Keep the sub-second part for the next tick rather than lose it.
+                let kept = credited - std::time::Duration::from_secs(credited.as_secs());
+                if let Some(cp) = inner.state.checkpoint.as_mut() {
+                    cp.since_boot = cp.since_boot.saturating_sub(kept);
+                }
+            }
+        } else {
+            must_save = true;
+        }
+        if let Some(c) = inner.state.commitment.as_mut()
+            && let Some(request) = &c.unlock
+            && request.state(c.served_secs) == UnlockState::Expired
+            && !request.expiry_noted
+        {
+            // Expired: nothing changes. The request stays, marked, so status can say so.
+            if let Some(request) = c.unlock.as_mut() {
+                request.expiry_noted = true;
+                request.passage = None;
+            }
+            inner.state.record(
+                now.wall_unix,
+                "unlock",
+                "the unlock request expired unconfirmed; nothing changed".into(),
+            );
+            must_save = true;
+        }
+        if inner.state.commitment.as_ref().is_some_and(Commitment::is_complete) {
+            end(&mut inner.state, now.wall_unix, "completed");
+            inner.pending.clear();
+            outcome.ended = true;
+            must_save = true;
+        }
+        let served = inner.state.commitment.as_ref().map_or(0, |c| c.served_secs);
+        if must_save || served >= inner.last_saved_served + SAVE_EVERY_SECS {
+            self.save(&mut inner);
+        }
+        outcome
+    }
+
+    fn save(&self, inner: &mut Inner) {
+        inner.state.seq += 1;
+        match self.store.save(&inner.state) {
+            Ok(()) => inner.last_saved_served = inner.state.commitment.as_ref().map_or(0, |c| c.served_secs),
+            // The period goes on in memory and is written at the next tick.
+            Err(error) => tracing::error!(%error, "cannot write the period state; will retry"),
+        }
+    }
+
+    fn save_or_refuse(&self, inner: &mut Inner) -> Result<(), Refusal> {
+        inner.state.seq += 1;
+        self.store
+            .save(&inner.state)
+            .map_err(|e| Refusal::Internal(format!("cannot write the period state ({e}); nothing changed")))?;
+        inner.last_saved_served = inner.state.commitment.as_ref().map_or(0, |c| c.served_secs);
+        Ok(())
+    }
+
+    /// The config to enforce for `file`: as written when no period runs; held to
+    /// the locked config by the ratchet while one does. Tightenings become part of
+    /// the lock; loosenings are kept as pending.
+    pub fn effective(&self, file: &Config) -> Config {
+        let mut inner = self.lock();
+        let Some(c) = inner.state.commitment.as_mut() else {
+            inner.pending.clear();
+            return file.clone();
+        };
+        let r = ratchet(&c.locked, file);
+        let changed = r.effective != c.locked;
+        for change in &r.tightened {
+            tracing::info!("applied at once: {change}");
+        }
+        for change in &r.pending {
+            tracing::info!("held until the period ends or an unlock: {change}");
+        }
+        c.locked = r.effective.clone();
+        inner.pending = r.pending;
+        if changed {
+            self.save(&mut inner);
+        }
+        r.effective
+    }
+
+    /// The owner of the running period, if one runs.
+    pub fn owner(&self) -> Option<u32> {
+        self.lock().state.commitment.as_ref().map(|c| c.owner_uid)
+    }
+
+    pub fn start(&self, uid: u32, length_secs: u64, reason: String, current: &Config) -> Result<(), Refusal> {
+        if length_secs == 0 {
+            return Err(Refusal::Conflict("A period needs a length, e.g. `--for 60d`.".into()));
+        }
+        if reason.trim().is_empty() {
+            return Err(Refusal::Conflict(
+                "Write a reason: you will see it again when it matters.".into(),
+            ));
+        }
+        let now = self.clock.read();
+        let mut inner = self.lock();
+        if inner.state.commitment.is_some() {
+            return Err(Refusal::Conflict(
+                "A period is already running. `ncd extend` makes it longer.".into(),
+            ));
+        }
+        inner.state.commitment = Some(Commitment {
+            reason,
+            owner_uid: uid,
+            started_unix: now.wall_unix,
+            length_secs,
+            served_secs: 0,
+            locked: current.clone(),
+            unlock: None,
+            last_request: None,
+        });
+        inner.state.ended = None;
+        inner.state.checkpoint = Some(now);
+        self.save_or_refuse(&mut inner)?;
+        tracing::info!(length_secs, uid, "period started");
+        Ok(())
+    }
+
+    pub fn extend(&self, by_secs: u64) -> Result<(), Refusal> {
+        let mut inner = self.lock();
+        let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
+        c.length_secs = c.length_secs.saturating_add(by_secs);
+        self.save_or_refuse(&mut inner)?;
+        tracing::info!(by_secs, "period extended");
+        Ok(())
+    }
+
+    pub fn request_unlock(&self, scope: UnlockScope, why: String, delay: u64, window: u64) -> Result<(), Refusal> {
+        if why.trim().chars().count() < 20 {
+            return Err(Refusal::Conflict("Say why now, in a sentence or more.".into()));
+        }
+        let mut inner = self.lock();
+        if scope == UnlockScope::Pending && inner.pending.is_empty() {
+            return Err(Refusal::Conflict("There are no held changes to apply.".into()));
+        }
+        let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
+        let request = c.request_unlock(scope, why, delay, window).map_err(Refusal::Conflict)?;
+        tracing::info!(?scope, delay_secs = request.delay_secs, "unlock requested; cooling off");
+        let detail = format!(
+            "unlock requested ({scope:?}); delay {}",
+            ncd_config::HumanDuration::from_secs(request.delay_secs)
+        );
+        let unix = self.clock.read().wall_unix;
+        inner.state.record(unix, "unlock", detail);
+        self.save_or_refuse(&mut inner)
+    }
+
+    pub fn cancel_unlock(&self) -> Result<(), Refusal> {
+        let mut inner = self.lock();
+        let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
+        if c.unlock.take().is_none() {
+            return Err(Refusal::Conflict("There is no unlock request to withdraw.".into()));
+        }
+        let unix = self.clock.read().wall_unix;
+        inner.state.record(unix, "unlock", "unlock request withdrawn".into());
+        self.save_or_refuse(&mut inner)
+    }
+
+    /// Issues a fresh passage for a confirmable request.
+    pub fn challenge(&self, chars: usize) -> Result<String, Refusal> {
+        let mut inner = self.lock();
+        let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
+        let served = c.served_secs;
+        let request = c
+            .unlock
+            .as_mut()
+            .ok_or_else(|| Refusal::Conflict("There is no unlock request.".into()))?;
+        match request.state(served) {
+            UnlockState::Confirmable => {}
+            UnlockState::Waiting => {
+                return Err(Refusal::Conflict(format!(
+                    "Not yet: the cooling-off has {} to go.",
+                    ncd_config::HumanDuration::from_secs(request.remaining(served))
+                )));
+            }
+            _ => return Err(Refusal::Conflict("The request expired; nothing changed.".into())),
+        }
+        let passage = passage(chars);
+        request.passage = Some(passage.clone());
+        self.save_or_refuse(&mut inner)?;
+        Ok(passage)
+    }
+
+    /// Confirms with the typed passage. On success the period ends (`End`) or the
+    /// held loosenings apply (`Pending`: the lock becomes `file`).
+    pub fn confirm(&self, typed: &str, file: &Config) -> Result<UnlockScope, Refusal> {
+        let now = self.clock.read();
+        let mut inner = self.lock();
+        let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
+        let served = c.served_secs;
+        let request = c
+            .unlock
+            .as_ref()
+            .ok_or_else(|| Refusal::Conflict("There is no unlock request.".into()))?;
+        if request.state(served) != UnlockState::Confirmable {
+            return Err(Refusal::Conflict("The request is not open for confirmation.".into()));
+        }
+        match request.passage.as_deref() {
+            Some(p) if p == typed => {}
+            Some(_) => return Err(Refusal::Mismatch("The passage did not match.".into())),
+            None => return Err(Refusal::Conflict("Ask for the passage first.".into())),
+        }
+        let scope = request.scope;
+        c.unlock = None;
+        match scope {
+            UnlockScope::End => end(&mut inner.state, now.wall_unix, "unlocked"),
+            UnlockScope::Pending => {
+                c.locked = file.clone();
+                inner.pending.clear();
+            }
+        }
+        inner
+            .state
+            .record(now.wall_unix, "unlock", format!("unlock confirmed ({scope:?})"));
+        self.save_or_refuse(&mut inner)?;
+        Ok(scope)
+    }
+
+    /// The period part of `ncd status`.
+    pub fn status(
+        &self,
+    ) -> (
+        PeriodStatus,
+        UnlockStatus,
+        Vec<String>,
+        Vec<ncd_config::control::TamperEvent>,
+        Vec<String>,
+    ) {
+        let inner = self.lock();
+        let period = match &inner.state.commitment {
+            Some(c) => PeriodStatus {
+                active: true,
+                length_secs: c.length_secs,
+                served_secs: c.served_secs.min(c.length_secs),
+                remaining_secs: c.remaining_secs(),
+                reason: Some(c.reason.clone()),
+                started_unix: Some(c.started_unix),
+                ended: None,
+            },
+            None => PeriodStatus {
+                ended: inner.state.ended.clone(),
+                ..PeriodStatus::default()
+            },
+        };
+        let unlock = inner
+            .state
+            .commitment
+            .as_ref()
+            .and_then(|c| c.unlock.as_ref().map(|r| (r, c.served_secs)))
+            .map(|(r, served)| UnlockStatus {
+                state: r.state(served),
+                scope: Some(r.scope),
+                remaining_secs: r.remaining(served),
+                why: Some(r.why.clone()),
+                delay_secs: r.delay_secs,
+            })
+            .unwrap_or_default();
+        (
+            period,
+            unlock,
+            inner.pending.clone(),
+            inner.state.tamper.clone(),
+            inner.damage.clone(),
+        )
+    }
+
+    /// The clocks now (for the control socket's "now").
+    pub fn reading(&self) -> Reading {
+        self.clock.read()
+    }
+}
+
+fn no_period() -> Refusal {
+    Refusal::Conflict("No period is running.".into())
+}
+
+fn end(state: &mut State, unix: i64, how: &str) {
+    if let Some(c) = state.commitment.take() {
+        tracing::info!(how, "the period ended");
+        state.ended = Some(EndedPeriod {
+            reason: c.reason,
+            length_secs: c.length_secs,
+            served_secs: c.served_secs.min(c.length_secs),
+            how: how.into(),
+            ended_unix: unix,
+        });
+        state.record(unix, "period", format!("the period ended ({how})"));
+    }
+}
+
+fn describe(event: &ClockEvent) -> (&'static str, String) {
+    use ncd_config::HumanDuration as D;
+    match *event {
+        ClockEvent::WallJump { by_secs } => (
+            "clock",
+            format!(
+                "the wall clock moved {} by {}; time served is unaffected",
+                if by_secs > 0 { "forward" } else { "back" },
+                D::from_secs(by_secs.unsigned_abs())
+            ),
+        ),
+        ClockEvent::Reboot {
+            offline_secs,
+            credited_secs,
+        } if offline_secs < 0 => (
+            "reboot",
+            format!(
+                "restarted with the clock {} behind; credited {}",
+                D::from_secs(offline_secs.unsigned_abs()),
+                D::from_secs(credited_secs)
+            ),
+        ),
+        ClockEvent::Reboot {
+            offline_secs,
+            credited_secs,
+        } => (
+            "reboot",
+            format!(
+                "the machine was off for {}; credited {}",
+                D::from_secs(offline_secs as u64),
+                D::from_secs(credited_secs)
+            ),
+        ),
+        ClockEvent::Downtime { secs } => ("downtime", format!("ncdd was not running for {}", D::from_secs(secs))),
+        ClockEvent::BootClockWentBack => (
+            "clock",
+            "the boot clock went back within one boot; nothing credited".to_string(),
+        ),
+    }
+}
+
+/// A random passage of at least `chars` characters: lower-case words, so it can be
+/// typed but not guessed.
+fn passage(chars: usize) -> String {
+    use rand::seq::IndexedRandom;
+    const WORDS: &[&str] = &[
+        "river", "quiet", "morning", "window", "garden", "patience", "harbor", "lantern", "meadow", "pebble",
+        "orchard", "candle", "compass", "willow", "thunder", "blanket", "kettle", "ribbon", "saddle", "timber",
+        "violet", "walnut", "anchor", "bridge", "cinder", "dawn", "ember", "feather", "glacier", "hollow", "island",
+        "juniper", "kindle", "ledger", "marble", "nectar", "oyster", "prairie", "quartz", "rustle", "summit", "tundra",
+        "umbrella", "valley", "whistle", "yonder", "zephyr", "acorn", "breeze", "canyon", "drift", "estuary", "fern",
+        "granite", "heron", "inlet", "jasmine", "kestrel", "lagoon", "moss", "nimbus", "otter", "pine", "quill",
+        "reed", "sparrow", "tide", "upland", "vista", "wren", "yarrow", "basalt",
+    ];
+    let mut rng = rand::rng();
+    let mut out = String::new();
+    while out.len() < chars {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(WORDS.choose(&mut rng).copied().unwrap_or("river"));
+    }
+    out.truncate(chars.max(1));
+    out.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests;

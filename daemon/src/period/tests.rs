@@ -1,0 +1,303 @@
+//! The period with an injected clock: whole periods, reboots and unlocks in
+//! milliseconds.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use ncd_config::Config;
+use ncd_config::control::{UnlockScope, UnlockState};
+
+use super::clock::{Clock, Reading};
+use super::*;
+
+/// A clock the test moves by hand.
+#[derive(Debug)]
+struct FakeClock(Mutex<Reading>);
+
+impl FakeClock {
+    fn new() -> Arc<Self> {
+        Arc::new(Self(Mutex::new(Reading {
+            boot_id: "boot-1".into(),
+            since_boot: Duration::from_secs(1000),
+            awake: Duration::from_secs(1000),
+            wall_unix: 1_800_000_000,
+        })))
+    }
+
+    /// Real time passes (both clocks move).
+    fn pass(&self, secs: u64) {
+        let mut r = self.0.lock().unwrap();
+        r.since_boot += Duration::from_secs(secs);
+        r.awake += Duration::from_secs(secs);
+        r.wall_unix += secs as i64;
+    }
+
+    /// The machine sleeps: boot and wall clocks move, the awake clock does not.
+    fn suspend(&self, secs: u64) {
+        let mut r = self.0.lock().unwrap();
+        r.since_boot += Duration::from_secs(secs);
+        r.wall_unix += secs as i64;
+    }
+
+    /// Someone sets the wall clock.
+    fn set_wall(&self, by: i64) {
+        self.0.lock().unwrap().wall_unix += by;
+    }
+
+    /// The machine is off for `secs` and boots again.
+    fn reboot(&self, off_secs: u64) {
+        let mut r = self.0.lock().unwrap();
+        r.boot_id = format!("{}-next", r.boot_id);
+        r.wall_unix += off_secs as i64 + 30;
+        r.since_boot = Duration::from_secs(30);
+        r.awake = Duration::from_secs(30);
+    }
+}
+
+impl Clock for FakeClock {
+    fn read(&self) -> Reading {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn config(toml: &str) -> Config {
+    Config::parse(toml, Path::new("t.toml")).unwrap()
+}
+
+const DAY: u64 = 86_400;
+
+fn open(dir: &Path, clock: &Arc<FakeClock>) -> Period {
+    Period::open(dir, clock.clone(), &Config::default())
+}
+
+/// Lives through `secs`: mostly asleep (suspend, as a laptop does), waking to tick
+/// every few hours, which keeps a 60-day test at a few hundred ticks.
+fn live(period: &Period, clock: &FakeClock, secs: u64) {
+    let mut left = secs;
+    while left > 0 {
+        let step = left.min(4 * 3600);
+        clock.suspend(step);
+        period.tick();
+        left -= step;
+    }
+}
+
+#[test]
+fn a_sixty_day_period_runs_to_its_end_and_lifts() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let period = open(dir.path(), &clock);
+    period
+        .start(
+            1000,
+            60 * DAY,
+            "to heal".into(),
+            &config("[block]\nservices=[\"instagram\"]"),
+        )
+        .unwrap();
+    live(&period, &clock, 30 * DAY);
+    let (status, _, _, tamper, _) = period.status();
+    assert_eq!(status.served_secs, 30 * DAY);
+    assert!(tamper.is_empty(), "suspend is not tampering: {tamper:?}");
+    assert!(status.active);
+    clock.pass(30 * DAY - 1);
+    assert!(!period.tick().ended);
+    clock.pass(1);
+    assert!(period.tick().ended);
+    let (status, ..) = period.status();
+    assert!(!status.active);
+    let ended = status.ended.unwrap();
+    assert_eq!((ended.reason.as_str(), ended.how.as_str()), ("to heal", "completed"));
+}
+
+#[test]
+fn moving_the_clock_never_shortens_the_period_and_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let period = open(dir.path(), &clock);
+    period
+        .start(1000, 10 * DAY, "reason".into(), &Config::default())
+        .unwrap();
+    clock.set_wall(90 * DAY as i64);
+    clock.pass(5);
+    period.tick();
+    clock.set_wall(-180 * DAY as i64);
+    clock.pass(5);
+    period.tick();
+    let (status, _, _, tamper, _) = period.status();
+    assert_eq!(status.served_secs, 10);
+    assert!(status.active);
+    let clock_events = tamper.iter().filter(|e| e.kind == "clock").count();
+    assert_eq!(clock_events, 2, "{tamper:?}");
+}
+
+#[test]
+fn reboots_credit_at_most_the_cap_and_survive_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    {
+        let period = open(dir.path(), &clock);
+        period
+            .start(1000, 20 * DAY, "reason".into(), &Config::default())
+            .unwrap();
+        live(&period, &clock, DAY);
+    }
+    // Off for 10 days (or the clock set 10 days ahead while off): 72 h credited.
+    clock.reboot(10 * DAY);
+    let period = open(dir.path(), &clock);
+    let (status, _, _, tamper, _) = period.status();
+    assert_eq!(status.served_secs, DAY + 72 * 3600 + 30);
+    assert!(tamper.iter().any(|e| e.kind == "reboot"), "{tamper:?}");
+    assert_eq!(status.reason.as_deref(), Some("reason"));
+}
+
+#[test]
+fn the_ratchet_holds_loosenings_and_applies_tightenings() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let period = open(dir.path(), &clock);
+    let start = config("[block]\nservices=[\"instagram\", \"tiktok\"]");
+    period.start(1000, DAY, "reason".into(), &start).unwrap();
+    let edited = config("[block]\nservices=[\"instagram\", \"snapchat\"]");
+    let effective = period.effective(&edited);
+    let names: Vec<_> = effective.block.services.iter().map(|s| s.as_str()).collect();
+    assert_eq!(names, ["instagram", "tiktok", "snapchat"]);
+    let (_, _, pending, ..) = period.status();
+    assert_eq!(pending, ["remove service tiktok"]);
+    // Without a period the file applies as written.
+    let free = open(tempfile::tempdir().unwrap().path(), &clock);
+    assert_eq!(free.effective(&edited), edited);
+}
+
+#[test]
+fn the_full_unlock_path_delay_window_passage() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let period = open(dir.path(), &clock);
+    let start = config("[block]\nservices=[\"instagram\", \"facebook\"]");
+    period.start(1000, 60 * DAY, "reason".into(), &start).unwrap();
+    let file = config("[block]\nservices=[\"instagram\"]");
+    period.effective(&file);
+    assert!(
+        period
+            .request_unlock(UnlockScope::Pending, "short".into(), DAY, 7200)
+            .is_err(),
+        "why is too short"
+    );
+    period
+        .request_unlock(UnlockScope::Pending, "I need facebook for my new job".into(), DAY, 7200)
+        .unwrap();
+    assert!(matches!(period.challenge(20), Err(Refusal::Conflict(_))), "too early");
+    live(&period, &clock, DAY - 60);
+    assert_eq!(period.status().1.state, UnlockState::Waiting);
+    live(&period, &clock, 60);
+    assert_eq!(period.status().1.state, UnlockState::Confirmable);
+    let passage = period.challenge(200).unwrap();
+    assert!(passage.len() >= 190 && passage.len() <= 200, "{}", passage.len());
+    assert!(matches!(period.confirm("not it", &file), Err(Refusal::Mismatch(_))));
+    assert_eq!(period.confirm(&passage, &file).unwrap(), UnlockScope::Pending);
+    // The held change applied; the period goes on.
+    let effective = period.effective(&file);
+    assert_eq!(effective.block.services.len(), 1);
+    assert!(period.status().0.active);
+    assert!(period.status().2.is_empty());
+}
+
+#[test]
+fn ending_by_unlock_and_the_window_expiring() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let period = open(dir.path(), &clock);
+    period
+        .start(1000, 60 * DAY, "reason".into(), &Config::default())
+        .unwrap();
+    let why = "I have thought about it for a long time".to_string();
+    period.request_unlock(UnlockScope::End, why.clone(), 3600, 600).unwrap();
+    live(&period, &clock, 3600 + 600);
+    assert_eq!(period.status().1.state, UnlockState::Expired);
+    assert!(period.challenge(10).is_err());
+    assert!(period.status().0.active, "expiry changes nothing");
+    // A second request within 30 days waits twice as long.
+    period.request_unlock(UnlockScope::End, why.clone(), 3600, 600).unwrap();
+    assert_eq!(period.status().1.delay_secs, 7200);
+    period.cancel_unlock().unwrap();
+    period.request_unlock(UnlockScope::End, why, 3600, 600).unwrap();
+    assert_eq!(period.status().1.delay_secs, 14_400);
+    live(&period, &clock, 14_400);
+    let passage = period.challenge(30).unwrap();
+    period.confirm(&passage, &Config::default()).unwrap();
+    let (status, ..) = period.status();
+    assert!(!status.active);
+    assert_eq!(status.ended.unwrap().how, "unlocked");
+}
+
+#[test]
+fn the_delay_survives_a_restart_and_a_clock_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    {
+        let period = open(dir.path(), &clock);
+        period
+            .start(1000, 60 * DAY, "reason".into(), &Config::default())
+            .unwrap();
+        period
+            .request_unlock(UnlockScope::End, "a long enough reason to ask".into(), DAY, 7200)
+            .unwrap();
+        live(&period, &clock, 3600);
+    }
+    clock.set_wall(30 * DAY as i64);
+    clock.pass(60);
+    let period = open(dir.path(), &clock);
+    let unlock = period.status().1;
+    assert_eq!(unlock.state, UnlockState::Waiting);
+    assert_eq!(unlock.remaining_secs, DAY - 3660);
+}
+
+#[test]
+fn unreadable_state_fails_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    {
+        let period = open(dir.path(), &clock);
+        period
+            .start(1000, 60 * DAY, "reason".into(), &Config::default())
+            .unwrap();
+    }
+    for name in ["period.json", "period.copy.json"] {
+        std::fs::write(dir.path().join(name), "garbage").unwrap();
+    }
+    let strict = config("[block]\nservices=[\"instagram\"]");
+    let period = Period::open(dir.path(), clock.clone(), &strict);
+    let (status, _, _, _, damage) = period.status();
+    assert!(status.active, "an unreadable state keeps a period running");
+    assert!(!damage.is_empty());
+    // And it holds the strictest config known.
+    let effective = period.effective(&Config::default());
+    assert_eq!(effective.block.services.len(), 1);
+}
+
+#[test]
+fn one_copy_edited_to_end_the_period_is_recovered_from_the_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    {
+        let period = open(dir.path(), &clock);
+        period
+            .start(1000, 60 * DAY, "reason".into(), &Config::default())
+            .unwrap();
+    }
+    let path = dir.path().join("period.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("\"served_secs\":0", &format!("\"served_secs\":{}", 60 * DAY)),
+    )
+    .unwrap();
+    let period = open(dir.path(), &clock);
+    let (status, _, _, _, damage) = period.status();
+    assert!(status.active);
+    assert!(status.served_secs < 60);
+    assert!(damage.iter().any(|d| d.contains("checksum")), "{damage:?}");
+}
