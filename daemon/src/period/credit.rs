@@ -173,7 +173,7 @@ mod tests {
         let mut wall = 1_700_000_000i64;
         let mut skew = 0i64;
         while truth < Duration::from_secs(60 * DAY) {
-            let step = if (truth.as_secs() / 3600) % 24 == 0 && truth.as_secs() % 3600 == 0 {
+            let step = if (truth.as_secs() / 3600).is_multiple_of(24) && truth.as_secs().is_multiple_of(3600) {
                 8 * 3600
             } else {
                 60

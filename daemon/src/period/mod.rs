@@ -79,7 +79,7 @@ impl Period {
         let now = clock.read();
         let (mut state, damage) = match store.load() {
             Loaded::Fresh => (State::default(), Vec::new()),
-            Loaded::Found { state, damage } => (state, damage),
+            Loaded::Found { state, damage } => (*state, damage),
             Loaded::Unreadable { mut damage } => {
                 damage.push(
                     "no copy of the period could be read; ncd keeps blocking as if the period were running".into(),

@@ -53,7 +53,7 @@ pub enum Loaded {
     /// No state yet: a fresh install.
     Fresh,
     /// The state, and any damage that was repaired on the way.
-    Found { state: State, damage: Vec<String> },
+    Found { state: Box<State>, damage: Vec<String> },
     /// State files exist but none can be read.
     Unreadable { damage: Vec<String> },
 }
@@ -107,7 +107,10 @@ impl Store {
                 damage.push(format!("could not repair: {error}"));
             }
         }
-        Loaded::Found { state, damage }
+        Loaded::Found {
+            state: Box::new(state),
+            damage,
+        }
     }
 
     /// Writes both copies, one after the other, so one is whole at any moment.
