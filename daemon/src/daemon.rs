@@ -7,6 +7,7 @@
 //! also kept in the state dir, so a config broken while ncdd was stopped still
 //! starts with the rules that were last in force (fail closed).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,16 +18,22 @@ use ncd_config::{Config, ConfigError};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
+use crate::control;
 use crate::dns::Chain;
 use crate::dns::handler::DnsHandler;
 use crate::dns::listen;
 use crate::dns::upstream::{Upstreams, effective_upstreams};
+use crate::period::Period;
+use crate::period::clock::SystemClock;
 use crate::policy::Policy;
+use crate::stats::Ledger;
 
 /// How long file events must be quiet before a reload: editors write in bursts.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 /// The copy of the last config that loaded, inside the state dir.
 const LAST_GOOD_CONFIG: &str = "config.last-good.toml";
+/// How often the clocks are read.
+const TICK: Duration = Duration::from_secs(1);
 
 /// Where the config comes from.
 #[derive(Debug, Clone)]
@@ -42,29 +49,41 @@ pub struct Options {
     pub config: ConfigSource,
     pub state_dir: PathBuf,
     /// Replaces `[dns] listen` (used by `--listen`, e.g. port 0 in tests).
-    pub listen: Option<Vec<std::net::SocketAddr>>,
+    pub listen: Option<Vec<SocketAddr>>,
+    /// Replaces `[control] socket`.
+    pub control_socket: Option<PathBuf>,
 }
 
 /// The daemon's shared state.
 #[derive(Debug)]
 pub struct Daemon {
     options: Options,
-    /// The config the current chain was built from.
-    config: ArcSwap<Config>,
+    /// The last config read from the file that parsed.
+    file: ArcSwap<Config>,
+    /// The config the current chain enforces: the file, held by the ratchet
+    /// while a period runs.
+    effective: ArcSwap<Config>,
     chain: Arc<ArcSwap<Chain>>,
+    period: Period,
+    ledger: Arc<Ledger>,
+    started: std::time::Instant,
+    bound: std::sync::Mutex<Vec<SocketAddr>>,
+    /// Serialises rebuilds, so two reloads never race to swap.
+    rebuilding: tokio::sync::Mutex<()>,
     /// SIGHUP is caught from the very start: its default action would kill ncdd
     /// while a big list is still loading.
     hangup: std::sync::Mutex<Option<tokio::signal::unix::Signal>>,
 }
 
 impl Daemon {
-    /// Loads the config (or the last good one) and builds the first chain.
+    /// Loads the config (or the last good one) and the period, and builds the
+    /// first chain.
     pub async fn start(options: Options) -> anyhow::Result<Arc<Self>> {
         let hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot catch SIGHUP")?;
         std::fs::create_dir_all(&options.state_dir)
             .with_context(|| format!("cannot create the state dir {}", options.state_dir.display()))?;
-        let config = match &options.config {
+        let file = match &options.config {
             ConfigSource::Dev => Config::dev(),
             ConfigSource::File(path) => match load_and_remember(path, &options.state_dir) {
                 Ok(config) => config,
@@ -78,16 +97,25 @@ impl Daemon {
                 }
             },
         };
-        let chain = build_chain(&config, &options.state_dir, None).await;
+        let period = Period::open(&options.state_dir, Arc::new(SystemClock), &file);
+        let ledger = Arc::new(Ledger::open(&options.state_dir));
+        let effective = period.effective(&file);
+        let chain = build_chain(&effective, &options.state_dir, None, ledger.clone()).await;
         Ok(Arc::new(Self {
             options,
-            config: ArcSwap::from_pointee(config),
+            file: ArcSwap::from_pointee(file),
+            effective: ArcSwap::from_pointee(effective),
             chain: Arc::new(ArcSwap::from_pointee(chain)),
+            period,
+            ledger,
+            started: std::time::Instant::now(),
+            bound: std::sync::Mutex::new(Vec::new()),
+            rebuilding: tokio::sync::Mutex::new(()),
             hangup: std::sync::Mutex::new(Some(hangup)),
         }))
     }
 
-    /// The config the daemon serves now, re-read from its source.
+    /// The config file, re-read.
     fn read_config(&self) -> Result<Config, ConfigError> {
         match &self.options.config {
             ConfigSource::Dev => Ok(Config::dev()),
@@ -95,40 +123,91 @@ impl Daemon {
         }
     }
 
-    /// The one reload path: parse, compile, swap. On a parse error, nothing changes.
+    /// Re-reads the config file and rebuilds. On a parse error nothing changes.
     pub async fn reload(&self, why: &str) {
         match self.read_config() {
-            Ok(config) => {
-                let current = self.chain.load_full();
-                let chain = build_chain(&config, &self.options.state_dir, Some(&current)).await;
-                tracing::info!(
-                    why,
-                    rules = chain.policy.block_rules(),
-                    exceptions = chain.policy.allow_rules(),
-                    "policy reloaded; cache flushed"
-                );
-                self.chain.store(Arc::new(chain));
-                self.config.store(Arc::new(config));
+            Ok(file) => {
+                self.file.store(Arc::new(file));
+                self.rebuild(why).await;
             }
             Err(error) => tracing::error!("{error} — keeping the last good config"),
         }
+    }
+
+    /// The one path to a new chain: the last good file config, held by the period's
+    /// ratchet, compiled and swapped in (with an empty cache).
+    pub async fn rebuild(&self, why: &str) {
+        let _one_at_a_time = self.rebuilding.lock().await;
+        let file = self.file.load_full();
+        let effective = self.period.effective(&file);
+        let current = self.chain.load_full();
+        let chain = build_chain(&effective, &self.options.state_dir, Some(&current), self.ledger.clone()).await;
+        tracing::info!(
+            why,
+            rules = chain.policy.block_rules(),
+            exceptions = chain.policy.allow_rules(),
+            "policy reloaded; cache flushed"
+        );
+        self.chain.store(Arc::new(chain));
+        self.effective.store(Arc::new(effective));
     }
 
     pub fn chain(&self) -> Arc<Chain> {
         self.chain.load_full()
     }
 
+    pub fn period(&self) -> &Period {
+        &self.period
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    pub fn effective_config(&self) -> Arc<Config> {
+        self.effective.load_full()
+    }
+
+    pub fn file_config(&self) -> Arc<Config> {
+        self.file.load_full()
+    }
+
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn listening(&self) -> Vec<SocketAddr> {
+        self.bound.lock().map(|b| b.clone()).unwrap_or_default()
+    }
+
+    /// The control socket: `--control-socket`, else inside the state dir under
+    /// `--dev`, else `[control] socket`.
+    fn control_socket(&self) -> PathBuf {
+        match (&self.options.control_socket, &self.options.config) {
+            (Some(path), _) => path.clone(),
+            (None, ConfigSource::Dev) => self.options.state_dir.join("control.sock"),
+            (None, ConfigSource::File(_)) => self.effective.load().control.socket.clone(),
+        }
+    }
+
     /// Serves until SIGTERM or SIGINT. `on_ready` gets the bound addresses.
-    pub async fn serve(self: Arc<Self>, on_ready: impl FnOnce(&[std::net::SocketAddr])) -> anyhow::Result<()> {
+    pub async fn serve(self: Arc<Self>, on_ready: impl FnOnce(&[SocketAddr])) -> anyhow::Result<()> {
         let listen_on = self
             .options
             .listen
             .clone()
-            .unwrap_or_else(|| self.config.load().dns.listen.clone());
+            .unwrap_or_else(|| self.effective.load().dns.listen.clone());
         let mut listeners = listen::bind(&listen_on, DnsHandler::new(self.chain.clone())).await?;
+        if let Ok(mut bound) = self.bound.lock() {
+            bound.clone_from(&listeners.bound);
+        }
 
         // Everything that reacts to the outside world is in place before "ready":
-        // an edit or a signal that follows readiness must never be missed.
+        // an edit, a request or a signal that follows readiness must never be missed.
         let shutdown = shutdown_signal()?;
         let (reload_tx, reload_rx) = mpsc::channel::<&'static str>(16);
         let watcher = match &self.options.config {
@@ -136,9 +215,19 @@ impl Daemon {
             ConfigSource::Dev => None,
         };
         if let Some(watcher) = &watcher {
-            watcher.follow_lists(&self.config.load());
+            watcher.follow_lists(&self.file.load());
+        }
+        let socket = self.control_socket();
+        match control::bind(&socket).await {
+            Ok(listener) => {
+                tracing::info!(socket = %socket.display(), "control socket ready");
+                tokio::spawn(control::serve(listener, self.clone(), socket.clone()));
+            }
+            // DNS blocking does not depend on the control socket: keep serving.
+            Err(error) => tracing::error!("{error:#}; `ncd status` and the period commands will not reach ncdd"),
         }
         tokio::spawn(self.clone().reload_loop(reload_rx, watcher));
+        tokio::spawn(self.clone().tick_loop());
         tokio::spawn(crate::fetch::fetch_loop(self.clone(), reload_tx.clone()));
         let hangup = self.hangup.lock().ok().and_then(|mut h| h.take());
         if let Some(hangup) = hangup {
@@ -152,8 +241,31 @@ impl Daemon {
 
         shutdown.await;
         tracing::info!("shutting down");
+        self.period.tick();
+        self.ledger.save();
         let _ = tokio::time::timeout(Duration::from_secs(5), listeners.server.shutdown_gracefully()).await;
+        let _ = std::fs::remove_file(&socket);
         Ok(())
+    }
+
+    /// Reads the clocks every second. Time served comes from the clocks, never from
+    /// this interval (it stops while the machine sleeps); the interval only says
+    /// when to look.
+    async fn tick_loop(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(TICK);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u64 = 0;
+        loop {
+            interval.tick().await;
+            ticks += 1;
+            if self.period.tick().ended {
+                tracing::info!("the period is complete: the lock lifts and the config applies as written");
+                self.rebuild("the period ended").await;
+            }
+            if ticks.is_multiple_of(60) {
+                self.ledger.save();
+            }
+        }
     }
 
     async fn reload_loop(self: Arc<Self>, mut requests: mpsc::Receiver<&'static str>, watcher: Option<ConfigWatcher>) {
@@ -168,7 +280,7 @@ impl Daemon {
             }
             self.reload(why).await;
             if let Some(watcher) = &watcher {
-                watcher.follow_lists(&self.config.load());
+                watcher.follow_lists(&self.file.load());
             }
         }
     }
@@ -176,7 +288,7 @@ impl Daemon {
 
 impl crate::fetch::FetchContext for Daemon {
     fn config(&self) -> Arc<Config> {
-        self.config.load_full()
+        self.effective.load_full()
     }
 
     fn upstreams(&self) -> Arc<Upstreams> {
@@ -204,7 +316,7 @@ fn load_and_remember(path: &Path, state_dir: &Path) -> Result<Config, ConfigErro
 
 /// Compiles `config` into a new chain, reusing the current upstream connections
 /// when the upstream list did not change.
-async fn build_chain(config: &Config, state_dir: &Path, current: Option<&Chain>) -> Chain {
+async fn build_chain(config: &Config, state_dir: &Path, current: Option<&Chain>, ledger: Arc<Ledger>) -> Chain {
     let wanted = effective_upstreams(&config.dns.upstreams);
     let upstreams = match current {
         Some(chain) if chain.upstreams.source == wanted => chain.upstreams.clone(),
@@ -219,6 +331,7 @@ async fn build_chain(config: &Config, state_dir: &Path, current: Option<&Chain>)
         config.dns.allow_clients.clone(),
         max_ttl,
     )
+    .with_ledger(ledger)
 }
 
 /// Compiles a policy on one long-lived thread. Compiling a million-rule list takes

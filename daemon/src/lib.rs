@@ -4,8 +4,11 @@
 //! - [`dns`] serves DNS: the resolver chain, cache, upstreams and listeners.
 //! - [`daemon`] wires them together: state dir, reloads, signals, shutdown.
 
+pub mod control;
 pub mod daemon;
 pub mod dns;
 pub mod fetch;
 pub mod period;
 pub mod policy;
+pub mod requests;
+pub mod stats;

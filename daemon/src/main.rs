@@ -24,6 +24,9 @@ struct Args {
     /// Listen here instead of `[dns] listen` (repeatable; port 0 picks a free port).
     #[arg(long)]
     listen: Vec<SocketAddr>,
+    /// The control socket, instead of `[control] socket` (or the state dir under --dev).
+    #[arg(long)]
+    control_socket: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -81,6 +84,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         config,
         state_dir,
         listen: (!args.listen.is_empty()).then_some(args.listen),
+        control_socket: args.control_socket,
     };
     let daemon = Daemon::start(options).await?;
     daemon
@@ -90,6 +94,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 println!("ncdd: listening on {address}");
             }
             println!("ncdd: ready");
+            // Tests and scripts read these lines through a pipe: flush them now.
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
         })
         .await
 }

@@ -20,6 +20,7 @@ use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use ipnet::IpNet;
 
 use crate::policy::{Match, Policy, Verdict};
+use crate::stats::Ledger;
 use cache::Cache;
 use reply::{EDE_NO_REACHABLE_AUTHORITY, EDE_PROHIBITED, Reply};
 use upstream::{UpstreamAnswer, Upstreams};
@@ -32,6 +33,8 @@ pub struct Chain {
     cache: Cache,
     allow_clients: Vec<IpNet>,
     max_ttl: u32,
+    /// Where blocked attempts are counted (shared by every generation).
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl Chain {
@@ -48,7 +51,14 @@ impl Chain {
             cache: Cache::new(cache_size),
             allow_clients,
             max_ttl,
+            ledger: None,
         }
+    }
+
+    /// Counts blocked attempts in `ledger`.
+    pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// True when `ip` may query: loopback always, others only from `allow_clients`.
@@ -70,6 +80,7 @@ impl Chain {
         }
         let mut buf = [0u8; 256];
         if let Verdict::Blocked(rule) = self.policy.verdict(name_bytes(qname, &mut buf)) {
+            self.count(client, &rule);
             return Arc::new(self.blocked(qname, qtype, &rule));
         }
         let now = Instant::now();
@@ -80,8 +91,8 @@ impl Chain {
         let reply = match self.upstreams.query(query).await {
             Ok(answer) => match self.inspect(&answer) {
                 Some(blocked_by) => {
-                    let rule = format!("{}", blocked_by);
-                    tracing::debug!(%qname, %rule, "answer leads into a blocked name");
+                    tracing::debug!(%qname, rule = %blocked_by, "answer leads into a blocked name");
+                    self.count(client, &blocked_by);
                     self.blocked(qname, qtype, &blocked_by)
                 }
                 None => Reply {
@@ -105,6 +116,14 @@ impl Chain {
                 .insert(qname.clone(), qtype, reply.clone(), ttl.min(self.max_ttl), now);
         }
         Arc::new(reply.aged(0, self.max_ttl))
+    }
+
+    fn count(&self, client: IpAddr, rule: &Match<'_>) {
+        if let Some(ledger) = &self.ledger
+            && let Some(service) = crate::stats::service_of(self.policy.source_name(rule.source))
+        {
+            ledger.record(client, service);
+        }
     }
 
     fn blocked(&self, qname: &LowerName, qtype: RecordType, rule: &Match<'_>) -> Reply {

@@ -33,8 +33,13 @@ pub struct State {
 }
 
 impl State {
+    /// Adds an event to the journal `ncd status` shows (clock changes, reboots,
+    /// downtime, state damage, and every step of an unlock).
     pub fn record(&mut self, unix: i64, kind: &str, detail: String) {
-        tracing::warn!(kind, "{detail}");
+        match kind {
+            "unlock" | "period" => tracing::info!(kind, "{detail}"),
+            _ => tracing::warn!(kind, "{detail}"),
+        }
         self.tamper.push(TamperEvent {
             unix,
             kind: kind.into(),
