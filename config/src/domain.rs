@@ -159,8 +159,7 @@ impl FromStr for DomainRule {
 
 impl<'de> Deserialize<'de> for DomainRule {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        crate::error::parse_str(deserializer, Self::parse)
     }
 }
 

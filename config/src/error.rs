@@ -66,3 +66,23 @@ mod tests {
         assert_eq!(line_col(src, 8), (2, 3));
     }
 }
+
+/// Deserializes a string with `parse`, failing *inside* the deserializer so the
+/// TOML reader can place the error on the value itself (an element of a
+/// multi-line array gets its own line, not the array's).
+pub(crate) fn parse_str<'de, D, T>(deserializer: D, parse: fn(&str) -> Result<T, String>) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Parsed<T>(fn(&str) -> Result<T, String>);
+    impl<T> serde::de::Visitor<'_> for Parsed<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<T, E> {
+            (self.0)(text).map_err(E::custom)
+        }
+    }
+    deserializer.deserialize_str(Parsed(parse))
+}

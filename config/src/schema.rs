@@ -53,6 +53,7 @@ pub enum BlockAnswer {
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// Addresses to serve on, UDP and TCP. Default: `127.0.0.1:53` and `[::1]:53`.
+    #[serde(deserialize_with = "checks::listen")]
     pub listen: Vec<SocketAddr>,
     /// Where allowed queries go, tried in order. Empty (the default) means the
     /// system's resolvers from /etc/resolv.conf, skipping loopback, with Quad9 as the
@@ -66,6 +67,7 @@ pub struct DnsConfig {
     /// reaches their caches soon. Default 1 h.
     pub max_ttl: HumanDuration,
     /// How long to wait for the upstreams, all attempts together. Default 2 s.
+    #[serde(deserialize_with = "checks::upstream_timeout")]
     pub upstream_timeout: HumanDuration,
     /// Answers kept in the cache. Default 10000; 0 turns the cache off.
     pub cache_size: usize,
@@ -103,6 +105,7 @@ pub struct BlockConfig {
     /// Exceptions: names that stay reachable even when a rule above covers them.
     pub allow: Vec<DomainRule>,
     /// How often URL lists are fetched again. Default 24 h.
+    #[serde(deserialize_with = "checks::refresh")]
     pub refresh: HumanDuration,
 }
 
@@ -151,6 +154,7 @@ impl Default for ControlConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PeriodConfig {
     /// The length `ncd start` uses when `--for` is not given. Default 60 days.
+    #[serde(deserialize_with = "checks::period_length")]
     pub length: HumanDuration,
 }
 
@@ -169,8 +173,10 @@ pub struct UnlockConfig {
     /// in credited time. It doubles with each request within 30 days. Default 24 h.
     pub delay: HumanDuration,
     /// How long the confirmation stays open once the delay is over. Default 2 h.
+    #[serde(deserialize_with = "checks::confirm_within")]
     pub confirm_within: HumanDuration,
     /// Characters of the passage to type to confirm. Default 200.
+    #[serde(deserialize_with = "checks::challenge_chars")]
     pub challenge_chars: usize,
 }
 
@@ -218,8 +224,7 @@ impl std::fmt::Display for ServiceName {
 
 impl<'de> Deserialize<'de> for ServiceName {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        crate::error::parse_str(deserializer, Self::parse)
     }
 }
 
@@ -270,8 +275,7 @@ impl From<ListSource> for String {
 
 impl<'de> Deserialize<'de> for ListSource {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
+        crate::error::parse_str(deserializer, Self::parse)
     }
 }
 
@@ -280,7 +284,6 @@ impl Config {
     /// from the config file's directory.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
         let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(path, text, &e))?;
-        config.validate(path)?;
         if let Some(dir) = path.parent() {
             for list in &mut config.block.lists {
                 if let ListSource::File(file) = list
@@ -306,28 +309,74 @@ impl Config {
         // Invariant: DEV_CONFIG is tested to parse (`tests::embedded_dev_config_parses`).
         Self::parse(DEV_CONFIG, Path::new("<embedded dev config>")).unwrap_or_default()
     }
+}
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let err = |message: String| Err(ConfigError::new(path, None, message));
-        if self.dns.listen.is_empty() {
-            return err("[dns] listen is empty: ncdd needs at least one address to serve on".into());
+/// Range checks, run while the value is read so errors carry its line and column.
+mod checks {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    use crate::duration::HumanDuration;
+    use crate::error::parse_str;
+
+    pub fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        let listen = Vec::<SocketAddr>::deserialize(d)?;
+        if listen.is_empty() {
+            return Err(serde::de::Error::custom(
+                "listen is empty: ncdd needs at least one address to serve on",
+            ));
         }
-        if self.dns.upstream_timeout.0.is_zero() {
-            return err("[dns] upstream_timeout must be longer than 0s".into());
+        Ok(listen)
+    }
+
+    fn at_least(text: &str, min: Duration, what: &str) -> Result<HumanDuration, String> {
+        let d: HumanDuration = text.parse()?;
+        if d.0 < min {
+            return Err(format!("{what} must be at least {}", HumanDuration(min)));
         }
-        if self.period.length.0.is_zero() {
-            return err("[period] length must be longer than 0s".into());
+        Ok(d)
+    }
+
+    fn at_least_because(text: &str, min: Duration, what: &str, because: &str) -> Result<HumanDuration, String> {
+        let d: HumanDuration = text.parse()?;
+        if d.0 < min {
+            return Err(format!("{what} must be at least {} ({because})", HumanDuration(min)));
         }
-        if self.unlock.confirm_within.0 < std::time::Duration::from_secs(1) {
-            return err("[unlock] confirm_within must be at least 1s".into());
+        Ok(d)
+    }
+
+    pub fn upstream_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+        parse_str(d, |t| {
+            let d: HumanDuration = t.parse()?;
+            if d.0.is_zero() {
+                return Err("upstream_timeout must be longer than 0s".into());
+            }
+            Ok(d)
+        })
+    }
+
+    pub fn refresh<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+        parse_str(d, |t| {
+            at_least_because(t, Duration::from_secs(60), "refresh", "list servers deserve some peace")
+        })
+    }
+
+    pub fn period_length<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+        parse_str(d, |t| at_least(t, Duration::from_secs(1), "a period's length"))
+    }
+
+    pub fn confirm_within<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+        parse_str(d, |t| at_least(t, Duration::from_secs(1), "confirm_within"))
+    }
+
+    pub fn challenge_chars<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        let chars = usize::deserialize(d)?;
+        if !(1..=10_000).contains(&chars) {
+            return Err(serde::de::Error::custom("challenge_chars must be between 1 and 10000"));
         }
-        if !(1..=10_000).contains(&self.unlock.challenge_chars) {
-            return err("[unlock] challenge_chars must be between 1 and 10000".into());
-        }
-        if self.block.refresh.0 < std::time::Duration::from_secs(60) {
-            return err("[block] refresh must be at least 1m (list servers deserve some peace)".into());
-        }
-        Ok(())
+        Ok(chars)
     }
 }
 
@@ -399,8 +448,7 @@ encrypted_dns = true
         assert!(err.to_string().starts_with("/etc/ncd/ncd.toml:2:15: "), "{err}");
 
         let err = parse("[block]\nservices = [\"instagram\", \"myspace\"]\n").unwrap_err();
-        // toml places errors inside an array at the array; the message names the value.
-        assert_eq!(err.position.map(|p| p.0), Some(2), "{err}");
+        assert_eq!(err.position, Some((2, 26)), "{err}");
         assert!(err.message.contains("unknown service \"myspace\""), "{err}");
 
         let err = parse("[block]\ndomains = [\"ok.example\", \"bad..example\"]\n").unwrap_err();

@@ -207,8 +207,7 @@ impl fmt::Display for Upstream {
 
 impl<'de> Deserialize<'de> for Upstream {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        crate::error::parse_str(deserializer, str::parse)
     }
 }
 

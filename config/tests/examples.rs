@@ -302,9 +302,6 @@ fn a_bad_value_in_each_typed_field_is_rejected_at_its_line() {
 /// Inside a multi-line array, the error names the line of the bad element, not the
 /// line where the array opens: the lists that need this are the long ones.
 #[test]
-#[ignore = "BUG: ServiceName, DomainRule, ListSource and Upstream deserialize via String::deserialize + \
-            map_err, so toml can only place their errors at the array; a multi-line array points at its \
-            first line instead of the bad element (SocketAddr/IpNet elements are placed right)"]
 fn a_bad_element_of_a_multi_line_array_is_rejected_at_its_own_line() {
     let path = Path::new("/etc/ncd/ncd.toml");
     let cases = [
@@ -350,8 +347,6 @@ fn a_bad_element_of_a_multi_line_array_is_rejected_at_its_own_line() {
 /// The checks made after parsing (empty listen, zero timeout, short refresh) name
 /// the line too, as the crate docs promise ("every error names `path:line:col`").
 #[test]
-#[ignore = "BUG: Config::validate builds its errors with position None, so `refresh = \"30s\"`, \
-            `listen = []` and `upstream_timeout = \"0s\"` are reported as `PATH: message` without the line"]
 fn a_value_out_of_range_is_rejected_at_its_line() {
     let path = Path::new("/etc/ncd/ncd.toml");
     for text in [

@@ -111,11 +111,30 @@ async fn download(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, String
         body.extend_from_slice(&chunk);
     }
     let text = String::from_utf8_lossy(&body);
-    let stats = parse_list(&text, |_| {}, |_| {});
-    if stats.rules == 0 && stats.errors > 0 {
-        return Err(format!("not a blocklist: no line of {} is a rule", stats.errors));
-    }
+    looks_like_a_list(&text)?;
     Ok(body)
+}
+
+/// Refuses what is not a blocklist — an HTML error or login page, a captive
+/// portal — so it never replaces the last good copy (that would unblock its names).
+fn looks_like_a_list(text: &str) -> Result<(), String> {
+    let start = text
+        .trim_start()
+        .get(..256)
+        .unwrap_or(text.trim_start())
+        .to_ascii_lowercase();
+    if start.starts_with("<!doctype") || start.starts_with("<html") || start.starts_with("<?xml") {
+        return Err("not a blocklist: the server sent a web page".into());
+    }
+    let stats = parse_list(text, |_| {}, |_| {});
+    if stats.rules == 0 || stats.errors > stats.rules {
+        return Err(format!(
+            "not a blocklist: {} of {} lines are not rules",
+            stats.errors,
+            stats.rules + stats.errors
+        ));
+    }
+    Ok(())
 }
 
 /// Resolves list hosts through ncdd's upstreams.

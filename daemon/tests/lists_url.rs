@@ -365,10 +365,6 @@ fn an_html_page_instead_of_a_list_is_refused_and_the_good_copy_keeps_blocking() 
 /// (c, continued) The same with a page laid out the usual way, one element a line,
 /// where one line holds a single word, as captive portals and error pages do.
 #[test]
-#[ignore = "BUG: fetch::download refuses a page only when no line at all parses as a rule; a bare \
-            word on a line (here `Welcome`) is a valid one-label name, so a multi-line HTML page \
-            is taken as a 1-rule list, replaces the good copy, and the listed names are unblocked \
-            (fail open)"]
 fn a_multi_line_html_page_is_refused_too() {
     let file = "social-c2.txt";
     let (http, _upstream, mut ncdd) = start_with_downloaded_list(file);

@@ -130,6 +130,9 @@ impl Ncdd {
             .arg(self.state_dir())
             .arg("--listen")
             .arg(self.listen.to_string())
+            // Each daemon gets its own control socket, never the system's.
+            .arg("--control-socket")
+            .arg(self.state_dir().join("control.sock"))
             .env("NCD_LOG", LOG_FILTER)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
