@@ -131,7 +131,8 @@ impl Period {
         let mut outcome = TickOutcome::default();
         let mut must_save = false;
         let last = inner.state.checkpoint.replace(now.clone());
-        if let Some(last) = last {
+        // Without a period, time and clocks are nobody's business: nothing to credit or record.
+        if let Some(last) = last.filter(|_| inner.state.commitment.is_some()) {
             let (credited, events) = credit(&last, &now);
             for event in events {
                 let (kind, detail) = describe(&event);
@@ -146,8 +147,6 @@ impl Period {
                     cp.since_boot = cp.since_boot.saturating_sub(kept);
                 }
             }
-        } else {
-            must_save = true;
         }
         if let Some(c) = inner.state.commitment.as_mut()
             && let Some(request) = &c.unlock
