@@ -1,15 +1,37 @@
 //! `ncd`: the command line of the no-contact boundary.
 //!
-//! For now it reads the config itself (`ncd check`, `ncd config check`,
-//! `ncd services`); the period commands arrive with the control socket and will
-//! ask the daemon instead.
+//! This file owns the command-line grammar and hands each command to its module:
+//! `local` (commands that read the config themselves), `client` (the control socket),
+//! `status` (the status screen), `period` (start, extend, the unlock request),
+//! `confirm` and `terminal` (typing the unlock passage in raw mode), `human` (words,
+//! bars and colour).
 
-use std::path::{Path, PathBuf};
+/// `println!` that hands a write error back (`?`) instead of panicking: output into
+/// a closed pipe (`ncd services | head -1`) is not a crash.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*)?
+    }};
+}
+
+mod client;
+mod confirm;
+mod human;
+mod local;
+mod period;
+mod status;
+mod terminal;
+
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use ncd_config::{Config, DomainName, catalog};
-use ncd_daemon::policy::{Policy, Verdict};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use ncd_config::HumanDuration;
+use ncd_config::control::UnlockScope;
+
+use crate::client::Client;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,9 +43,10 @@ struct Cli {
     /// The config file.
     #[arg(long, global = true, default_value = ncd_config::DEFAULT_CONFIG_PATH)]
     config: PathBuf,
-    /// The daemon's control socket.
-    #[arg(long, global = true, env = "NCD_SOCKET", default_value = ncd_config::DEFAULT_CONTROL_SOCKET)]
-    socket: PathBuf,
+    /// The daemon's control socket [default: `[control] socket` of the config file,
+    /// else /run/ncd/control.sock].
+    #[arg(long, global = true, env = "NCD_SOCKET")]
+    socket: Option<PathBuf>,
     /// The daemon's state dir (for downloaded lists).
     #[arg(long, global = true, default_value = "/var/lib/ncd")]
     state_dir: PathBuf,
@@ -33,6 +56,29 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Where the period stands: time left, your reason, blocked attempts, unlock state.
+    Status {
+        /// Print the daemon's status as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Begin a period: the boundary holds until it ends.
+    Start {
+        /// How long, e.g. 60d, 8w, 30d12h [default: `[period] length` of the config].
+        #[arg(long = "for", value_name = "DURATION")]
+        length: Option<HumanDuration>,
+        /// Why you are doing this, in your own words. Asked for at a terminal if missing.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Make the running period longer. Takes effect at once.
+    Extend {
+        /// How much longer, e.g. 7d or 2w.
+        #[arg(value_name = "DURATION")]
+        by: HumanDuration,
+    },
+    /// Ask to open something early: a cooling-off delay, then a typed confirmation.
+    Unlock(UnlockArgs),
     /// Say whether a name is blocked, and by which rule. Exit status: 0 blocked,
     /// 1 not blocked, 2 error.
     Check {
@@ -49,6 +95,53 @@ enum Command {
     },
     /// List the services of the built-in catalog and their domains.
     Services,
+    /// Print a shell completion script.
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+    /// Print the man page (roff).
+    Man,
+}
+
+#[derive(Debug, Args)]
+struct UnlockArgs {
+    /// What to open: `end` the period, or apply the `pending` (held) changes.
+    #[arg(long, value_enum, conflicts_with_all = ["cancel", "confirm"])]
+    scope: Option<ScopeArg>,
+    /// Why now, in a sentence or more.
+    #[arg(long, conflicts_with_all = ["cancel", "confirm"])]
+    why: Option<String>,
+    /// Withdraw the request under way.
+    #[arg(long, conflicts_with = "confirm")]
+    cancel: bool,
+    /// Confirm the request by typing a passage (needs a terminal).
+    #[arg(long)]
+    confirm: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    /// End the period now.
+    End,
+    /// Apply the loosenings held back during the period.
+    Pending,
+}
+
+impl From<ScopeArg> for UnlockScope {
+    fn from(scope: ScopeArg) -> Self {
+        match scope {
+            ScopeArg::End => UnlockScope::End,
+            ScopeArg::Pending => UnlockScope::Pending,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Debug, Subcommand)]
@@ -65,126 +158,88 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let _ = &cli.socket; // used by the period commands (control socket)
-    let result = match &cli.command {
-        Command::Check { name, json } => check(&cli, name, *json),
+    let client = || Client::new(client::resolve_socket(cli.socket.as_deref(), &cli.config));
+    let (result, error_code) = match &cli.command {
+        Command::Check { name, json } => (local::check(&cli.config, &cli.state_dir, name, *json), 2),
         Command::Config {
             command: ConfigCommand::Check { file, json },
-        } => config_check(file.as_deref().unwrap_or(&cli.config), &cli.state_dir, *json),
-        Command::Services => services(),
+        } => (
+            local::config_check(file.as_deref().unwrap_or(&cli.config), &cli.state_dir, *json),
+            2,
+        ),
+        Command::Services => (local::services(), 2),
+        Command::Status { json } => (status_command(&client(), *json), 1),
+        Command::Start { length, reason } => (period::start(&client(), *length, reason.clone()), 1),
+        Command::Extend { by } => (period::extend(&client(), *by), 1),
+        Command::Unlock(args) => (unlock(&client(), args), 1),
+        Command::Completions { shell } => (completions(*shell), 2),
+        Command::Man => (man(), 2),
     };
     match result {
         Ok(code) => code,
+        // Whoever read our output stopped reading: nothing to say, nobody to say it to.
+        Err(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ncd: {error:#}");
-            ExitCode::from(2)
+            ExitCode::from(error_code)
         }
     }
 }
 
-fn check(cli: &Cli, name: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&cli.config)?;
-    let name = DomainName::parse(name).map_err(anyhow::Error::msg)?;
-    let policy = Policy::build(&config, &cli.state_dir);
-    let verdict = policy.verdict(name.as_str().as_bytes());
-    let blocked = matches!(verdict, Verdict::Blocked(_));
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn status_command(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        let rule = |m: &ncd_daemon::policy::Match<'_>| serde_json::json!({ "rule": m.to_string(), "source": policy.source_name(m.source) });
-        let value = match verdict {
-            Verdict::Pass => serde_json::json!({ "name": name.as_str(), "blocked": false }),
-            Verdict::Blocked(m) => serde_json::json!({ "name": name.as_str(), "blocked": true, "by": rule(&m) }),
-            Verdict::Allowed { rule: r, exception } => serde_json::json!({
-                "name": name.as_str(), "blocked": false, "by": rule(&r), "allowed_by": rule(&exception),
-            }),
-        };
-        println!("{value}");
+        let value = client.call(ncd_config::control::Method::Status)?;
+        say!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        match verdict {
-            Verdict::Pass => println!("{name} is not blocked: no rule covers it."),
-            Verdict::Blocked(m) => {
-                println!(
-                    "{name} is blocked by the rule `{m}` ({}).",
-                    policy.source_name(m.source)
-                );
-            }
-            Verdict::Allowed { rule, exception } => println!(
-                "{name} is not blocked: the rule `{rule}` ({}) covers it, but the exception `{exception}` ({}) lets it through.",
-                policy.source_name(rule.source),
-                policy.source_name(exception.source)
-            ),
-        }
+        let status = client.status()?;
+        std::io::stdout().write_all(status::render(&status, human::Style::for_stdout()).as_bytes())?;
     }
-    Ok(if blocked { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(ExitCode::SUCCESS)
 }
 
-fn config_check(file: &Path, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let config = match Config::load(file) {
-        Ok(config) => config,
-        Err(error) => {
-            eprintln!("{error}");
-            return Ok(ExitCode::from(1));
-        }
+fn unlock(client: &Client, args: &UnlockArgs) -> anyhow::Result<ExitCode> {
+    if args.cancel {
+        period::cancel(client)
+    } else if args.confirm {
+        confirm::run(client)
+    } else {
+        period::request(client, args.scope.map(Into::into), args.why.clone())
+    }
+}
+
+fn completions(shell: Shell) -> anyhow::Result<ExitCode> {
+    let shell = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
     };
-    let started = std::time::Instant::now();
-    let policy = Policy::build(&config, state_dir);
-    let elapsed = started.elapsed();
-    if json {
-        let value = serde_json::json!({
-            "file": file.display().to_string(),
-            "valid": true,
-            "blocked_names": policy.block_rules(),
-            "allow_exceptions": policy.allow_rules(),
-            "sources": policy.sources(),
-            "rule_bytes": policy.heap_bytes(),
-            "compile_ms": elapsed.as_millis(),
-        });
-        println!("{value}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{} is valid.", file.display());
-    println!();
-    for source in policy.sources() {
-        let mut line = format!("  {:>9} rules  {}", source.rules, source.source);
-        if source.bad_lines > 0 {
-            line.push_str(&format!("  ({} lines skipped; ncdd logs each)", source.bad_lines));
-        }
-        if let Some(error) = &source.error {
-            line.push_str(&format!("  — not loaded: {error}"));
-        }
-        println!("{line}");
-    }
-    println!();
-    println!(
-        "{} names blocked (each with its subdomains unless written =name), {} exceptions.",
-        policy.block_rules(),
-        policy.allow_rules()
-    );
-    println!(
-        "Compiled in {} ms into {:.1} MiB.",
-        elapsed.as_millis(),
-        policy.heap_bytes() as f64 / (1024.0 * 1024.0)
-    );
-    println!(
-        "Blocked names are answered {}, TTL {}s.",
-        match config.dns.answer {
-            ncd_config::BlockAnswer::Null => "0.0.0.0 / :: (no data for other types)",
-            ncd_config::BlockAnswer::Nxdomain => "NXDOMAIN",
-            ncd_config::BlockAnswer::Refused => "REFUSED",
-        },
-        config.dns.blocked_ttl.as_secs()
-    );
+    // Into a buffer first: `generate` panics when it cannot write.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "ncd", &mut script);
+    std::io::stdout().write_all(&script)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn services() -> anyhow::Result<ExitCode> {
-    for service in catalog::SERVICES {
-        let aliases = if service.aliases.is_empty() {
-            String::new()
-        } else {
-            format!(" (also: {})", service.aliases.join(", "))
-        };
-        println!("{}{aliases}", service.name);
-        println!("    {}", service.domains.join(" "));
-    }
+fn man() -> anyhow::Result<ExitCode> {
+    let mut page = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut page)?;
+    std::io::stdout().write_all(&page)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
 }

@@ -54,19 +54,6 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_col_counts_from_one() {
-        let src = "a = 1\nbb = 2\n";
-        assert_eq!(line_col(src, 0), (1, 1));
-        assert_eq!(line_col(src, 6), (2, 1));
-        assert_eq!(line_col(src, 8), (2, 3));
-    }
-}
-
 /// Deserializes a string with `parse`, failing *inside* the deserializer so the
 /// TOML reader can place the error on the value itself (an element of a
 /// multi-line array gets its own line, not the array's).
@@ -85,4 +72,17 @@ where
         }
     }
     deserializer.deserialize_str(Parsed(parse))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        let src = "a = 1\nbb = 2\n";
+        assert_eq!(line_col(src, 0), (1, 1));
+        assert_eq!(line_col(src, 6), (2, 1));
+        assert_eq!(line_col(src, 8), (2, 3));
+    }
 }

@@ -1,0 +1,401 @@
+//! `ncd status`: the screen a person opens at 1 a.m. It renders the daemon's
+//! [`Status`] calmly — where the period stands, the reason they wrote, blocked
+//! attempts as plain facts, the unlock state, held changes, what ncdd noticed and
+//! its health. Counts are facts, never judgments.
+
+use chrono::{Local, TimeZone};
+use ncd_config::control::{PeriodStatus, Status, UnlockScope, UnlockState, UnlockStatus};
+
+use crate::human::{self, Style};
+
+/// Cells in the progress bar.
+const BAR_WIDTH: usize = 30;
+/// Tamper events shown, the most recent ones.
+const TAMPER_SHOWN: usize = 5;
+
+/// The whole screen, ending with a newline.
+pub fn render(status: &Status, style: Style) -> String {
+    let mut out = Screen::default();
+    period(&mut out, &status.period, style);
+    damage(&mut out, &status.daemon.damage, style);
+    unlock(&mut out, &status.unlock);
+    pending(&mut out, &status.pending);
+    blocked(&mut out, status, style);
+    tamper(&mut out, status, style);
+    health(&mut out, status, style);
+    out.text
+}
+
+/// Paragraphs separated by one blank line.
+#[derive(Default)]
+struct Screen {
+    text: String,
+}
+
+impl Screen {
+    fn paragraph(&mut self, lines: &[String]) {
+        if lines.is_empty() {
+            return;
+        }
+        if !self.text.is_empty() {
+            self.text.push('\n');
+        }
+        for line in lines {
+            self.text.push_str(line);
+            self.text.push('\n');
+        }
+    }
+}
+
+fn quoted(text: &str) -> String {
+    format!("“{}”", text.trim())
+}
+
+fn period(out: &mut Screen, period: &PeriodStatus, style: Style) {
+    if period.active {
+        let headline = if period.length_secs >= 86_400 {
+            format!(
+                "Day {} of {}",
+                human::day_number(period.served_secs).min(human::days_ceil(period.length_secs)),
+                human::days_ceil(period.length_secs)
+            )
+        } else {
+            format!("A period of {} is running", human::length(period.length_secs))
+        };
+        out.paragraph(&[style.bold(&headline)]);
+        let left = if period.remaining_secs == 0 {
+            "ending now".to_string()
+        } else {
+            format!("{} left", human::duration(period.remaining_secs))
+        };
+        out.paragraph(&[format!(
+            "  {}  {:>3}%   {left}",
+            style.accent(&human::progress_bar(period.served_secs, period.length_secs, BAR_WIDTH)),
+            human::percent(period.served_secs, period.length_secs),
+        )]);
+        if let Some(reason) = period.reason.as_deref().filter(|r| !r.trim().is_empty()) {
+            out.paragraph(&[format!("  You wrote: {}", quoted(reason))]);
+        }
+    } else if let Some(ended) = &period.ended {
+        let mut lines = vec![style.bold("Your period has ended")];
+        let when = local_time(ended.ended_unix)
+            .map(|t| format!(" on {t}"))
+            .unwrap_or_default();
+        lines.push(match ended.how.as_str() {
+            "completed" => format!("It ran its full {}, and ended{when}.", human::length(ended.length_secs)),
+            "unlocked" => format!(
+                "It ended through an unlock{when}, after {} of {}.",
+                human::duration(ended.served_secs),
+                human::length(ended.length_secs)
+            ),
+            _ => format!(
+                "It ended{when}, after {} of {}.",
+                human::duration(ended.served_secs),
+                human::length(ended.length_secs)
+            ),
+        });
+        out.paragraph(&lines);
+        if !ended.reason.trim().is_empty() {
+            out.paragraph(&[format!("  When you started, you wrote: {}", quoted(&ended.reason))]);
+        }
+        out.paragraph(&[
+            "Start another with `ncd start --for 30d`, or open up at your own pace by editing the config.".to_string(),
+        ]);
+    } else {
+        out.paragraph(&[
+            style.bold("No period running"),
+            "What your config blocks stays blocked while ncdd runs.".to_string(),
+            "To make it binding for a while: `ncd start --for 60d --reason \"…\"`.".to_string(),
+        ]);
+    }
+}
+
+fn damage(out: &mut Screen, damage: &[String], style: Style) {
+    if damage.is_empty() {
+        return;
+    }
+    let mut lines =
+        vec![style.notice("A note about ncdd: when it started, part of its saved state could not be read.")];
+    lines.extend(damage.iter().map(|d| format!("  - {d}")));
+    lines.push("It is blocking with the strictest policy it could still read, so the boundary holds.".to_string());
+    lines.push("`journalctl -u ncd` has the details.".to_string());
+    out.paragraph(&lines);
+}
+
+fn scope_words(scope: Option<UnlockScope>) -> Option<&'static str> {
+    scope.map(|s| match s {
+        UnlockScope::End => "It asks to end the period.",
+        UnlockScope::Pending => "It asks to apply the held changes.",
+    })
+}
+
+/// The unlock lines, shared with `ncd unlock` (which shows them when a request is
+/// already under way).
+pub fn unlock_lines(unlock: &UnlockStatus) -> Vec<String> {
+    let mut lines = Vec::new();
+    match unlock.state {
+        UnlockState::None => {}
+        UnlockState::Waiting => {
+            lines.push(format!(
+                "An unlock request is cooling off: {} to go. `ncd unlock --cancel` withdraws it.",
+                human::duration(unlock.remaining_secs)
+            ));
+            lines.extend(scope_words(unlock.scope).map(str::to_string));
+        }
+        UnlockState::Confirmable => {
+            lines.push(format!(
+                "You can confirm your unlock for the next {} with `ncd unlock --confirm`.",
+                human::duration(unlock.remaining_secs)
+            ));
+            lines.extend(scope_words(unlock.scope).map(str::to_string));
+            lines.push("If you let the window pass, nothing opens.".to_string());
+        }
+        UnlockState::Expired => {
+            lines.push("Your last unlock request expired unconfirmed. The urge passed.".to_string());
+        }
+    }
+    lines
+}
+
+fn unlock(out: &mut Screen, unlock: &UnlockStatus) {
+    out.paragraph(&unlock_lines(unlock));
+}
+
+/// The held loosenings, shared with `ncd unlock`.
+pub fn pending_lines(pending: &[String]) -> Vec<String> {
+    match pending {
+        [] => Vec::new(),
+        [one] => vec![format!("Held until the period ends or an unlock: {one}")],
+        many => {
+            let mut lines = vec!["Held until the period ends or an unlock:".to_string()];
+            lines.extend(many.iter().map(|p| format!("  - {p}")));
+            lines
+        }
+    }
+}
+
+fn pending(out: &mut Screen, pending: &[String]) {
+    out.paragraph(&pending_lines(pending));
+}
+
+fn blocked(out: &mut Screen, status: &Status, style: Style) {
+    let blocked = &status.blocked;
+    let mut lines = Vec::new();
+    if blocked.today == 0 {
+        lines.push("Nothing blocked today.".to_string());
+    } else {
+        let by_service = blocked
+            .today_by_service
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(service, n)| format!("{service} {n}"))
+            .collect::<Vec<_>>();
+        let detail = if by_service.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", by_service.join(", "))
+        };
+        lines.push(format!("Blocked today: {}{detail}", blocked.today));
+    }
+    if !blocked.last_14_days.is_empty() {
+        lines.push(format!(
+            "Last {}:  {}  {}",
+            human::count(blocked.last_14_days.len() as u64, "day", "days"),
+            style.accent(&human::sparkline(&blocked.last_14_days)),
+            style.dim("(today last)")
+        ));
+    }
+    if let Some(hour) = blocked.peak_hour {
+        lines.push(format!("Urges come most around {hour:02}:00."));
+    }
+    out.paragraph(&lines);
+}
+
+fn local_time(unix: i64) -> Option<String> {
+    Local
+        .timestamp_opt(unix, 0)
+        .single()
+        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+}
+
+fn tamper(out: &mut Screen, status: &Status, style: Style) {
+    let events = &status.tamper;
+    if events.is_empty() {
+        return;
+    }
+    let mut lines = vec!["Things ncdd noticed (most recent last):".to_string()];
+    let hidden = events.len().saturating_sub(TAMPER_SHOWN);
+    if hidden > 0 {
+        lines.push(style.dim(&format!(
+            "  … {} earlier",
+            human::count(hidden as u64, "event", "events")
+        )));
+    }
+    for event in &events[hidden..] {
+        let when = local_time(event.unix).unwrap_or_else(|| format!("@{}", event.unix));
+        let kind = event.kind.replace('_', " ");
+        let what = if event.detail.trim().is_empty() {
+            kind
+        } else {
+            format!("{kind}: {}", event.detail.trim())
+        };
+        lines.push(format!("  {}  {what}", style.dim(&when)));
+    }
+    if status.period.active {
+        lines.push(style.dim("The period's time is credited time; none of this shortens it."));
+    }
+    out.paragraph(&lines);
+}
+
+fn health(out: &mut Screen, status: &Status, style: Style) {
+    let daemon = &status.daemon;
+    let mut parts = vec![
+        if daemon.version.is_empty() {
+            "ncdd".to_string()
+        } else {
+            format!("ncdd {}", daemon.version)
+        },
+        format!("up {}", human::duration(daemon.uptime_secs)),
+        human::count(daemon.rules as u64, "rule", "rules"),
+    ];
+    if !daemon.listening.is_empty() {
+        parts.push(format!("listening on {}", daemon.listening.join(", ")));
+    }
+    out.paragraph(&[style.dim(&parts.join(" · "))]);
+}
+
+#[cfg(test)]
+mod tests {
+    use ncd_config::control::{BlockedStatus, DaemonStatus, EndedPeriod, TamperEvent};
+
+    use super::*;
+
+    const DAY: u64 = 86_400;
+
+    fn active() -> Status {
+        Status {
+            period: PeriodStatus {
+                active: true,
+                length_secs: 60 * DAY,
+                served_secs: 11 * DAY + 21 * 3600,
+                remaining_secs: 48 * DAY + 3 * 3600,
+                reason: Some("I want my mornings back.".into()),
+                started_unix: Some(1_700_000_000),
+                ended: None,
+            },
+            unlock: UnlockStatus {
+                state: UnlockState::Waiting,
+                scope: Some(UnlockScope::End),
+                remaining_secs: 23 * 3600 + 10 * 60,
+                why: Some("I miss them tonight".into()),
+                delay_secs: 24 * 3600,
+            },
+            pending: vec!["remove service tiktok".into()],
+            tamper: (0..7)
+                .map(|i| TamperEvent {
+                    unix: 1_700_000_000 + i * 3600,
+                    kind: "clock_jump".into(),
+                    detail: format!("event {i}"),
+                })
+                .collect(),
+            blocked: BlockedStatus {
+                today: 5,
+                last_14_days: vec![0, 0, 1, 3, 0, 8, 5, 2, 0, 0, 3, 2, 0, 5],
+                today_by_service: vec![("instagram".into(), 3), ("tiktok".into(), 2)],
+                peak_hour: Some(23),
+            },
+            daemon: DaemonStatus {
+                version: "0.1.0".into(),
+                uptime_secs: 3 * DAY + 2 * 3600,
+                listening: vec!["127.0.0.1:53".into(), "[::1]:53".into()],
+                rules: 1234,
+                damage: vec!["commitment copy B: checksum mismatch".into()],
+            },
+        }
+    }
+
+    #[test]
+    fn an_active_period_reads_calmly() {
+        let text = render(&active(), Style::plain());
+        for phrase in [
+            "Day 12 of 60\n",
+            "  █████░░░░░░░░░░░░░░░░░░░░░░░░░   19%   48 days 3 hours left\n",
+            "You wrote: “I want my mornings back.”",
+            "Blocked today: 5 (instagram 3, tiktok 2)",
+            "Last 14 days:  ▁▁▂▄▁█▆▃▁▁▄▃▁▆  (today last)",
+            "Urges come most around 23:00.",
+            "An unlock request is cooling off: 23 hours 10 minutes to go. `ncd unlock --cancel` withdraws it.",
+            "Held until the period ends or an unlock: remove service tiktok",
+            "  … 2 events earlier",
+            "clock jump: event 6",
+            "commitment copy B: checksum mismatch",
+            "ncdd 0.1.0 · up 3 days 2 hours · 1234 rules · listening on 127.0.0.1:53, [::1]:53",
+        ] {
+            assert!(text.contains(phrase), "{phrase:?} missing from:\n{text}");
+        }
+        assert!(!text.contains("event 1"), "only the 5 most recent events:\n{text}");
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn the_end_shows_the_reason_and_the_offer() {
+        let mut status = active();
+        status.period = PeriodStatus {
+            ended: Some(EndedPeriod {
+                reason: "I want my mornings back.".into(),
+                length_secs: 60 * DAY,
+                served_secs: 60 * DAY,
+                how: "completed".into(),
+                ended_unix: 1_700_000_000,
+            }),
+            ..PeriodStatus::default()
+        };
+        status.unlock = UnlockStatus::default();
+        let text = render(&status, Style::plain());
+        assert!(text.contains("Your period has ended"), "{text}");
+        assert!(text.contains("It ran its full 60 days"), "{text}");
+        assert!(
+            text.contains("When you started, you wrote: “I want my mornings back.”"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "Start another with `ncd start --for 30d`, or open up at your own pace by editing the config."
+            )
+        );
+    }
+
+    #[test]
+    fn confirmable_and_expired_unlocks() {
+        let mut unlock = UnlockStatus {
+            state: UnlockState::Confirmable,
+            scope: Some(UnlockScope::Pending),
+            remaining_secs: 3600 + 40 * 60,
+            ..UnlockStatus::default()
+        };
+        assert_eq!(
+            unlock_lines(&unlock)[0],
+            "You can confirm your unlock for the next 1 hour 40 minutes with `ncd unlock --confirm`."
+        );
+        unlock.state = UnlockState::Expired;
+        assert_eq!(
+            unlock_lines(&unlock),
+            ["Your last unlock request expired unconfirmed. The urge passed."]
+        );
+    }
+
+    #[test]
+    fn nothing_running_and_nothing_blocked() {
+        let text = render(&Status::default(), Style::plain());
+        assert!(text.starts_with("No period running\n"), "{text}");
+        assert!(text.contains("Nothing blocked today."), "{text}");
+    }
+
+    #[test]
+    fn no_banned_words() {
+        let text = render(&active(), Style::plain()).to_lowercase();
+        for word in ["slip", "fail", "weak"] {
+            assert!(!text.contains(word), "{word:?} in:\n{text}");
+        }
+    }
+}
