@@ -4,39 +4,48 @@
 use std::path::Path;
 use std::process::ExitCode;
 
+use ncd_config::control::Method;
 use ncd_config::{Config, DomainName, catalog};
-use ncd_daemon::policy::{Policy, Verdict};
+use ncd_daemon::policy::Policy;
+use ncd_daemon::requests::explain;
 
-pub fn check(config: &Path, state_dir: &Path, name: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config)?;
+use crate::client::{Client, ClientError};
+
+/// `ncd check NAME`: asks the running daemon (which knows the effective policy,
+/// including a period's ratchet); when ncdd is not running, reads the config file
+/// and says so.
+pub fn check(client: &Client, config: &Path, state_dir: &Path, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     let name = DomainName::parse(name).map_err(anyhow::Error::msg)?;
-    let policy = Policy::build(&config, state_dir);
-    let verdict = policy.verdict(name.as_str().as_bytes());
-    let blocked = matches!(verdict, Verdict::Blocked(_));
+    let verdict = match client.call(Method::Check { name: name.to_string() }) {
+        Ok(verdict) => verdict,
+        Err(ClientError::NotRunning { .. }) => {
+            eprintln!("(ncdd is not running: this answer comes from {})", config.display());
+            let config = Config::load(config)?;
+            explain(&Policy::build(&config, state_dir), &name)
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let blocked = verdict["blocked"].as_bool().unwrap_or(false);
     if json {
-        let rule = |m: &ncd_daemon::policy::Match<'_>| serde_json::json!({ "rule": m.to_string(), "source": policy.source_name(m.source) });
-        let value = match verdict {
-            Verdict::Pass => serde_json::json!({ "name": name.as_str(), "blocked": false }),
-            Verdict::Blocked(m) => serde_json::json!({ "name": name.as_str(), "blocked": true, "by": rule(&m) }),
-            Verdict::Allowed { rule: r, exception } => serde_json::json!({
-                "name": name.as_str(), "blocked": false, "by": rule(&r), "allowed_by": rule(&exception),
-            }),
-        };
-        say!("{value}");
+        say!("{verdict}");
     } else {
-        match verdict {
-            Verdict::Pass => say!("{name} is not blocked: no rule covers it."),
-            Verdict::Blocked(m) => {
-                say!(
-                    "{name} is blocked by the rule `{m}` ({}).",
-                    policy.source_name(m.source)
-                );
-            }
-            Verdict::Allowed { rule, exception } => say!(
-                "{name} is not blocked: the rule `{rule}` ({}) covers it, but the exception `{exception}` ({}) lets it through.",
-                policy.source_name(rule.source),
-                policy.source_name(exception.source)
-            ),
+        let rule = |key: &str| {
+            let by = &verdict[key];
+            (
+                by["rule"].as_str().unwrap_or("?").to_string(),
+                by["source"].as_str().unwrap_or("?").to_string(),
+            )
+        };
+        if blocked {
+            let (rule, source) = rule("by");
+            say!("{name} is blocked by the rule `{rule}` ({source}).");
+        } else if verdict.get("allowed_by").is_some() {
+            let ((rule, source), (exception, exception_source)) = (rule("by"), rule("allowed_by"));
+            say!(
+                "{name} is not blocked: the rule `{rule}` ({source}) covers it, but the exception `{exception}` ({exception_source}) lets it through."
+            );
+        } else {
+            say!("{name} is not blocked: no rule covers it.");
         }
     }
     Ok(if blocked { ExitCode::SUCCESS } else { ExitCode::from(1) })

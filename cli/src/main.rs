@@ -160,7 +160,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let client = || Client::new(client::resolve_socket(cli.socket.as_deref(), &cli.config));
     let (result, error_code) = match &cli.command {
-        Command::Check { name, json } => (local::check(&cli.config, &cli.state_dir, name, *json), 2),
+        Command::Check { name, json } => (local::check(&client(), &cli.config, &cli.state_dir, name, *json), 2),
         Command::Config {
             command: ConfigCommand::Check { file, json },
         } => (

@@ -120,7 +120,8 @@ fn check_names_the_rule_and_service_that_block_a_name() {
         "www.instagram.com is blocked by the rule `instagram.com` (service: instagram).",
         "{run:#?}"
     );
-    assert!(run.stderr.is_empty(), "{run:#?}");
+    // No ncdd answers in this test: ncd says it read the config file instead.
+    assert!(run.stderr.contains("ncdd is not running"), "{run:#?}");
 }
 
 #[test]
@@ -240,7 +241,7 @@ fn check_with_a_broken_or_missing_config_exits_2_with_its_place() {
     let run = env.ncd(&["check", "www.instagram.com"]);
     run.expect_code(2);
     let place = format!("ncd: {}:3:", env.config().display());
-    assert!(run.stderr.starts_with(&place), "expected {place:?}: {run:#?}");
+    assert!(run.stderr.contains(&place), "expected {place:?}: {run:#?}");
     assert!(run.stderr.contains("bad..example"), "{run:#?}");
 
     let run = ncd(&[
