@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ncd_config::Config;
-use ncd_config::control::{ErrorCode, MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response, Status};
+use ncd_config::control::{MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response, Status};
 use serde_json::Value;
 
 /// How long one request may take, connecting, writing and waiting for the answer.
@@ -43,7 +43,6 @@ pub enum ClientError {
     Protocol(String),
     /// The daemon answered with an error.
     Daemon {
-        code: ErrorCode,
         message: String,
     },
 }
@@ -73,10 +72,7 @@ impl fmt::Display for ClientError {
             ),
             ClientError::Io(socket, error) => write!(f, "Could not talk to ncdd at {}: {error}.", socket.display()),
             ClientError::Protocol(what) => write!(f, "ncdd answered in a way this ncd does not understand: {what}."),
-            ClientError::Daemon {
-                code: ErrorCode::Forbidden,
-                ..
-            } => f.write_str("Only root or the person who started this period can do that."),
+            // The daemon's words say who may do what (they differ by verb).
             ClientError::Daemon { message, .. } => f.write_str(message),
         }
     }
@@ -149,10 +145,7 @@ impl Client {
             let error = response
                 .error
                 .ok_or_else(|| ClientError::Protocol("an error without a message".into()))?;
-            Err(ClientError::Daemon {
-                code: error.code,
-                message: error.message,
-            })
+            Err(ClientError::Daemon { message: error.message })
         }
     }
 
@@ -191,20 +184,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forbidden_is_said_kindly_and_other_errors_pass_through() {
+    fn the_daemons_words_pass_through() {
         let forbidden = ClientError::Daemon {
-            code: ErrorCode::Forbidden,
-            message: "uid 1001 is not the owner".into(),
+            message: "Only root or the person who started this period can do that.".into(),
         };
         assert_eq!(
             forbidden.to_string(),
             "Only root or the person who started this period can do that."
         );
-        let conflict = ClientError::Daemon {
-            code: ErrorCode::Conflict,
-            message: "No period is running.".into(),
-        };
-        assert_eq!(conflict.to_string(), "No period is running.");
     }
 
     #[test]

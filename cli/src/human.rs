@@ -8,36 +8,7 @@ const MINUTE: u64 = 60;
 const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
-/// `1 day`, `2 days`.
-pub fn count(n: u64, singular: &str, plural: &str) -> String {
-    if n == 1 {
-        format!("1 {singular}")
-    } else {
-        format!("{n} {plural}")
-    }
-}
-
-/// Time in words, in the two largest units that matter: "48 days 3 hours",
-/// "23 hours 10 minutes", "5 minutes", "less than a minute". Rounds down.
-pub fn duration(secs: u64) -> String {
-    let (days, hours, minutes) = (secs / DAY, secs % DAY / HOUR, secs % HOUR / MINUTE);
-    let pair = |big: String, small: u64, singular: &str, plural: &str| {
-        if small == 0 {
-            big
-        } else {
-            format!("{big} {}", count(small, singular, plural))
-        }
-    };
-    if days > 0 {
-        pair(count(days, "day", "days"), hours, "hour", "hours")
-    } else if hours > 0 {
-        pair(count(hours, "hour", "hours"), minutes, "minute", "minutes")
-    } else if minutes > 0 {
-        count(minutes, "minute", "minutes")
-    } else {
-        "less than a minute".to_string()
-    }
-}
+pub use ncd_config::duration::{count, in_words as duration};
 
 /// The length of a period in words: like [`duration`], but short test periods
 /// are counted in seconds rather than called "less than a minute".

@@ -359,8 +359,13 @@ fn extend_sends_the_extra_time() {
 }
 
 #[test]
-fn forbidden_is_said_kindly_and_exits_non_zero() {
-    let daemon = FakeDaemon::start(|_| Err((ErrorCode::Forbidden, "uid 1001 did not start this period".into())));
+fn forbidden_passes_on_the_daemons_words_and_exits_non_zero() {
+    let daemon = FakeDaemon::start(|_| {
+        Err((
+            ErrorCode::Forbidden,
+            "Only root or the person who started this period can do that.".into(),
+        ))
+    });
     let run = daemon.ncd(&["extend", "7d"]);
     assert_eq!(run.code, Some(1), "{run:#?}");
     assert_contains(

@@ -109,6 +109,41 @@ impl fmt::Display for HumanDuration {
     }
 }
 
+/// `1 day`, `2 days`.
+pub fn count(n: u64, singular: &str, plural: &str) -> String {
+    if n == 1 {
+        format!("1 {singular}")
+    } else {
+        format!("{n} {plural}")
+    }
+}
+
+/// Time in words, in the two largest units that matter: "48 days 3 hours",
+/// "23 hours 10 minutes", "5 minutes", "less than a minute". Rounds down. Used for
+/// everything a person reads, by the daemon and the CLI alike.
+pub fn in_words(secs: u64) -> String {
+    const MINUTE: u64 = 60;
+    const HOUR: u64 = 60 * MINUTE;
+    const DAY: u64 = 24 * HOUR;
+    let (days, hours, minutes) = (secs / DAY, secs % DAY / HOUR, secs % HOUR / MINUTE);
+    let pair = |big: String, small: u64, singular: &str, plural: &str| {
+        if small == 0 {
+            big
+        } else {
+            format!("{big} {}", count(small, singular, plural))
+        }
+    };
+    if days > 0 {
+        pair(count(days, "day", "days"), hours, "hour", "hours")
+    } else if hours > 0 {
+        pair(count(hours, "hour", "hours"), minutes, "minute", "minutes")
+    } else if minutes > 0 {
+        count(minutes, "minute", "minutes")
+    } else {
+        "less than a minute".to_string()
+    }
+}
+
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         crate::error::parse_str(deserializer, str::parse)

@@ -101,6 +101,68 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
     }
 }
 
+/// Applies an unlock of held changes without opening anything else.
+///
+/// `target` is the file as it was when the unlock was asked for (what the person
+/// asked to open), `base` the lock at that moment, `head` the lock now. The result
+/// is `target` plus every tightening made since (`base` → `head`): a change held
+/// *after* the request is not opened by it, and nothing tightened since is lost.
+pub fn rebase(target: &Config, base: &Config, head: &Config) -> Config {
+    let Config {
+        dns: _,
+        block:
+            BlockConfig {
+                services,
+                domains,
+                lists,
+                allow,
+                refresh: _,
+            },
+        guard: GuardConfig { encrypted_dns },
+        control: _,
+        period: _,
+        unlock: UnlockConfig {
+            delay,
+            confirm_within,
+            challenge_chars,
+        },
+    } = head;
+    let mut result = target.clone();
+    result.block.services = grown(&target.block.services, &base.block.services, services);
+    result.block.domains = grown(&target.block.domains, &base.block.domains, domains);
+    result.block.lists = grown(&target.block.lists, &base.block.lists, lists);
+    // Exceptions removed since the request stay removed.
+    result.block.allow = target
+        .block
+        .allow
+        .iter()
+        .filter(|x| !base.block.allow.contains(x) || allow.contains(x))
+        .cloned()
+        .collect();
+    result.guard.encrypted_dns = target.guard.encrypted_dns || (*encrypted_dns && !base.guard.encrypted_dns);
+    if *delay > base.unlock.delay {
+        result.unlock.delay = result.unlock.delay.max(*delay);
+    }
+    if *confirm_within < base.unlock.confirm_within {
+        result.unlock.confirm_within = result.unlock.confirm_within.min(*confirm_within);
+    }
+    if *challenge_chars > base.unlock.challenge_chars {
+        result.unlock.challenge_chars = result.unlock.challenge_chars.max(*challenge_chars);
+    }
+    result
+}
+
+/// `target` plus what `head` added since `base`.
+fn grown<T: PartialEq + Clone>(target: &[T], base: &[T], head: &[T]) -> Vec<T> {
+    let mut out = target.to_vec();
+    out.extend(
+        head.iter()
+            .filter(|x| !base.contains(x) && !target.contains(x))
+            .cloned(),
+    );
+    out
+}
+
 #[derive(Default)]
 struct Changes {
     tightened: Vec<String>,
@@ -288,6 +350,38 @@ challenge_chars = 10
         let r = ratchet(&locked, &new);
         assert!(r.pending.is_empty() && r.tightened.is_empty(), "{r:?}");
         assert_eq!(r.effective, new);
+    }
+
+    #[test]
+    fn an_unlock_opens_what_was_held_when_asked_and_keeps_later_tightenings() {
+        let base = config(LOCKED);
+        // Asked to open: tiktok removed.
+        let target = config(&LOCKED.replace(r#", "tiktok"]"#, "]"));
+        // Since then: snapchat added (a tightening), an exception removed.
+        let head = config(
+            &LOCKED
+                .replace(r#""tiktok"]"#, r#""tiktok", "snapchat"]"#)
+                .replace(r#", "help.instagram.com""#, ""),
+        );
+        let result = rebase(&target, &base, &head);
+        let services: Vec<_> = result.block.services.iter().map(|s| s.as_str().to_string()).collect();
+        assert_eq!(services, ["instagram", "snapchat"]);
+        assert_eq!(result.block.allow.len(), 1);
+        // The file now also removes ex-blog.example: that is held again, not opened.
+        let file_now = config(
+            &LOCKED
+                .replace(r#", "tiktok"]"#, "]")
+                .replace(r#"domains = ["ex-blog.example"]"#, ""),
+        );
+        let r = ratchet(&result, &file_now);
+        assert_eq!(
+            r.pending,
+            [
+                "remove service snapchat",
+                "remove domain ex-blog.example",
+                "add exception help.instagram.com"
+            ]
+        );
     }
 
     #[test]

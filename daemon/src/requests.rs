@@ -57,6 +57,7 @@ impl Handler for Daemon {
                 .request_unlock(
                     scope,
                     why,
+                    &self.file_config(),
                     effective.unlock.delay.as_secs(),
                     effective.unlock.confirm_within.as_secs(),
                 )
@@ -65,20 +66,17 @@ impl Handler for Daemon {
             Method::UnlockChallenge => period
                 .challenge(effective.unlock.challenge_chars)
                 .map(|passage| json!({ "passage": passage, "chunk_chars": CHUNK_CHARS })),
-            Method::UnlockConfirm { typed } => {
-                let file = self.file_config();
-                match period.confirm(&typed, &file) {
-                    Ok(scope) => {
-                        let why = match scope {
-                            UnlockScope::End => "the period ended by unlock",
-                            UnlockScope::Pending => "held changes applied by unlock",
-                        };
-                        self.rebuild(why).await;
-                        Ok(json!({ "scope": scope }))
-                    }
-                    Err(refusal) => Err(refusal),
+            Method::UnlockConfirm { typed } => match period.confirm(&typed) {
+                Ok(scope) => {
+                    let why = match scope {
+                        UnlockScope::End => "the period ended by unlock",
+                        UnlockScope::Pending => "held changes applied by unlock",
+                    };
+                    self.rebuild(why).await;
+                    Ok(json!({ "scope": scope }))
                 }
-            }
+                Err(refusal) => Err(refusal),
+            },
         };
         result.map_err(|refusal| match refusal {
             Refusal::Forbidden(m) => (ErrorCode::Forbidden, m),

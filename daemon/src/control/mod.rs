@@ -6,8 +6,11 @@
 //! may read status and check names; changing the commitment needs root or the
 //! person who started the period. A hostile client gets little: lines are capped
 //! at `MAX_LINE_BYTES`, an idle or half-sent request is dropped after
-//! [`IDLE_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served at once.
+//! [`IDLE_TIMEOUT`], at most [`MAX_CONNECTIONS`] are served at once, and no one
+//! user may hold more than [`MAX_PER_USER`] of them — so another local user cannot
+//! crowd out the person who needs to confirm an unlock inside its window.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,7 +22,8 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-pub const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 256;
+pub const MAX_PER_USER: usize = 16;
 
 /// Answers requests; implemented by the daemon.
 #[async_trait::async_trait]
@@ -50,6 +54,7 @@ pub async fn bind(path: &Path) -> anyhow::Result<UnixListener> {
 /// Serves connections until the task is dropped.
 pub async fn serve(listener: UnixListener, handler: Arc<dyn Handler>, path: PathBuf) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let per_user: Arc<std::sync::Mutex<HashMap<u32, usize>>> = Arc::default();
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(conn) => conn,
@@ -59,23 +64,62 @@ pub async fn serve(listener: UnixListener, handler: Arc<dyn Handler>, path: Path
                 continue;
             }
         };
-        // Over the limit: close at once rather than queue without bound.
+        let Ok(uid) = stream.peer_cred().map(|c| c.uid()) else {
+            continue;
+        };
+        // Over a limit: close at once rather than queue without bound.
+        let Some(user_slot) = UserSlot::take(&per_user, uid) else {
+            tracing::debug!(uid, "a user holds too many control connections; closing one");
+            continue;
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::debug!(socket = %path.display(), "too many control connections; closing one");
             continue;
         };
         let handler = handler.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection(stream, handler).await {
+            if let Err(error) = connection(stream, uid, handler).await {
                 tracing::debug!(%error, "control connection ended");
             }
-            drop(permit);
+            drop((permit, user_slot));
         });
     }
 }
 
-async fn connection(stream: UnixStream, handler: Arc<dyn Handler>) -> anyhow::Result<()> {
-    let uid = stream.peer_cred().context("reading peer credentials")?.uid();
+/// One of a user's connection slots, given back when dropped.
+struct UserSlot {
+    counts: Arc<std::sync::Mutex<HashMap<u32, usize>>>,
+    uid: u32,
+}
+
+impl UserSlot {
+    fn take(counts: &Arc<std::sync::Mutex<HashMap<u32, usize>>>, uid: u32) -> Option<Self> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let held = map.entry(uid).or_default();
+        if *held >= MAX_PER_USER {
+            return None;
+        }
+        *held += 1;
+        Some(Self {
+            counts: counts.clone(),
+            uid,
+        })
+    }
+}
+
+impl Drop for UserSlot {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(held) = map.get_mut(&self.uid) {
+            *held -= 1;
+            if *held == 0 {
+                map.remove(&self.uid);
+            }
+        }
+    }
+}
+
+async fn connection(stream: UnixStream, uid: u32, handler: Arc<dyn Handler>) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
     let mut line = Vec::new();

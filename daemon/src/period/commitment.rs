@@ -47,6 +47,10 @@ pub struct UnlockRequest {
     /// The expiry has been logged (it is logged once).
     #[serde(default)]
     pub expiry_noted: bool,
+    /// For `Pending`: the config file and the lock as they were when asked, so a
+    /// confirmation opens exactly what was held then (see `ratchet::rebase`).
+    #[serde(default)]
+    pub target: Option<Box<(Config, Config)>>,
 }
 
 impl UnlockRequest {
@@ -103,6 +107,7 @@ impl Commitment {
         &mut self,
         scope: UnlockScope,
         why: String,
+        file: &Config,
         base_delay: u64,
         window: u64,
     ) -> Result<&UnlockRequest, String> {
@@ -121,6 +126,7 @@ impl Commitment {
             window_secs: window,
             passage: None,
             expiry_noted: false,
+            target: (scope == UnlockScope::Pending).then(|| Box::new((file.clone(), self.locked.clone()))),
         }))
     }
 }

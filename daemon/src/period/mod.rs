@@ -78,7 +78,17 @@ impl Period {
         let store = Store::new(state_dir);
         let now = clock.read();
         let (mut state, damage) = match store.load() {
-            Loaded::Fresh => (State::default(), Vec::new()),
+            Loaded::Fresh => {
+                // Root can delete the state dir; what ncd can do is leave a trace
+                // outside it (the system log) when that is what it looks like.
+                if state_dir.join("config.last-good.toml").exists() {
+                    tracing::warn!(
+                        dir = %state_dir.display(),
+                        "no saved period, though ncdd has run here before: if a period was running, its files were deleted"
+                    );
+                }
+                (State::default(), Vec::new())
+            }
             Loaded::Found { state, damage } => (*state, damage),
             Loaded::Unreadable { mut damage } => {
                 damage.push(
@@ -268,7 +278,16 @@ impl Period {
         Ok(())
     }
 
-    pub fn request_unlock(&self, scope: UnlockScope, why: String, delay: u64, window: u64) -> Result<(), Refusal> {
+    /// Asks to open `scope`. For held changes, what opens is fixed now: the
+    /// loosenings `file` holds at this moment, nothing edited later.
+    pub fn request_unlock(
+        &self,
+        scope: UnlockScope,
+        why: String,
+        file: &Config,
+        delay: u64,
+        window: u64,
+    ) -> Result<(), Refusal> {
         if why.trim().chars().count() < 20 {
             return Err(Refusal::Conflict("Say why now, in a sentence or more.".into()));
         }
@@ -277,11 +296,14 @@ impl Period {
             return Err(Refusal::Conflict("There are no held changes to apply.".into()));
         }
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
-        let request = c.request_unlock(scope, why, delay, window).map_err(Refusal::Conflict)?;
+        let request = c
+            .request_unlock(scope, why, file, delay, window)
+            .map_err(Refusal::Conflict)?;
         tracing::info!(?scope, delay_secs = request.delay_secs, "unlock requested; cooling off");
         let detail = format!(
-            "unlock requested ({scope:?}); delay {}",
-            ncd_config::HumanDuration::from_secs(request.delay_secs)
+            "unlock requested ({}); cooling off for {}",
+            scope_words(scope),
+            ncd_config::duration::in_words(request.delay_secs)
         );
         let unix = self.clock.read().wall_unix;
         inner.state.record(unix, "unlock", detail);
@@ -313,7 +335,7 @@ impl Period {
             UnlockState::Waiting => {
                 return Err(Refusal::Conflict(format!(
                     "Not yet: the cooling-off has {} to go.",
-                    ncd_config::HumanDuration::from_secs(request.remaining(served))
+                    ncd_config::duration::in_words(request.remaining(served))
                 )));
             }
             _ => return Err(Refusal::Conflict("The request expired; nothing changed.".into())),
@@ -325,8 +347,9 @@ impl Period {
     }
 
     /// Confirms with the typed passage. On success the period ends (`End`) or the
-    /// held loosenings apply (`Pending`: the lock becomes `file`).
-    pub fn confirm(&self, typed: &str, file: &Config) -> Result<UnlockScope, Refusal> {
+    /// loosenings held when the request was made apply (`Pending`), keeping every
+    /// tightening made since.
+    pub fn confirm(&self, typed: &str) -> Result<UnlockScope, Refusal> {
         let now = self.clock.read();
         let mut inner = self.lock();
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
@@ -344,17 +367,25 @@ impl Period {
             None => return Err(Refusal::Conflict("Ask for the passage first.".into())),
         }
         let scope = request.scope;
+        let target = request.target.clone();
         c.unlock = None;
-        match scope {
-            UnlockScope::End => end(&mut inner.state, now.wall_unix, "unlocked"),
-            UnlockScope::Pending => {
-                c.locked = file.clone();
-                inner.pending.clear();
+        match (scope, target) {
+            (UnlockScope::End, _) => end(&mut inner.state, now.wall_unix, "unlocked"),
+            (UnlockScope::Pending, Some(target)) => {
+                let (file_then, lock_then) = *target;
+                c.locked = ncd_config::ratchet::rebase(&file_then, &lock_then, &c.locked);
+            }
+            (UnlockScope::Pending, None) => {
+                return Err(Refusal::Internal(
+                    "The request does not say what it opens; nothing changed.".into(),
+                ));
             }
         }
-        inner
-            .state
-            .record(now.wall_unix, "unlock", format!("unlock confirmed ({scope:?})"));
+        inner.state.record(
+            now.wall_unix,
+            "unlock",
+            format!("unlock confirmed ({})", scope_words(scope)),
+        );
         self.save_or_refuse(&mut inner)?;
         Ok(scope)
     }
@@ -413,6 +444,13 @@ impl Period {
     }
 }
 
+fn scope_words(scope: UnlockScope) -> &'static str {
+    match scope {
+        UnlockScope::End => "end the period",
+        UnlockScope::Pending => "apply the held changes",
+    }
+}
+
 fn no_period() -> Refusal {
     Refusal::Conflict("No period is running.".into())
 }
@@ -432,14 +470,14 @@ fn end(state: &mut State, unix: i64, how: &str) {
 }
 
 fn describe(event: &ClockEvent) -> (&'static str, String) {
-    use ncd_config::HumanDuration as D;
+    let d = ncd_config::duration::in_words;
     match *event {
         ClockEvent::WallJump { by_secs } => (
             "clock",
             format!(
                 "the wall clock moved {} by {}; time served is unaffected",
                 if by_secs > 0 { "forward" } else { "back" },
-                D::from_secs(by_secs.unsigned_abs())
+                d(by_secs.unsigned_abs())
             ),
         ),
         ClockEvent::Reboot {
@@ -449,8 +487,8 @@ fn describe(event: &ClockEvent) -> (&'static str, String) {
             "reboot",
             format!(
                 "restarted with the clock {} behind; credited {}",
-                D::from_secs(offline_secs.unsigned_abs()),
-                D::from_secs(credited_secs)
+                d(offline_secs.unsigned_abs()),
+                d(credited_secs)
             ),
         ),
         ClockEvent::Reboot {
@@ -460,11 +498,11 @@ fn describe(event: &ClockEvent) -> (&'static str, String) {
             "reboot",
             format!(
                 "the machine was off for {}; credited {}",
-                D::from_secs(offline_secs as u64),
-                D::from_secs(credited_secs)
+                d(offline_secs as u64),
+                d(credited_secs)
             ),
         ),
-        ClockEvent::Downtime { secs } => ("downtime", format!("ncdd was not running for {}", D::from_secs(secs))),
+        ClockEvent::Downtime { secs } => ("downtime", format!("ncdd was not running for {}", d(secs))),
         ClockEvent::BootClockWentBack => (
             "clock",
             "the boot clock went back within one boot; nothing credited".to_string(),

@@ -182,12 +182,18 @@ fn the_full_unlock_path_delay_window_passage() {
     period.effective(&file);
     assert!(
         period
-            .request_unlock(UnlockScope::Pending, "short".into(), DAY, 7200)
+            .request_unlock(UnlockScope::Pending, "short".into(), &file, DAY, 7200)
             .is_err(),
         "why is too short"
     );
     period
-        .request_unlock(UnlockScope::Pending, "I need facebook for my new job".into(), DAY, 7200)
+        .request_unlock(
+            UnlockScope::Pending,
+            "I need facebook for my new job".into(),
+            &file,
+            DAY,
+            7200,
+        )
         .unwrap();
     assert!(matches!(period.challenge(20), Err(Refusal::Conflict(_))), "too early");
     live(&period, &clock, DAY - 60);
@@ -196,8 +202,8 @@ fn the_full_unlock_path_delay_window_passage() {
     assert_eq!(period.status().1.state, UnlockState::Confirmable);
     let passage = period.challenge(200).unwrap();
     assert!(passage.len() >= 190 && passage.len() <= 200, "{}", passage.len());
-    assert!(matches!(period.confirm("not it", &file), Err(Refusal::Mismatch(_))));
-    assert_eq!(period.confirm(&passage, &file).unwrap(), UnlockScope::Pending);
+    assert!(matches!(period.confirm("not it"), Err(Refusal::Mismatch(_))));
+    assert_eq!(period.confirm(&passage).unwrap(), UnlockScope::Pending);
     // The held change applied; the period goes on.
     let effective = period.effective(&file);
     assert_eq!(effective.block.services.len(), 1);
@@ -214,20 +220,26 @@ fn ending_by_unlock_and_the_window_expiring() {
         .start(1000, 60 * DAY, "reason".into(), &Config::default())
         .unwrap();
     let why = "I have thought about it for a long time".to_string();
-    period.request_unlock(UnlockScope::End, why.clone(), 3600, 600).unwrap();
+    period
+        .request_unlock(UnlockScope::End, why.clone(), &Config::default(), 3600, 600)
+        .unwrap();
     live(&period, &clock, 3600 + 600);
     assert_eq!(period.status().1.state, UnlockState::Expired);
     assert!(period.challenge(10).is_err());
     assert!(period.status().0.active, "expiry changes nothing");
     // A second request within 30 days waits twice as long.
-    period.request_unlock(UnlockScope::End, why.clone(), 3600, 600).unwrap();
+    period
+        .request_unlock(UnlockScope::End, why.clone(), &Config::default(), 3600, 600)
+        .unwrap();
     assert_eq!(period.status().1.delay_secs, 7200);
     period.cancel_unlock().unwrap();
-    period.request_unlock(UnlockScope::End, why, 3600, 600).unwrap();
+    period
+        .request_unlock(UnlockScope::End, why, &Config::default(), 3600, 600)
+        .unwrap();
     assert_eq!(period.status().1.delay_secs, 14_400);
     live(&period, &clock, 14_400);
     let passage = period.challenge(30).unwrap();
-    period.confirm(&passage, &Config::default()).unwrap();
+    period.confirm(&passage).unwrap();
     let (status, ..) = period.status();
     assert!(!status.active);
     assert_eq!(status.ended.unwrap().how, "unlocked");
@@ -243,7 +255,13 @@ fn the_delay_survives_a_restart_and_a_clock_change() {
             .start(1000, 60 * DAY, "reason".into(), &Config::default())
             .unwrap();
         period
-            .request_unlock(UnlockScope::End, "a long enough reason to ask".into(), DAY, 7200)
+            .request_unlock(
+                UnlockScope::End,
+                "a long enough reason to ask".into(),
+                &Config::default(),
+                DAY,
+                7200,
+            )
             .unwrap();
         live(&period, &clock, 3600);
     }

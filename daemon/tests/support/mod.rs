@@ -1,7 +1,10 @@
-//! Test support for the `dns` integration tests: a fake upstream DNS server, a
-//! harness that runs the real `ncdd` binary, and a small DNS client.
+//! Test support for the integration tests: a fake upstream DNS server, a harness
+//! that runs the real `ncdd` binary, a small DNS client, a control-socket client,
+//! and a runner for the real `ncd` command line.
 
+pub mod cli;
 pub mod client;
+pub mod control;
 pub mod ncdd;
 pub mod netns;
 pub mod upstream;

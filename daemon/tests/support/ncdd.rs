@@ -301,6 +301,16 @@ impl Ncdd {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
+    /// Kills ncdd (SIGKILL) and waits until it is gone, leaving it stopped (so a
+    /// test can change its files); [`Ncdd::restart`] starts it again.
+    #[allow(dead_code)] // not every test binary stops ncdd this way
+    pub fn kill_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Kills ncdd (SIGKILL) and starts it again with the same config file, state dir
     /// and listen argument (with port 0 it gets a new port: see `addr`).
     pub fn restart(&mut self) {

@@ -1,0 +1,121 @@
+//! A small client of ncdd's control socket: newline-delimited JSON, one request per
+//! line, one response line per request (the protocol is `ncd_config::control`).
+//! It writes the JSON by hand rather than through the shared types, so a test sees
+//! the wire format the way any other client would.
+
+// Each test binary uses its own part of the shared harness.
+#![allow(dead_code)]
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ncd_config::control::Status;
+use serde_json::{Value, json};
+
+/// How long one exchange may take.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// One control socket; every request uses a connection of its own.
+#[derive(Debug, Clone)]
+pub struct Control {
+    pub path: PathBuf,
+}
+
+impl Control {
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The socket of an ncdd started by the harness (`STATE_DIR/control.sock`).
+    pub fn in_state_dir(state_dir: &Path) -> Self {
+        Self::new(state_dir.join("control.sock"))
+    }
+
+    /// A connection with read and write timeouts.
+    pub fn connect(&self) -> io::Result<UnixStream> {
+        let stream = UnixStream::connect(&self.path)?;
+        stream.set_read_timeout(Some(CONTROL_TIMEOUT))?;
+        stream.set_write_timeout(Some(CONTROL_TIMEOUT))?;
+        Ok(stream)
+    }
+
+    /// Writes `bytes` on a new connection and reads one line back (without the
+    /// newline). `Ok(None)` when the daemon closed the connection without a line.
+    pub fn exchange(&self, bytes: &[u8]) -> io::Result<Option<String>> {
+        let mut stream = self.connect()?;
+        stream.write_all(bytes)?;
+        read_line(&stream)
+    }
+
+    /// Sends `{"v":1,"id":N,"method":METHOD[,"params":PARAMS]}` and returns the whole
+    /// response; checks that it carries the version and the request's id.
+    pub fn request(&self, method: &str, params: Option<Value>) -> Value {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let mut request = json!({ "v": 1, "id": id, "method": method });
+        if let Some(params) = params {
+            request["params"] = params;
+        }
+        let line = format!("{request}\n");
+        let answer = match self.exchange(line.as_bytes()) {
+            Ok(Some(answer)) => answer,
+            Ok(None) => panic!("ncdd closed the control connection without answering {request}"),
+            Err(error) => panic!("control request {request} to {}: {error}", self.path.display()),
+        };
+        let response: Value = serde_json::from_str(&answer)
+            .unwrap_or_else(|e| panic!("response to {request} is not JSON ({e}): {answer}"));
+        assert_eq!(response["v"], 1, "response to {request}: {response}");
+        assert_eq!(response["id"], id, "response to {request}: {response}");
+        response
+    }
+
+    /// A request that must succeed; returns its `result`.
+    #[track_caller]
+    pub fn ok(&self, method: &str, params: Option<Value>) -> Value {
+        let response = self.request(method, params);
+        assert_eq!(response["ok"], true, "{method} was refused: {response}");
+        response["result"].clone()
+    }
+
+    /// A request that must be refused; returns the error's (code, message).
+    #[track_caller]
+    pub fn refused(&self, method: &str, params: Option<Value>) -> (String, String) {
+        let response = self.request(method, params);
+        assert_eq!(response["ok"], false, "{method} was not refused: {response}");
+        let code = response["error"]["code"].as_str().unwrap_or_default().to_string();
+        let message = response["error"]["message"].as_str().unwrap_or_default().to_string();
+        (code, message)
+    }
+
+    /// `status`, as the shared `Status` type (so its shape is checked too).
+    #[track_caller]
+    pub fn status(&self) -> Status {
+        let result = self.ok("status", None);
+        serde_json::from_value(result.clone()).unwrap_or_else(|e| panic!("status has an unknown shape ({e}): {result}"))
+    }
+
+    /// `status`, or `None` when the socket does not answer (yet).
+    pub fn try_status(&self) -> Option<Status> {
+        let line = format!("{}\n", json!({ "v": 1, "id": 0, "method": "status" }));
+        let answer = self.exchange(line.as_bytes()).ok()??;
+        let response: Value = serde_json::from_str(&answer).ok()?;
+        serde_json::from_value(response.get("result")?.clone()).ok()
+    }
+}
+
+/// Reads one line from `stream`; `Ok(None)` at end of stream before any byte.
+pub fn read_line(stream: &UnixStream) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    BufReader::new(stream).read_until(b'\n', &mut line)?;
+    if line.is_empty() {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
+}
