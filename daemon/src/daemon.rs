@@ -27,6 +27,7 @@ use crate::period::Period;
 use crate::period::clock::SystemClock;
 use crate::policy::Policy;
 use crate::stats::Ledger;
+use crate::system::notify as service_manager;
 
 /// How long file events must be quiet before a reload: editors write in bursts.
 const DEBOUNCE: Duration = Duration::from_millis(300);
@@ -196,12 +197,22 @@ impl Daemon {
 
     /// Serves until SIGTERM or SIGINT. `on_ready` gets the bound addresses.
     pub async fn serve(self: Arc<Self>, on_ready: impl FnOnce(&[SocketAddr])) -> anyhow::Result<()> {
-        let listen_on = self
-            .options
-            .listen
-            .clone()
-            .unwrap_or_else(|| self.effective.load().dns.listen.clone());
-        let mut listeners = listen::bind(&listen_on, DnsHandler::new(self.chain.clone())).await?;
+        let activated = crate::system::activation::from_env().context("reading the sockets systemd passed")?;
+        let (sockets, inherited_control) = match activated {
+            Some(a) if !a.udp.is_empty() || !a.tcp.is_empty() => {
+                (listen::Sockets::Inherited { udp: a.udp, tcp: a.tcp }, a.control)
+            }
+            other => {
+                let addresses = self
+                    .options
+                    .listen
+                    .clone()
+                    .unwrap_or_else(|| self.effective.load().dns.listen.clone());
+                (listen::Sockets::Bind(addresses), other.and_then(|a| a.control))
+            }
+        };
+        let lan_clients = !self.effective.load().dns.allow_clients.is_empty();
+        let mut listeners = listen::bind(sockets, lan_clients, DnsHandler::new(self.chain.clone())).await?;
         if let Ok(mut bound) = self.bound.lock() {
             bound.clone_from(&listeners.bound);
         }
@@ -218,7 +229,11 @@ impl Daemon {
             watcher.follow_lists(&self.file.load());
         }
         let socket = self.control_socket();
-        match control::bind(&socket).await {
+        let control_listener = match inherited_control {
+            Some(listener) => tokio::net::UnixListener::from_std(listener).context("adopting the control socket"),
+            None => control::bind(&socket).await,
+        };
+        match control_listener {
             Ok(listener) => {
                 tracing::info!(socket = %socket.display(), "control socket ready");
                 tokio::spawn(control::serve(listener, self.clone(), socket.clone()));
@@ -238,8 +253,13 @@ impl Daemon {
             tracing::info!(%address, "serving DNS over UDP and TCP");
         }
         on_ready(&listeners.bound);
+        service_manager::ready();
+        if let (Some(interval), Some(&dns)) = (service_manager::watchdog_interval(), listeners.bound.first()) {
+            tokio::spawn(watchdog(interval, dns));
+        }
 
         shutdown.await;
+        service_manager::stopping();
         tracing::info!("shutting down");
         self.period.tick();
         self.ledger.save();
@@ -255,6 +275,8 @@ impl Daemon {
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
+        let stop_guard = crate::system::stop_guard::StopGuard::from_env();
+        let mut last_active = None;
         loop {
             interval.tick().await;
             ticks += 1;
@@ -264,6 +286,14 @@ impl Daemon {
             }
             if ticks.is_multiple_of(60) {
                 self.ledger.save();
+            }
+            let (period, ..) = self.period.status();
+            if last_active != Some(period.active) || ticks.is_multiple_of(30) {
+                if let Some(guard) = &stop_guard {
+                    guard.set(period.active);
+                }
+                service_manager::status(&status_line(&period, self.chain().policy.block_rules()));
+                last_active = Some(period.active);
             }
         }
     }
@@ -297,6 +327,32 @@ impl crate::fetch::FetchContext for Daemon {
 
     fn state_dir(&self) -> &Path {
         &self.options.state_dir
+    }
+}
+
+/// Pings the service manager's watchdog at half its interval, each time only
+/// after a real query to ncdd's own socket came back.
+async fn watchdog(interval: Duration, dns: SocketAddr) {
+    let mut every = tokio::time::interval(interval / 2);
+    loop {
+        every.tick().await;
+        let serving = tokio::task::spawn_blocking(move || service_manager::ping_if_serving(dns))
+            .await
+            .unwrap_or(false);
+        if !serving {
+            tracing::warn!(%dns, "self-query failed; not pinging the watchdog");
+        }
+    }
+}
+
+/// The one line `systemctl status ncd` shows.
+fn status_line(period: &ncd_config::control::PeriodStatus, rules: usize) -> String {
+    if period.active {
+        let day = period.served_secs / 86_400 + 1;
+        let of = period.length_secs.div_ceil(86_400).max(1);
+        format!("Day {day} of {of}; blocking {rules} names")
+    } else {
+        format!("No period running; blocking {rules} names")
     }
 }
 

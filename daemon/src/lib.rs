@@ -12,3 +12,4 @@ pub mod period;
 pub mod policy;
 pub mod requests;
 pub mod stats;
+pub mod system;

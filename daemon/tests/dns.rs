@@ -822,9 +822,11 @@ fn a_lan_client_is_refused_unless_allow_clients_lets_it_in() {
         }
     };
     let upstream = FakeUpstream::start();
+    // Serving a LAN address needs some allow_clients; this one lets in only a
+    // documentation network, not the client in the namespace.
     let ncdd = Setup::new(&config(
         &upstream,
-        "allow_clients = []",
+        "allow_clients = [\"192.0.2.0/24\"]",
         "[block]\nservices = [\"instagram\"]",
     ))
     .listen((ns.host_addr, 0).into())

@@ -27,16 +27,57 @@ impl std::fmt::Debug for Listeners {
     }
 }
 
-/// Binds every address for UDP and TCP and starts serving with `handler`.
-pub async fn bind(addresses: &[SocketAddr], handler: DnsHandler) -> anyhow::Result<Listeners> {
+/// Where the DNS sockets come from.
+#[derive(Debug)]
+pub enum Sockets {
+    /// Bind these addresses, UDP and TCP each.
+    Bind(Vec<SocketAddr>),
+    /// Sockets handed over by the service manager.
+    Inherited {
+        udp: Vec<std::net::UdpSocket>,
+        tcp: Vec<std::net::TcpListener>,
+    },
+}
+
+/// Binds (or adopts) the sockets and starts serving with `handler`. A socket that
+/// is not on loopback is refused unless `lan_clients` (some `allow_clients` are
+/// configured): ncdd is never an open resolver by accident.
+pub async fn bind(sockets: Sockets, lan_clients: bool, handler: DnsHandler) -> anyhow::Result<Listeners> {
     let mut server = Server::new(handler);
     let mut bound = Vec::new();
-    for &address in addresses {
-        let (udp, tcp) = bind_pair(address).await?;
-        let local = udp.local_addr()?;
-        server.register_socket(udp);
-        server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
-        bound.push(local);
+    let check = |address: SocketAddr| {
+        if address.ip().is_loopback() || lan_clients {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(
+                "refusing to serve DNS on {address}: it is not loopback, and [dns] allow_clients is empty \
+                 (that would make ncdd an open resolver; list the networks that may use it)"
+            ))
+        }
+    };
+    match sockets {
+        Sockets::Bind(addresses) => {
+            for address in addresses {
+                check(address)?;
+                let (udp, tcp) = bind_pair(address).await?;
+                let local = udp.local_addr()?;
+                server.register_socket(udp);
+                server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+                bound.push(local);
+            }
+        }
+        Sockets::Inherited { udp, tcp } => {
+            for socket in udp {
+                let local = socket.local_addr()?;
+                check(local)?;
+                server.register_socket(UdpSocket::from_std(socket)?);
+                bound.push(local);
+            }
+            for listener in tcp {
+                check(listener.local_addr()?)?;
+                server.register_listener(TcpListener::from_std(listener)?, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+            }
+        }
     }
     Ok(Listeners { server, bound })
 }

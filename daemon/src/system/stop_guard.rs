@@ -1,0 +1,66 @@
+//! During a period, a runtime drop-in makes `systemctl stop ncd` refuse
+//! (`RefuseManualStop=yes`), so stopping the boundary takes more than one casual
+//! command. It lives under /run (gone at reboot, when the units start ncdd again)
+//! and is removed when the period ends. Root can still remove it: the point is a
+//! pause and a step, not a wall.
+
+use std::path::{Path, PathBuf};
+
+const DROP_IN: &str = "run/systemd/system/ncd.service.d/50-period.conf";
+const TEXT: &str = "# Written by ncdd while a no-contact period runs; removed when it ends.\n\
+                    [Unit]\nRefuseManualStop=yes\n";
+
+/// Where the drop-in goes: under `root` (tests use a temp dir; the service uses /).
+#[derive(Debug, Clone)]
+pub struct StopGuard {
+    root: PathBuf,
+}
+
+impl StopGuard {
+    /// The guard for this process: active under systemd (`INVOCATION_ID` is set),
+    /// or under `NCD_SYSTEM_ROOT` when that is given (for tests).
+    pub fn from_env() -> Option<Self> {
+        if let Some(root) = std::env::var_os("NCD_SYSTEM_ROOT") {
+            return Some(Self {
+                root: PathBuf::from(root),
+            });
+        }
+        std::env::var_os("INVOCATION_ID").map(|_| Self {
+            root: PathBuf::from("/"),
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.root.join(DROP_IN)
+    }
+
+    /// Puts the drop-in in place (or removes it), and tells systemd when it changed.
+    pub fn set(&self, period_running: bool) {
+        let path = self.path();
+        let present = std::fs::read_to_string(&path).is_ok_and(|t| t == TEXT);
+        let result = match (period_running, present) {
+            (true, false) => crate::policy::lists::write_atomically(&path, TEXT.as_bytes()).map(|()| true),
+            (false, true) => std::fs::remove_file(&path).map(|()| true),
+            _ => Ok(false),
+        };
+        match result {
+            Ok(true) => {
+                tracing::info!(path = %path.display(), period_running, "stop guard updated");
+                self.reload();
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(path = %path.display(), %error, "cannot update the stop guard"),
+        }
+    }
+
+    fn reload(&self) {
+        if self.root != Path::new("/") {
+            return;
+        }
+        match std::process::Command::new("systemctl").arg("daemon-reload").status() {
+            Ok(status) if status.success() => {}
+            Ok(status) => tracing::warn!(%status, "systemctl daemon-reload failed"),
+            Err(error) => tracing::warn!(%error, "cannot run systemctl daemon-reload"),
+        }
+    }
+}

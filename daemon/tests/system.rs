@@ -1,0 +1,187 @@
+//! ncdd inside a service manager, without one: sockets passed by
+//! `systemd-socket-activate`, readiness and watchdog on a fake `NOTIFY_SOCKET`,
+//! the stop guard written under a temp root, and the open-resolver refusal.
+
+#[allow(dead_code)] // each test binary uses part of the shared harness
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::eventually;
+use support::upstream::FakeUpstream;
+
+const NULL_V4: Ipv4Addr = Ipv4Addr::UNSPECIFIED;
+
+fn ncdd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ncdd"))
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn write_config(dir: &Path, upstream: &FakeUpstream, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("ncd.toml");
+    let text = format!(
+        "[dns]\nupstreams = [\"{}\"]\n{extra}\n[block]\nservices = [\"instagram\"]\n",
+        upstream.url()
+    );
+    std::fs::write(&path, text).expect("write the config");
+    path
+}
+
+/// Asks `server` over UDP until an answer comes (the first datagram is what makes
+/// `systemd-socket-activate` start ncdd).
+fn first_answer(server: SocketAddr, name: &str) -> support::client::Answer {
+    eventually(Duration::from_secs(20), || {
+        std::panic::catch_unwind(|| support::client::a(server, name)).ok()
+    })
+    .unwrap_or_else(|| panic!("no answer from {server}"))
+}
+
+#[test]
+fn a_socket_passed_by_systemd_is_served() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &upstream, "");
+    let port = free_port();
+    let child = Command::new("systemd-socket-activate")
+        .args(["--datagram", "--fdname=dns", "-l", &format!("127.0.0.1:{port}")])
+        .arg(env!("CARGO_BIN_EXE_ncdd"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .arg("--control-socket")
+        .arg(dir.path().join("control.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("systemd-socket-activate (apt package: systemd)");
+    let _child = Killed(child);
+    let server = SocketAddr::from(([127, 0, 0, 1], port));
+    let answer = first_answer(server, "www.instagram.com");
+    assert_eq!(answer.ipv4(), [NULL_V4], "{:?}", answer.message);
+    let answer = support::client::a(server, "allowed.test");
+    assert_eq!(answer.ipv4(), [Ipv4Addr::new(192, 0, 2, 1)], "{:?}", answer.message);
+}
+
+#[test]
+fn readiness_status_and_watchdog_reach_the_service_manager() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &upstream, "");
+    let notify_path = dir.path().join("notify.sock");
+    let notify = UnixDatagram::bind(&notify_path).unwrap();
+    notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    let child = ncdd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--control-socket")
+        .arg(dir.path().join("control.sock"))
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _child = Killed(child);
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut buf = [0u8; 1024];
+    while Instant::now() < deadline {
+        if let Ok(len) = notify.recv(&mut buf) {
+            seen.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+        let has = |m: &str| seen.iter().any(|s| s.contains(m));
+        if has("READY=1") && has("STATUS=No period running; blocking") && has("WATCHDOG=1") {
+            return;
+        }
+    }
+    panic!("expected READY=1, STATUS= and WATCHDOG=1; got {seen:?}");
+}
+
+#[test]
+fn a_period_puts_the_stop_guard_in_place_and_its_end_removes_it() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &upstream, "");
+    let root = dir.path().join("root");
+    let state = dir.path().join("state");
+    let child = ncdd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--control-socket")
+        .arg(dir.path().join("control.sock"))
+        .env("NCD_SYSTEM_ROOT", &root)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    wait_ready(&mut child.0);
+    let control = support::control::Control::new(dir.path().join("control.sock"));
+    let guard = root.join("run/systemd/system/ncd.service.d/50-period.conf");
+    assert!(!guard.exists(), "no guard without a period");
+    control.ok(
+        "start",
+        Some(serde_json::json!({ "length_secs": 3, "reason": "a test of the stop guard" })),
+    );
+    let text = eventually(Duration::from_secs(5), || std::fs::read_to_string(&guard).ok())
+        .expect("the stop guard appears while a period runs");
+    assert!(text.contains("RefuseManualStop=yes"), "{text}");
+    let gone = eventually(Duration::from_secs(10), || (!guard.exists()).then_some(()));
+    assert!(gone.is_some(), "the stop guard is removed when the period ends");
+}
+
+#[test]
+fn a_non_loopback_address_needs_allow_clients() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &upstream, "");
+    let output = ncdd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.path().join("state"))
+        .args(["--listen", "0.0.0.0:0"])
+        .arg("--control-socket")
+        .arg(dir.path().join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("open resolver"), "{stderr}");
+}
+
+fn wait_ready(child: &mut Child) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let ready = lines.any(|l| l.is_ok_and(|l| l == "ncdd: ready"));
+    assert!(ready, "ncdd did not become ready");
+    // Keep draining stdout so ncdd never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+}
