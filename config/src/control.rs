@@ -54,6 +54,11 @@ pub enum Method {
     UnlockConfirm {
         typed: String,
     },
+    /// From the root guard: resolver settings that drifted and were put back.
+    /// Root only; recorded in the journal `ncd status` shows.
+    GuardReport {
+        drift: Vec<String>,
+    },
 }
 
 impl Method {

@@ -22,6 +22,13 @@ const CHUNK_CHARS: usize = 40;
 #[async_trait]
 impl Handler for Daemon {
     fn authorize(&self, uid: u32, method: &Method) -> Result<(), String> {
+        if matches!(method, Method::GuardReport { .. }) {
+            return if uid == 0 {
+                Ok(())
+            } else {
+                Err("Only the root guard reports drift.".into())
+            };
+        }
         if !method.is_privileged() || uid == 0 {
             return Ok(());
         }
@@ -63,6 +70,12 @@ impl Handler for Daemon {
                 )
                 .map(|()| json!(period.status().1)),
             Method::UnlockCancel => period.cancel_unlock().map(|()| json!({})),
+            Method::GuardReport { drift } => {
+                for detail in drift {
+                    period.record("drift", detail);
+                }
+                Ok(json!({}))
+            }
             Method::UnlockChallenge => period
                 .challenge(effective.unlock.challenge_chars)
                 .map(|passage| json!({ "passage": passage, "chunk_chars": CHUNK_CHARS })),

@@ -231,6 +231,14 @@ impl Period {
         r.effective
     }
 
+    /// Adds an event from outside the period (e.g. resolver drift) to the journal.
+    pub fn record(&self, kind: &str, detail: String) {
+        let unix = self.clock.read().wall_unix;
+        let mut inner = self.lock();
+        inner.state.record(unix, kind, detail);
+        self.save(&mut inner);
+    }
+
     /// The owner of the running period, if one runs.
     pub fn owner(&self) -> Option<u32> {
         self.lock().state.commitment.as_ref().map(|c| c.owner_uid)
