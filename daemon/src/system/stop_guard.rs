@@ -17,17 +17,21 @@ pub struct StopGuard {
 }
 
 impl StopGuard {
-    /// The guard for this process: active under systemd (`INVOCATION_ID` is set),
-    /// or under `NCD_SYSTEM_ROOT` when that is given (for tests).
+    /// The guard for this process: active under systemd (`INVOCATION_ID` is set)
+    /// when running as root, or under `NCD_SYSTEM_ROOT` when that is given (tests).
+    /// The shipped unit runs ncdd as the unprivileged `ncd` user; there the root
+    /// `ncd-guard` unit keeps the drop-ins instead.
     pub fn from_env() -> Option<Self> {
         if let Some(root) = std::env::var_os("NCD_SYSTEM_ROOT") {
-            return Some(Self {
-                root: PathBuf::from(root),
-            });
+            return Some(Self::at(PathBuf::from(root)));
         }
-        std::env::var_os("INVOCATION_ID").map(|_| Self {
-            root: PathBuf::from("/"),
-        })
+        let root_user = rustix::process::geteuid().is_root();
+        (root_user && std::env::var_os("INVOCATION_ID").is_some()).then(|| Self::at(PathBuf::from("/")))
+    }
+
+    /// The guard for the system under `root`.
+    pub fn at(root: PathBuf) -> Self {
+        Self { root }
     }
 
     pub fn path(&self) -> PathBuf {
