@@ -4,7 +4,8 @@
 //! `local` (commands that read the config themselves), `client` (the control socket),
 //! `status` (the status screen), `period` (start, extend, the unlock request),
 //! `confirm` and `terminal` (typing the unlock passage in raw mode), `human` (words,
-//! bars and colour).
+//! bars and colour), `install` (`ncd install` / `ncd uninstall`: the service, the
+//! resolver takeover and the manifest that undoes them).
 
 /// `println!` that hands a write error back (`?`) instead of panicking: output into
 /// a closed pipe (`ncd services | head -1`) is not a crash.
@@ -18,6 +19,7 @@ macro_rules! say {
 mod client;
 mod confirm;
 mod human;
+mod install;
 mod local;
 mod period;
 mod status;
@@ -102,6 +104,10 @@ enum Command {
     },
     /// Print the man page (roff).
     Man,
+    /// Install ncd as a service that answers every DNS query on this machine.
+    Install(install::InstallArgs),
+    /// Take ncd off the system and put back what install changed.
+    Uninstall(install::UninstallArgs),
 }
 
 #[derive(Debug, Args)]
@@ -174,6 +180,8 @@ fn main() -> ExitCode {
         Command::Unlock(args) => (unlock(&client(), args), 1),
         Command::Completions { shell } => (completions(*shell), 2),
         Command::Man => (man(), 2),
+        Command::Install(args) => (install::install(args), 1),
+        Command::Uninstall(args) => (install::uninstall(args, cli.socket.as_deref(), &cli.state_dir), 1),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,120 @@
+//! The install manifest (`ROOT/var/lib/ncd-root/install-manifest.json`): every file written,
+//! every setting changed and every command run, so uninstall can put back exactly what
+//! was there. Paths are as seen on the target system (absolute, without `--root`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use super::fsutil;
+
+/// Where the manifest lives, relative to the root: root's own directory (0700, see
+/// systemd/ncd.tmpfiles), not /var/lib/ncd, which systemd hands to the `ncd` user.
+pub const MANIFEST: &str = "/var/lib/ncd-root/install-manifest.json";
+/// Where originals replaced by install are kept, relative to the root.
+pub const BACKUP_DIR: &str = "/var/lib/ncd-root/install-backup";
+pub const FORMAT: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Bumped when the layout changes; uninstall refuses a format it does not know.
+    pub format: u32,
+    /// "linux" or "macos".
+    pub platform: String,
+    /// The resolver flavour taken over: "systemd-resolved", "networkmanager",
+    /// "resolv.conf" or "macos".
+    pub resolver: String,
+    /// Directories install created, parents first. Uninstall removes them, last
+    /// first, when they are empty.
+    pub dirs_created: Vec<PathBuf>,
+    pub files: Vec<FileRecord>,
+    pub settings: Vec<SettingRecord>,
+    /// Every command install planned, whether it ran, and how it ended.
+    pub commands: Vec<CommandRecord>,
+    /// Commands uninstall runs before restoring files (stop the service).
+    pub uninstall_before: Vec<Vec<String>>,
+    /// Commands uninstall runs after restoring files (reload, flush caches).
+    pub uninstall_after: Vec<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: PathBuf,
+    /// What the file is, in words ("the ncdd daemon", "the resolver drop-in").
+    pub what: String,
+    /// `fnv1a64:<hex>` of the bytes written.
+    pub hash: String,
+    pub mode: u32,
+    /// What was at `path` before.
+    pub previous: Previous,
+    /// The person's own file once edited (the config): left in place on uninstall
+    /// rather than refused.
+    #[serde(default)]
+    pub keep_if_edited: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Previous {
+    /// Nothing: uninstall deletes the file.
+    Absent,
+    /// A regular file, copied byte for byte to `backup`.
+    File { backup: PathBuf, mode: u32, hash: String },
+    /// A symbolic link and its target, exactly as read.
+    Symlink { target: PathBuf },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SettingRecord {
+    pub what: String,
+    pub previous: String,
+    pub new: String,
+    /// The command that sets it back.
+    pub restore: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandRecord {
+    pub argv: Vec<String>,
+    pub ran: bool,
+    /// The exit status when it ran (`None`: not run, or killed by a signal).
+    pub status: Option<i32>,
+}
+
+impl Manifest {
+    pub fn path(root: &Path) -> PathBuf {
+        fsutil::under(root, Path::new(MANIFEST))
+    }
+
+    /// The manifest under `root`, or `None` when nothing is installed there.
+    pub fn load(root: &Path) -> anyhow::Result<Option<Manifest>> {
+        let path = Self::path(root);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("Could not read the install manifest {}", path.display())),
+        };
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .with_context(|| format!("The install manifest {} is damaged", path.display()))?;
+        anyhow::ensure!(
+            manifest.format == FORMAT,
+            "The install manifest {} has format {}, which this ncd does not know (it knows {FORMAT}).",
+            path.display(),
+            manifest.format
+        );
+        Ok(Some(manifest))
+    }
+
+    pub fn save(&self, root: &Path) -> anyhow::Result<()> {
+        let path = Self::path(root);
+        let mut bytes = serde_json::to_vec_pretty(self)?;
+        bytes.push(b'\n');
+        fsutil::write_atomically(&path, &bytes, 0o600)
+            .with_context(|| format!("Could not write the install manifest {}", path.display()))
+    }
+
+    pub fn file(&self, path: &Path) -> Option<&FileRecord> {
+        self.files.iter().find(|f| f.path == path)
+    }
+}

@@ -1,0 +1,34 @@
+//! The service files install writes: the texts in systemd/ at the workspace root,
+//! embedded so the installed `ncd` carries them.
+
+/// (file name, text) of the systemd units, installed into /etc/systemd/system.
+/// The guard units (ncd-guard.*) are not installed yet: `ncdd --guard` does not exist.
+pub const SYSTEMD_UNITS: &[(&str, &str)] = &[
+    ("ncd.socket", include_str!("../../../systemd/ncd.socket")),
+    (
+        "ncd-control.socket",
+        include_str!("../../../systemd/ncd-control.socket"),
+    ),
+    ("ncd.service", include_str!("../../../systemd/ncd.service")),
+];
+
+/// The path the unit files name for the daemon; rewritten to the installed one.
+pub const PACKAGED_NCDD: &str = "/usr/bin/ncdd";
+
+/// systemd-sysusers(8) entry: the `ncd` system user.
+pub const SYSUSERS: &str = include_str!("../../../systemd/ncd.sysusers");
+
+/// systemd-tmpfiles(8) entry: /etc/ncd, /run/ncd, /var/lib/ncd-root.
+pub const TMPFILES: &str = include_str!("../../../systemd/ncd.tmpfiles");
+
+/// The systemd-resolved drop-in; `@BLOCKED_DOMAINS@` becomes `~apex` for each blocked apex.
+pub const RESOLVED_DROPIN: &str = include_str!("../../../systemd/resolved-dropin.conf.in");
+
+/// The launchd label on macOS.
+pub const LAUNCHD_LABEL: &str = "org.ncd.ncdd";
+
+/// The launchd job on macOS.
+pub const LAUNCHD_PLIST: &str = include_str!("../../../systemd/macos/org.ncd.ncdd.plist");
+
+/// The daemon path the plist names; rewritten to the installed one.
+pub const PLIST_NCDD: &str = "/usr/local/bin/ncdd";
