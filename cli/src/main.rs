@@ -108,6 +108,9 @@ enum Command {
     Install(install::InstallArgs),
     /// Take ncd off the system and put back what install changed.
     Uninstall(install::UninstallArgs),
+    /// Keep a running period's ground (root, run by ncd-guard.timer): the stop
+    /// guard, and the resolver settings put back if they drifted.
+    Guard(install::guard::GuardArgs),
 }
 
 #[derive(Debug, Args)]
@@ -182,6 +185,7 @@ fn main() -> ExitCode {
         Command::Man => (man(), 2),
         Command::Install(args) => (install::install(args), 1),
         Command::Uninstall(args) => (install::uninstall(args, cli.socket.as_deref(), &cli.state_dir), 1),
+        Command::Guard(args) => (install::guard::guard(args, cli.socket.as_deref(), &cli.state_dir), 1),
     };
     match result {
         Ok(code) => code,

@@ -454,3 +454,52 @@ fn installing_again_after_a_config_change_updates_the_routes() {
     ok(&fake.ncd(&["uninstall"]));
     assert_eq!(walk(&fake.root), before);
 }
+
+#[test]
+fn the_guard_puts_back_drifted_resolver_settings_during_a_period_and_keeps_the_stop_guard() {
+    let fake = Fake::plain();
+    ok(&fake.install(&[]));
+    let managed = fake.read("etc/resolv.conf");
+    assert!(managed.contains("nameserver 127.0.0.1"), "{managed}");
+    let drop_ins = ["ncd.service", "ncd.socket", "ncd-control.socket"]
+        .map(|unit| fake.root.join(format!("run/systemd/system/{unit}.d/50-period.conf")));
+
+    // No period: the guard changes nothing, even where settings drifted.
+    fake.write("etc/resolv.conf", "nameserver 9.9.9.9\n", 0o644);
+    let out = fake.ncd(&["guard"]);
+    assert!(ok(&out).contains("nothing to guard"));
+    assert_eq!(fake.read("etc/resolv.conf"), "nameserver 9.9.9.9\n");
+    assert!(drop_ins.iter().all(|p| !p.exists()));
+
+    // A period: the drift is put back and named; `systemctl stop` is refused for all three units.
+    let store = Store::new(&fake.root.join("var/lib/ncd"));
+    store
+        .save(&State {
+            seq: 1,
+            commitment: Some(commitment()),
+            ..State::default()
+        })
+        .unwrap();
+    let out = fake.ncd(&["guard"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/etc/resolv.conf had been changed; ncd put it back"));
+    assert_eq!(fake.read("etc/resolv.conf"), managed);
+    for path in &drop_ins {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(text.contains("RefuseManualStop=yes"), "{}: {text}", path.display());
+    }
+    // Run again: nothing to put back.
+    assert!(ok(&fake.ncd(&["guard"])).contains("as ncd left them"));
+
+    // The period ends: the stop guard goes, and uninstall still restores the original.
+    store
+        .save(&State {
+            seq: 2,
+            ..State::default()
+        })
+        .unwrap();
+    ok(&fake.ncd(&["guard"]));
+    assert!(drop_ins.iter().all(|p| !p.exists()));
+    ok(&fake.ncd(&["uninstall"]));
+    assert_eq!(fake.read("etc/resolv.conf"), "nameserver 10.0.0.1\nsearch lan\n");
+}

@@ -9,6 +9,7 @@
 //! only when the root is the live system (`/`); under another root they are listed.
 
 mod fsutil;
+pub mod guard;
 mod manifest;
 mod plan;
 mod units;
@@ -464,7 +465,7 @@ fn need_root(verb: &str) -> anyhow::Result<()> {
 }
 
 /// Refuses while a period runs: asks the daemon, else reads the period state files.
-fn check_no_period(root: &Path, socket: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_no_period(root: &Path, socket: Option<&Path>, state_dir: &Path) -> anyhow::Result<()> {
     const KIND: &str = "Uninstall is not possible while a period is running: that is the point of it. \
                         When the period ends (or after `ncd unlock --scope end`), uninstall will work.";
     // An explicit --socket is taken as it is; else the config's, inside the root.

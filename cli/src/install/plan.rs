@@ -186,7 +186,7 @@ pub fn macos_resolver_file() -> &'static str {
 }
 
 /// The config install will leave in place: the person's own, else the example.
-fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
+pub fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
     let path = fsutil::under(root, Path::new(CONFIG_PATH));
     if path.exists() {
         let config = Config::load(&path).map_err(|e| {
@@ -267,10 +267,14 @@ pub fn plan(request: &Request) -> anyhow::Result<Plan> {
     let mut uninstall_before = Vec::new();
     let mut uninstall_after = Vec::new();
     let ncdd = ncdd_path.to_string_lossy().into_owned();
+    let ncd = format!("{} ", bin.join("ncd").to_string_lossy());
     match request.platform {
         Platform::Linux => {
             for (name, text) in units::SYSTEMD_UNITS {
-                let text = text.replace(units::PACKAGED_NCDD, &ncdd);
+                // ncdd first: "/usr/bin/ncd" is a prefix of "/usr/bin/ncdd".
+                let text = text
+                    .replace(units::PACKAGED_NCDD, &ncdd)
+                    .replace(units::PACKAGED_NCD, &ncd);
                 steps.push(write(
                     format!("/etc/systemd/system/{name}"),
                     text,
@@ -308,6 +312,8 @@ pub fn plan(request: &Request) -> anyhow::Result<Plan> {
                         "ncd.socket",
                         "ncd-control.socket",
                         "ncd.service",
+                        "ncd-guard.path",
+                        "ncd-guard.timer",
                     ][..],
                     "start ncd now and at every boot",
                 ),
@@ -321,6 +327,8 @@ pub fn plan(request: &Request) -> anyhow::Result<Plan> {
                 "systemctl",
                 "disable",
                 "--now",
+                "ncd-guard.timer",
+                "ncd-guard.path",
                 "ncd.service",
                 "ncd.socket",
                 "ncd-control.socket",

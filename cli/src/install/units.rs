@@ -2,7 +2,6 @@
 //! embedded so the installed `ncd` carries them.
 
 /// (file name, text) of the systemd units, installed into /etc/systemd/system.
-/// The guard units (ncd-guard.*) are not installed yet: `ncdd --guard` does not exist.
 pub const SYSTEMD_UNITS: &[(&str, &str)] = &[
     ("ncd.socket", include_str!("../../../systemd/ncd.socket")),
     (
@@ -10,10 +9,15 @@ pub const SYSTEMD_UNITS: &[(&str, &str)] = &[
         include_str!("../../../systemd/ncd-control.socket"),
     ),
     ("ncd.service", include_str!("../../../systemd/ncd.service")),
+    ("ncd-guard.service", include_str!("../../../systemd/ncd-guard.service")),
+    ("ncd-guard.path", include_str!("../../../systemd/ncd-guard.path")),
+    ("ncd-guard.timer", include_str!("../../../systemd/ncd-guard.timer")),
 ];
 
 /// The path the unit files name for the daemon; rewritten to the installed one.
 pub const PACKAGED_NCDD: &str = "/usr/bin/ncdd";
+/// The path the guard unit names for `ncd` (with the space that follows it).
+pub const PACKAGED_NCD: &str = "/usr/bin/ncd ";
 
 /// systemd-sysusers(8) entry: the `ncd` system user.
 pub const SYSUSERS: &str = include_str!("../../../systemd/ncd.sysusers");

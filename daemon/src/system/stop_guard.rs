@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-const DROP_IN: &str = "run/systemd/system/ncd.service.d/50-period.conf";
+/// The service and both sockets: stopping a socket would stop the service with it.
+const UNITS: [&str; 3] = ["ncd.service", "ncd.socket", "ncd-control.socket"];
+const DROP_IN: &str = "50-period.conf";
 const TEXT: &str = "# Written by ncdd while a no-contact period runs; removed when it ends.\n\
                     [Unit]\nRefuseManualStop=yes\n";
 
@@ -34,13 +36,32 @@ impl StopGuard {
         Self { root }
     }
 
-    pub fn path(&self) -> PathBuf {
-        self.root.join(DROP_IN)
+    /// The drop-in of `unit`.
+    pub fn path_for(&self, unit: &str) -> PathBuf {
+        self.root
+            .join("run/systemd/system")
+            .join(format!("{unit}.d"))
+            .join(DROP_IN)
     }
 
-    /// Puts the drop-in in place (or removes it), and tells systemd when it changed.
+    /// The service's drop-in.
+    pub fn path(&self) -> PathBuf {
+        self.path_for(UNITS[0])
+    }
+
+    /// Puts the drop-ins in place (or removes them), and tells systemd when they changed.
     pub fn set(&self, period_running: bool) {
-        let path = self.path();
+        let changed: Vec<bool> = UNITS
+            .iter()
+            .map(|unit| self.set_one(&self.path_for(unit), period_running))
+            .collect();
+        if changed.contains(&true) {
+            self.reload();
+        }
+    }
+
+    fn set_one(&self, path: &Path, period_running: bool) -> bool {
+        let path = path.to_path_buf();
         let present = std::fs::read_to_string(&path).is_ok_and(|t| t == TEXT);
         let result = match (period_running, present) {
             (true, false) => crate::policy::lists::write_atomically(&path, TEXT.as_bytes()).map(|()| true),
@@ -48,12 +69,16 @@ impl StopGuard {
             _ => Ok(false),
         };
         match result {
-            Ok(true) => {
-                tracing::info!(path = %path.display(), period_running, "stop guard updated");
-                self.reload();
+            Ok(changed) => {
+                if changed {
+                    tracing::info!(path = %path.display(), period_running, "stop guard updated");
+                }
+                changed
             }
-            Ok(false) => {}
-            Err(error) => tracing::warn!(path = %path.display(), %error, "cannot update the stop guard"),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "cannot update the stop guard");
+                false
+            }
         }
     }
 
