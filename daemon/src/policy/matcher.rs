@@ -28,6 +28,11 @@ pub enum RuleAction {
 /// Index of the list, service or config key a rule came from.
 pub type SourceId = u16;
 
+/// The name of entry `e`, as bytes of the arena.
+fn bytes_of(arena: &str, e: Entry) -> &[u8] {
+    &arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize]
+}
+
 #[derive(Clone, Copy)]
 struct Entry {
     start: u32,
@@ -112,7 +117,7 @@ impl SuffixSet {
         self.table
             .find(hash, |&i| {
                 let e = self.entries[i as usize];
-                self.arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize] == *name
+                bytes_of(&self.arena, e) == name
             })
             .map(|&i| self.entries[i as usize])
     }
@@ -132,7 +137,7 @@ impl SuffixSet {
         } = self;
         let found = table.find_mut(hash, |&i| {
             let e = entries[i as usize];
-            &arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize] == name.as_bytes()
+            bytes_of(arena, e) == name.as_bytes()
         });
         if let Some(&mut i) = found {
             entries[i as usize].flags |= scope_bit(scope);
@@ -151,7 +156,7 @@ impl SuffixSet {
         });
         table.insert_unique(hash, index, |&i| {
             let e = entries[i as usize];
-            hasher.hash_one(&arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize])
+            hasher.hash_one(bytes_of(arena, e))
         });
     }
 
@@ -200,7 +205,7 @@ impl SuffixSet {
         } = self;
         table.reserve(rules, |&i| {
             let e = entries[i as usize];
-            hasher.hash_one(&arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize])
+            hasher.hash_one(bytes_of(arena, e))
         });
     }
 
@@ -216,7 +221,7 @@ impl SuffixSet {
         } = self;
         table.shrink_to_fit(|&i| {
             let e = entries[i as usize];
-            hasher.hash_one(&arena.as_bytes()[e.start as usize..e.start as usize + e.len as usize])
+            hasher.hash_one(bytes_of(arena, e))
         });
     }
 
