@@ -17,8 +17,12 @@ use crate::upstream::Upstream;
 
 /// Where `ncd` and `ncdd` look for the config when not told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ncd/ncd.toml";
-/// The control socket of a system install.
+/// The control socket of a system install (on macOS, where launchd creates it and
+/// /var/run is emptied at boot, directly in /var/run).
+#[cfg(not(target_os = "macos"))]
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/ncd/control.sock";
+#[cfg(target_os = "macos")]
+pub const DEFAULT_CONTROL_SOCKET: &str = "/var/run/ncd.sock";
 
 /// The embedded config behind `ncdd --dev`: loopback on port 5353, every catalog
 /// service blocked, upstreams from the system.
