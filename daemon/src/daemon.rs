@@ -229,6 +229,8 @@ impl Daemon {
             watcher.follow_lists(&self.file.load());
         }
         let socket = self.control_socket();
+        // A socket systemd made is systemd's to remove; only one we bound is ours.
+        let bound_control_ourselves = inherited_control.is_none();
         let control_listener = match inherited_control {
             Some(listener) => tokio::net::UnixListener::from_std(listener).context("adopting the control socket"),
             None => control::bind(&socket).await,
@@ -264,7 +266,9 @@ impl Daemon {
         self.period.tick();
         self.ledger.save();
         let _ = tokio::time::timeout(Duration::from_secs(5), listeners.server.shutdown_gracefully()).await;
-        let _ = std::fs::remove_file(&socket);
+        if bound_control_ourselves {
+            let _ = std::fs::remove_file(&socket);
+        }
         Ok(())
     }
 
