@@ -207,3 +207,75 @@ mod tests {
         assert!(served <= truth + MAX_OFFLINE_CREDIT);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Step {
+        /// Time passes awake: `secs`, with the wall clock set by `jump` on top.
+        Awake { secs: u64, jump: i64 },
+        /// Suspend: boot and wall clocks move, the awake clock does not.
+        Sleep { secs: u64 },
+        /// Off for `secs`, the wall clock set by `jump` meanwhile, then a new boot.
+        Reboot { secs: u64, jump: i64 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        let jump = prop_oneof![Just(0i64), -(400 * 86_400i64)..(400 * 86_400i64)];
+        prop_oneof![
+            (0..10_000u64, jump.clone()).prop_map(|(secs, jump)| Step::Awake { secs, jump }),
+            (0..200_000u64).prop_map(|secs| Step::Sleep { secs }),
+            (0..1_000_000u64, jump).prop_map(|(secs, jump)| Step::Reboot { secs, jump }),
+        ]
+    }
+
+    proptest! {
+        /// Whatever the clocks do, served time grows by exactly the boot clock within
+        /// a boot and by at most the cap per reboot: it never outruns real time by
+        /// more than the cap per reboot, and moving the wall clock never adds or
+        /// removes a second.
+        #[test]
+        fn served_time_never_outruns_the_boot_clock(steps in prop::collection::vec(step(), 1..60)) {
+            let mut boot = 0u32;
+            let mut now = Reading { boot_id: "b0".into(), since_boot: Duration::from_secs(100), awake: Duration::from_secs(100), wall_unix: 1_800_000_000 };
+            let mut served = Duration::ZERO;
+            let mut real = Duration::ZERO;
+            let mut reboots = 0u32;
+            for step in steps {
+                let last = now.clone();
+                match step {
+                    Step::Awake { secs, jump } => {
+                        now.since_boot += Duration::from_secs(secs);
+                        now.awake += Duration::from_secs(secs);
+                        now.wall_unix += secs as i64 + jump;
+                        real += Duration::from_secs(secs);
+                    }
+                    Step::Sleep { secs } => {
+                        now.since_boot += Duration::from_secs(secs);
+                        now.wall_unix += secs as i64;
+                        real += Duration::from_secs(secs);
+                    }
+                    Step::Reboot { secs, jump } => {
+                        boot += 1;
+                        reboots += 1;
+                        now.boot_id = format!("b{boot}");
+                        now.since_boot = Duration::from_secs(1);
+                        now.awake = Duration::from_secs(1);
+                        now.wall_unix += secs as i64 + 1 + jump;
+                        real += Duration::from_secs(secs + 1);
+                    }
+                }
+                let (credited, _) = credit(&last, &now);
+                served += credited;
+                prop_assert!(served <= real + MAX_OFFLINE_CREDIT * reboots, "served {served:?} real {real:?}");
+                if !matches!(step, Step::Reboot { .. }) {
+                    prop_assert_eq!(credited, now.since_boot - last.since_boot);
+                }
+            }
+        }
+    }
+}

@@ -199,6 +199,9 @@ fn line_count(bytes: &[u8]) -> usize {
 }
 
 #[cfg(test)]
+mod tests_prop;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
