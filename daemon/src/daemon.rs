@@ -291,13 +291,14 @@ impl Daemon {
             if ticks.is_multiple_of(60) {
                 self.ledger.save();
             }
-            let (period, ..) = self.period.status();
-            if last_active != Some(period.active) || ticks.is_multiple_of(30) {
+            let active = self.period.is_active();
+            if last_active != Some(active) || ticks.is_multiple_of(30) {
                 if let Some(guard) = &stop_guard {
-                    guard.set(period.active);
+                    guard.set(active);
                 }
+                let (period, ..) = self.period.status();
                 service_manager::status(&status_line(&period, self.chain().policy.block_rules()));
-                last_active = Some(period.active);
+                last_active = Some(active);
             }
         }
     }

@@ -110,12 +110,12 @@ impl Chain {
                 ));
             }
         };
-        let reply = Arc::new(reply);
+        // TTLs are capped once, here; the cache and this client share the reply.
+        let reply = Arc::new(reply.aged(0, self.max_ttl));
         if let Some(ttl) = reply.cache_ttl() {
-            self.cache
-                .insert(qname.clone(), qtype, reply.clone(), ttl.min(self.max_ttl), now);
+            self.cache.insert(qname.clone(), qtype, reply.clone(), ttl, now);
         }
-        Arc::new(reply.aged(0, self.max_ttl))
+        reply
     }
 
     fn count(&self, client: IpAddr, rule: &Match<'_>) {
@@ -159,15 +159,6 @@ impl Chain {
             }
         }
         None
-    }
-}
-
-impl std::fmt::Display for Match<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.scope {
-            ncd_config::RuleScope::Exact => write!(f, "={}", self.name),
-            ncd_config::RuleScope::Subtree => f.write_str(self.name),
-        }
     }
 }
 

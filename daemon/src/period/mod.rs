@@ -22,7 +22,7 @@ use ncd_config::Config;
 use ncd_config::control::{EndedPeriod, PeriodStatus, UnlockScope, UnlockState, UnlockStatus};
 use ncd_config::ratchet::ratchet;
 
-use clock::{Clock, Reading};
+use clock::Clock;
 use commitment::Commitment;
 use credit::{ClockEvent, credit};
 use store::{Loaded, State, Store};
@@ -446,9 +446,9 @@ impl Period {
         )
     }
 
-    /// The clocks now (for the control socket's "now").
-    pub fn reading(&self) -> Reading {
-        self.clock.read()
+    /// True while a period runs (cheap: for the once-a-second tick).
+    pub fn is_active(&self) -> bool {
+        self.lock().state.commitment.is_some()
     }
 }
 

@@ -80,6 +80,25 @@ pub struct Match<'a> {
     pub source: SourceId,
 }
 
+impl fmt::Display for Match<'_> {
+    /// The rule as it is written in a config: `name`, or `=name` for an exact rule.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scope {
+            RuleScope::Exact => write!(f, "={}", self.name),
+            RuleScope::Subtree => f.write_str(self.name),
+        }
+    }
+}
+
+/// The hash of the entry at index `i`, for when the table grows or shrinks.
+fn rehash<'a>(
+    arena: &'a str,
+    entries: &'a [Entry],
+    hasher: &'a foldhash::fast::FixedState,
+) -> impl Fn(&u32) -> u64 + 'a {
+    move |&i| hasher.hash_one(bytes_of(arena, entries[i as usize]))
+}
+
 /// A set of domain rules, each covering a name exactly or with its subdomains.
 #[derive(Clone, Default)]
 pub struct SuffixSet {
@@ -154,10 +173,7 @@ impl SuffixSet {
             flags: scope_bit(scope) | action_bits(action),
             source,
         });
-        table.insert_unique(hash, index, |&i| {
-            let e = entries[i as usize];
-            hasher.hash_one(bytes_of(arena, e))
-        });
+        table.insert_unique(hash, index, rehash(arena, entries, hasher));
     }
 
     /// Finds the most specific rule covering `name` (normal form, as bytes).
@@ -197,32 +213,16 @@ impl SuffixSet {
     pub fn reserve(&mut self, rules: usize, bytes: usize) {
         self.arena.reserve(bytes);
         self.entries.reserve(rules);
-        let Self {
-            arena,
-            entries,
-            table,
-            hasher,
-        } = self;
-        table.reserve(rules, |&i| {
-            let e = entries[i as usize];
-            hasher.hash_one(bytes_of(arena, e))
-        });
+        self.table
+            .reserve(rules, rehash(&self.arena, &self.entries, &self.hasher));
     }
 
     /// Releases spare capacity once loading is done.
     pub fn shrink_to_fit(&mut self) {
         self.arena.shrink_to_fit();
         self.entries.shrink_to_fit();
-        let Self {
-            arena,
-            entries,
-            table,
-            hasher,
-        } = self;
-        table.shrink_to_fit(|&i| {
-            let e = entries[i as usize];
-            hasher.hash_one(bytes_of(arena, e))
-        });
+        self.table
+            .shrink_to_fit(rehash(&self.arena, &self.entries, &self.hasher));
     }
 
     /// Bytes of heap this set holds (for `ncd config check` and the benchmarks).
