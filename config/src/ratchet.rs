@@ -46,6 +46,7 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
                 upstream_timeout,
                 cache_size,
                 allow_clients,
+                client_rate_limit,
             },
         block:
             BlockConfig {
@@ -75,6 +76,7 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
             upstream_timeout,
             cache_size,
             allow_clients,
+            client_rate_limit,
         },
         block: BlockConfig {
             services: r.grow_only("service", &locked.block.services, services),

@@ -77,6 +77,10 @@ pub struct DnsConfig {
     pub cache_size: usize,
     /// Networks, besides loopback, that may query (LAN mode). Default none.
     pub allow_clients: Vec<IpNet>,
+    /// Queries per second one LAN client may send before the rest of that second
+    /// is dropped, so one noisy device cannot starve the others. Loopback is never
+    /// limited. Default 500; 0 turns the limit off.
+    pub client_rate_limit: u32,
 }
 
 impl Default for DnsConfig {
@@ -93,6 +97,7 @@ impl Default for DnsConfig {
             upstream_timeout: HumanDuration::from_secs(2),
             cache_size: 10_000,
             allow_clients: Vec::new(),
+            client_rate_limit: 500,
         }
     }
 }

@@ -20,7 +20,6 @@ use tokio::sync::mpsc;
 
 use crate::control;
 use crate::dns::Chain;
-use crate::dns::handler::DnsHandler;
 use crate::dns::listen;
 use crate::dns::upstream::{Upstreams, effective_upstreams};
 use crate::period::Period;
@@ -212,7 +211,7 @@ impl Daemon {
             }
         };
         let lan_clients = !self.effective.load().dns.allow_clients.is_empty();
-        let mut listeners = listen::bind(sockets, lan_clients, DnsHandler::new(self.chain.clone())).await?;
+        let listeners = listen::bind(sockets, lan_clients, self.chain.clone()).await?;
         if let Ok(mut bound) = self.bound.lock() {
             bound.clone_from(&listeners.bound);
         }
@@ -265,7 +264,7 @@ impl Daemon {
         tracing::info!("shutting down");
         self.period.tick();
         self.ledger.save();
-        let _ = tokio::time::timeout(Duration::from_secs(5), listeners.server.shutdown_gracefully()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), listeners.shutdown()).await;
         if bound_control_ourselves {
             let _ = std::fs::remove_file(&socket);
         }
@@ -392,6 +391,7 @@ async fn build_chain(config: &Config, state_dir: &Path, current: Option<&Chain>,
         config.dns.allow_clients.clone(),
         max_ttl,
     )
+    .with_rate_limit(config.dns.client_rate_limit)
     .with_ledger(ledger)
 }
 

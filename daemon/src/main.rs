@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NCD_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_net=warn,hickory_resolver=warn")
+                tracing_subscriber::EnvFilter::new("info,hickory_net=warn,hickory_resolver=warn")
             }),
         )
         .with_writer(std::io::stderr)

@@ -2,28 +2,28 @@
 //! both (port 0 picks one free port for the pair, which the tests use).
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use hickory_server::Server;
+use arc_swap::ArcSwap;
 use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 
-use super::handler::DnsHandler;
+use super::{Chain, tcp, udp};
 
-/// How long an idle TCP client may hold a connection.
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses queued per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 64;
-
-/// A running DNS server and the addresses it really listens on.
+/// The running DNS listeners and the addresses they really listen on.
+#[derive(Debug)]
 pub struct Listeners {
-    pub server: Server<DnsHandler>,
     pub bound: Vec<SocketAddr>,
+    tasks: JoinSet<()>,
 }
 
-impl std::fmt::Debug for Listeners {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Listeners").field("bound", &self.bound).finish()
+impl Listeners {
+    /// Stops receiving and accepting. Queries already waiting for an upstream are
+    /// left to finish with the runtime.
+    pub async fn shutdown(mut self) {
+        self.tasks.shutdown().await;
     }
 }
 
@@ -39,11 +39,12 @@ pub enum Sockets {
     },
 }
 
-/// Binds (or adopts) the sockets and starts serving with `handler`. A socket that
-/// is not on loopback is refused unless `lan_clients` (some `allow_clients` are
-/// configured): ncdd is never an open resolver by accident.
-pub async fn bind(sockets: Sockets, lan_clients: bool, handler: DnsHandler) -> anyhow::Result<Listeners> {
-    let mut server = Server::new(handler);
+/// Binds (or adopts) the sockets and starts serving whatever chain is current. A
+/// socket that is not on loopback is refused unless `lan_clients` (some
+/// `allow_clients` are configured): ncdd is never an open resolver by accident.
+pub async fn bind(sockets: Sockets, lan_clients: bool, chain: Arc<ArcSwap<Chain>>) -> anyhow::Result<Listeners> {
+    let mut udp_sockets = Vec::new();
+    let mut tcp_listeners = Vec::new();
     let mut bound = Vec::new();
     let check = |address: SocketAddr| {
         if address.ip().is_loopback() || lan_clients {
@@ -60,26 +61,35 @@ pub async fn bind(sockets: Sockets, lan_clients: bool, handler: DnsHandler) -> a
             for address in addresses {
                 check(address)?;
                 let (udp, tcp) = bind_pair(address).await?;
-                let local = udp.local_addr()?;
-                server.register_socket(udp);
-                server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
-                bound.push(local);
+                bound.push(udp.local_addr()?);
+                udp_sockets.push(udp);
+                tcp_listeners.push(tcp);
             }
         }
         Sockets::Inherited { udp, tcp } => {
             for socket in udp {
                 let local = socket.local_addr()?;
                 check(local)?;
-                server.register_socket(UdpSocket::from_std(socket)?);
+                udp_sockets.push(UdpSocket::from_std(socket)?);
                 bound.push(local);
             }
             for listener in tcp {
                 check(listener.local_addr()?)?;
-                server.register_listener(TcpListener::from_std(listener)?, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+                tcp_listeners.push(TcpListener::from_std(listener)?);
             }
         }
     }
-    Ok(Listeners { server, bound })
+    // Limits shared by every socket: they bound the whole daemon, not each socket.
+    let waiting = Arc::new(Semaphore::new(udp::MAX_WAITING_FOR_UPSTREAM));
+    let slots = Arc::new(Semaphore::new(tcp::MAX_CONNECTIONS));
+    let mut tasks = JoinSet::new();
+    for socket in udp_sockets {
+        udp::spawn(socket, chain.clone(), waiting.clone(), &mut tasks);
+    }
+    for listener in tcp_listeners {
+        tasks.spawn(tcp::serve(listener, chain.clone(), slots.clone()));
+    }
+    Ok(Listeners { bound, tasks })
 }
 
 async fn bind_pair(address: SocketAddr) -> anyhow::Result<(UdpSocket, TcpListener)> {

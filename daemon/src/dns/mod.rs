@@ -6,9 +6,12 @@
 //! starts with an empty cache: a new block bites at once.
 
 pub mod cache;
-pub mod handler;
 pub mod listen;
+pub mod ratelimit;
 pub mod reply;
+pub mod serve;
+pub mod tcp;
+pub mod udp;
 pub mod upstream;
 
 use std::net::IpAddr;
@@ -22,6 +25,7 @@ use ipnet::IpNet;
 use crate::policy::{Match, Policy, Verdict};
 use crate::stats::Ledger;
 use cache::Cache;
+use ratelimit::RateLimit;
 use reply::{EDE_NO_REACHABLE_AUTHORITY, EDE_PROHIBITED, Reply};
 use upstream::{UpstreamAnswer, Upstreams};
 
@@ -32,6 +36,7 @@ pub struct Chain {
     pub upstreams: Arc<Upstreams>,
     cache: Cache,
     allow_clients: Vec<IpNet>,
+    rate_limit: Option<RateLimit>,
     max_ttl: u32,
     /// Where blocked attempts are counted (shared by every generation).
     ledger: Option<Arc<Ledger>>,
@@ -50,6 +55,7 @@ impl Chain {
             upstreams,
             cache: Cache::new(cache_size),
             allow_clients,
+            rate_limit: None,
             max_ttl,
             ledger: None,
         }
@@ -61,19 +67,33 @@ impl Chain {
         self
     }
 
+    /// Limits each client other than loopback to `per_second` queries (0: no limit).
+    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
+        self.rate_limit = RateLimit::new(per_second);
+        self
+    }
+
     /// True when `ip` may query: loopback always, others only from `allow_clients`.
     pub fn client_allowed(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = unmapped(ip);
         ip.is_loopback() || self.allow_clients.iter().any(|net| net.contains(&ip))
     }
 
-    /// Answers one question from `client`.
-    pub async fn resolve(&self, qname: &LowerName, qtype: RecordType, client: IpAddr) -> Arc<Reply> {
+    /// False when a client other than loopback is over its rate limit: its query
+    /// is dropped unanswered.
+    pub fn admit(&self, ip: IpAddr) -> bool {
+        match &self.rate_limit {
+            Some(limit) if !unmapped(ip).is_loopback() => limit.admit(ip, Instant::now()),
+            _ => true,
+        }
+    }
+
+    /// Everything that can be answered without leaving the process: the client
+    /// check, the policy, the cache. [`Local::Upstream`] means "ask
+    /// [`Chain::ask_upstream`]"; the UDP loop answers all else inline.
+    pub fn answer_locally(&self, qname: &LowerName, qtype: RecordType, client: IpAddr) -> Local {
         if !self.client_allowed(client) {
-            return Arc::new(Reply::error(
+            return Local::Answer(Reply::error(
                 ResponseCode::Refused,
                 Some((EDE_PROHIBITED, "not an open resolver")),
             ));
@@ -81,12 +101,17 @@ impl Chain {
         let mut buf = [0u8; 256];
         if let Verdict::Blocked(rule) = self.policy.verdict(name_bytes(qname, &mut buf)) {
             self.count(client, &rule);
-            return Arc::new(self.blocked(qname, qtype, &rule));
+            return Local::Answer(self.blocked(qname, qtype, &rule));
         }
+        match self.cache.get(qname, qtype, Instant::now()) {
+            Some((reply, age)) => Local::Cached(reply, age),
+            None => Local::Upstream,
+        }
+    }
+
+    /// Asks the upstreams, looks through the answer for blocked names, caches it.
+    pub async fn ask_upstream(&self, qname: &LowerName, qtype: RecordType, client: IpAddr) -> Arc<Reply> {
         let now = Instant::now();
-        if let Some((reply, age)) = self.cache.get(qname, qtype, now) {
-            return Arc::new(reply.aged(age, self.max_ttl));
-        }
         let query = hickory_proto::op::Query::query(Name::from(qname), qtype);
         let reply = match self.upstreams.query(query).await {
             Ok(answer) => match self.inspect(&answer) {
@@ -160,6 +185,25 @@ impl Chain {
         }
         None
     }
+}
+
+/// `ip` with an IPv4-mapped IPv6 address read as the IPv4 address it carries.
+fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// What [`Chain::answer_locally`] found.
+#[derive(Debug)]
+pub enum Local {
+    /// A reply made here: refused, or blocked.
+    Answer(Reply),
+    /// A cached upstream reply, `age` seconds old.
+    Cached(Arc<Reply>, u32),
+    /// Not known here: the upstreams must be asked.
+    Upstream,
 }
 
 /// Writes `name` in ncd's normal form (lower-case, no trailing dot) into `buf`,

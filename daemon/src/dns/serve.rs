@@ -1,0 +1,222 @@
+//! One request's path from bytes to bytes: decode it (hickory-proto), ask the
+//! [`Chain`], encode the response with the client's EDNS and size limit.
+//!
+//! It is split in two so the UDP loop can answer most queries inline, without a
+//! task per query: [`start`] does everything that needs no upstream (the client
+//! check, the policy, the cache) and only a cache miss comes back as [`Pending`],
+//! to be finished in a task of its own. TCP, tests and the fuzz target use
+//! [`respond`], both halves in one call.
+
+use std::net::{IpAddr, SocketAddr};
+
+use hickory_proto::op::{
+    Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode, emit_message_parts,
+};
+use hickory_proto::rr::rdata::opt::EdnsOption;
+use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
+use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
+
+use super::reply::Reply;
+use super::{Chain, Local};
+
+/// The EDNS payload size ncdd advertises and the most it sends over UDP
+/// (DNS Flag Day 2020: no fragmentation).
+pub const EDNS_PAYLOAD: u16 = 1232;
+/// The EDNS option code of Extended DNS Errors (RFC 8914 §2).
+const EDE_OPTION_CODE: u16 = 15;
+/// The size limit without EDNS (RFC 1035 §4.2.1).
+const PLAIN_UDP_PAYLOAD: u16 = 512;
+
+/// How the response travels: UDP responses are cut to the client's payload size
+/// (with TC set, so it retries over TCP); TCP responses are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// What [`start`] did with a request.
+#[derive(Debug)]
+pub enum Step {
+    /// The response is in the output buffer.
+    Reply,
+    /// Nothing to send: not a query (a response, too short to have an ID) or a
+    /// client over its rate limit.
+    Drop,
+    /// The upstreams must be asked: finish with [`Pending::finish`].
+    Upstream(Pending),
+}
+
+/// A request waiting for the upstreams.
+#[derive(Debug)]
+pub struct Pending {
+    request: Message,
+    qname: LowerName,
+    qtype: RecordType,
+    client: IpAddr,
+    transport: Transport,
+}
+
+impl Pending {
+    /// Asks the upstreams and writes the response into `out`.
+    pub async fn finish(self, chain: &Chain, out: &mut Vec<u8>) {
+        let reply = chain.ask_upstream(&self.qname, self.qtype, self.client).await;
+        encode(&self.request, &reply, 0, self.transport, out);
+    }
+}
+
+/// Both halves of the path: the response to `request` in `out`, or false when
+/// there is nothing to send.
+pub async fn respond(
+    chain: &Chain,
+    request: &[u8],
+    client: SocketAddr,
+    transport: Transport,
+    out: &mut Vec<u8>,
+) -> bool {
+    match start(chain, request, client, transport, out) {
+        Step::Reply => true,
+        Step::Drop => false,
+        Step::Upstream(pending) => {
+            pending.finish(chain, out).await;
+            true
+        }
+    }
+}
+
+/// The first half: answers into `out` whatever needs no upstream.
+pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transport, out: &mut Vec<u8>) -> Step {
+    if !chain.admit(client.ip()) {
+        return Step::Drop;
+    }
+    let request = match Message::from_bytes(bytes) {
+        Ok(request) if request.metadata.message_type == MessageType::Query => request,
+        Ok(_) => return Step::Drop, // a response: never answer one (no loops, no reflection)
+        Err(_) => {
+            // Malformed past the header: FORMERR to the ID, if there is one.
+            let Ok(header) = Header::read(&mut BinDecoder::new(bytes)) else {
+                return Step::Drop;
+            };
+            if header.metadata.message_type != MessageType::Query {
+                return Step::Drop;
+            }
+            encode_header_only(&header.metadata, ResponseCode::FormErr, out);
+            return Step::Reply;
+        }
+    };
+    let (qname, qtype) = match question(&request) {
+        Ok(query) => (LowerName::from(query.name()), query.query_type()),
+        Err(rcode) => {
+            encode(&request, &Reply::error(rcode, None), 0, transport, out);
+            return Step::Reply;
+        }
+    };
+    match chain.answer_locally(&qname, qtype, client.ip()) {
+        Local::Answer(reply) => encode(&request, &reply, 0, transport, out),
+        Local::Cached(reply, age) => encode(&request, &reply, age, transport, out),
+        Local::Upstream => {
+            return Step::Upstream(Pending {
+                request,
+                qname,
+                qtype,
+                client: client.ip(),
+                transport,
+            });
+        }
+    }
+    Step::Reply
+}
+
+/// The one question a standard query asks, or the response code for a request
+/// ncdd does not serve.
+fn question(request: &Message) -> Result<&hickory_proto::op::Query, ResponseCode> {
+    if request.metadata.op_code != OpCode::Query {
+        return Err(ResponseCode::NotImp);
+    }
+    let [query] = request.queries.as_slice() else {
+        return Err(ResponseCode::FormErr);
+    };
+    if query.query_class() != DNSClass::IN {
+        return Err(ResponseCode::Refused);
+    }
+    Ok(query)
+}
+
+/// Encodes `reply` to `request`, its TTLs counted down by `age` seconds: the
+/// question echoed, EDNS (and an Extended DNS Error) when the client spoke EDNS,
+/// cut to the client's payload size over UDP.
+fn encode(request: &Message, reply: &Reply, age: u32, transport: Transport, out: &mut Vec<u8>) {
+    let mut metadata = Metadata::response_from_request(&request.metadata);
+    metadata.response_code = reply.rcode;
+    metadata.recursion_available = true;
+
+    let edns = request.edns.as_ref().map(|_| {
+        let mut edns = Edns::new();
+        edns.set_max_payload(EDNS_PAYLOAD);
+        if let Some((code, text)) = reply.ede {
+            let mut data = code.to_be_bytes().to_vec();
+            data.extend_from_slice(text.as_bytes());
+            edns.options_mut().insert(EdnsOption::Unknown(EDE_OPTION_CODE, data));
+        }
+        edns
+    });
+    let max_size = match transport {
+        Transport::Udp => request.edns.as_ref().map_or(PLAIN_UDP_PAYLOAD, |client| {
+            client.max_payload().clamp(PLAIN_UDP_PAYLOAD, EDNS_PAYLOAD)
+        }),
+        Transport::Tcp => u16::MAX,
+    };
+
+    // A cached reply is shared: aged copies are made only when time has passed.
+    let aged = |records: &[Record]| -> Vec<Record> {
+        records
+            .iter()
+            .map(|record| {
+                let mut record = record.clone();
+                record.ttl = record.ttl.saturating_sub(age);
+                record
+            })
+            .collect()
+    };
+    let (answers, authorities);
+    let (answers, authorities) = if age == 0 {
+        (&reply.answers[..], &reply.authorities[..])
+    } else {
+        answers = aged(&reply.answers);
+        authorities = aged(&reply.authorities);
+        (&answers[..], &authorities[..])
+    };
+
+    out.clear();
+    let mut encoder = BinEncoder::new(out);
+    encoder.set_max_size(max_size);
+    let emitted = emit_message_parts(
+        &metadata,
+        &mut request.queries.iter(),
+        &mut answers.iter(),
+        &mut authorities.iter(),
+        &mut std::iter::empty::<&Record>(),
+        edns.as_ref(),
+        None,
+        &mut encoder,
+    );
+    if let Err(error) = emitted {
+        tracing::debug!(%error, "could not encode a response; sending SERVFAIL");
+        encode_header_only(&metadata, ResponseCode::ServFail, out);
+    }
+}
+
+/// A response that is a header alone: to a request too broken to echo, or when
+/// encoding the real response failed.
+fn encode_header_only(request: &Metadata, rcode: ResponseCode, out: &mut Vec<u8>) {
+    let mut metadata = Metadata::response_from_request(request);
+    metadata.response_code = rcode;
+    metadata.recursion_available = true;
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    out.clear();
+    // Twelve bytes into a Vec: this cannot fail.
+    let _ = header.emit(&mut BinEncoder::new(out));
+}
