@@ -66,6 +66,54 @@ impl Method {
     pub fn is_privileged(&self) -> bool {
         !matches!(self, Method::Status | Method::Check { .. })
     }
+
+    /// One request of every kind (both unlock scopes), for tests that must cover
+    /// each verb. A new variant does not compile until it is listed here.
+    pub fn examples() -> Vec<Method> {
+        let why = "An example reason, long enough to be taken as one.".to_string();
+        let all = vec![
+            Method::Status,
+            Method::Check {
+                name: "example.com".into(),
+            },
+            Method::Start {
+                length_secs: Some(86_400),
+                reason: why.clone(),
+            },
+            Method::Extend { by_secs: 86_400 },
+            Method::Unlock {
+                scope: UnlockScope::End,
+                why: why.clone(),
+            },
+            Method::Unlock {
+                scope: UnlockScope::Pending,
+                why,
+            },
+            Method::UnlockCancel,
+            Method::UnlockChallenge,
+            Method::UnlockConfirm {
+                typed: "river quiet morning".into(),
+            },
+            Method::GuardReport {
+                drift: vec!["an example drift".into()],
+            },
+        ];
+        for method in &all {
+            // Exhaustive on purpose: a new verb must be added to the list above.
+            match method {
+                Method::Status
+                | Method::Check { .. }
+                | Method::Start { .. }
+                | Method::Extend { .. }
+                | Method::Unlock { .. }
+                | Method::UnlockCancel
+                | Method::UnlockChallenge
+                | Method::UnlockConfirm { .. }
+                | Method::GuardReport { .. } => {}
+            }
+        }
+        all
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

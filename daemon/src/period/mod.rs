@@ -8,7 +8,9 @@
 //!
 //! Fail closed: when saved state exists but cannot be read, a period is assumed
 //! to be running with the strictest config known, and the damage is reported.
-//! An error never ends a period or applies a held loosening.
+//! An error never ends a period or applies a held loosening. When the state cannot
+//! be written (a full disk, a read-only state dir), the period goes on in memory,
+//! every verb that would change it is refused and undone, and `ncd status` says why.
 
 pub mod clock;
 pub mod commitment;
@@ -56,6 +58,8 @@ struct Inner {
     damage: Vec<String>,
     pending: Vec<String>,
     last_saved_served: u64,
+    /// Why the last write failed, until one succeeds again.
+    write_error: Option<String>,
 }
 
 pub struct Period {
@@ -90,18 +94,27 @@ impl Period {
                 (State::default(), Vec::new())
             }
             Loaded::Found { state, damage } => (*state, damage),
-            Loaded::Unreadable { mut damage } => {
+            Loaded::Unreadable { mut damage, salvage } => {
                 damage.push(
                     "no copy of the period could be read; ncd keeps blocking as if the period were running".into(),
                 );
+                let (locked, length_secs) = assumed_lock(strictest, &salvage);
+                if salvage.iter().any(|s| s.commitment.is_some()) {
+                    damage.push(
+                        "the rules and length of a damaged copy were added to the assumed period (they can only make it stricter)"
+                            .into(),
+                    );
+                }
+                let seq = salvage.iter().map(|s| s.seq).max().unwrap_or(0);
                 let state = State {
+                    seq,
                     commitment: Some(Commitment {
                         reason: "(ncd could not read the reason you wrote)".into(),
                         owner_uid: 0,
                         started_unix: now.wall_unix,
-                        length_secs: strictest.period.length.as_secs(),
+                        length_secs,
                         served_secs: 0,
-                        locked: strictest.clone(),
+                        locked,
                         unlock: None,
                         last_request: None,
                     }),
@@ -123,6 +136,7 @@ impl Period {
                 damage,
                 pending: Vec::new(),
                 last_saved_served,
+                write_error: None,
             }),
         };
         period.tick();
@@ -188,22 +202,75 @@ impl Period {
         outcome
     }
 
-    fn save(&self, inner: &mut Inner) {
+    /// Writes the state. When writes start to fail, that goes to the log and the
+    /// journal `ncd status` shows (once, not at every retry), and so does the first
+    /// write that works again.
+    fn write(&self, inner: &mut Inner) -> std::io::Result<()> {
         inner.state.seq += 1;
         match self.store.save(&inner.state) {
-            Ok(()) => inner.last_saved_served = inner.state.commitment.as_ref().map_or(0, |c| c.served_secs),
-            // The period goes on in memory and is written at the next tick.
-            Err(error) => tracing::error!(%error, "cannot write the period state; will retry"),
+            Ok(()) => {
+                inner.last_saved_served = inner.state.commitment.as_ref().map_or(0, |c| c.served_secs);
+                if inner.write_error.take().is_some() {
+                    let unix = self.clock.read().wall_unix;
+                    inner
+                        .state
+                        .record(unix, "state", "the period state can be saved again".into());
+                    inner.state.seq += 1;
+                    let _ = self.store.save(&inner.state);
+                }
+                Ok(())
+            }
+            Err(error) => Err(error),
         }
     }
 
-    fn save_or_refuse(&self, inner: &mut Inner) -> Result<(), Refusal> {
-        inner.state.seq += 1;
-        self.store
-            .save(&inner.state)
-            .map_err(|e| Refusal::Internal(format!("cannot write the period state ({e}); nothing changed")))?;
-        inner.last_saved_served = inner.state.commitment.as_ref().map_or(0, |c| c.served_secs);
-        Ok(())
+    /// Notes a failed write (see [`Period::write`]).
+    fn note_write_failure(&self, inner: &mut Inner, error: &std::io::Error) {
+        let text = error.to_string();
+        if inner.write_error.as_deref() == Some(text.as_str()) {
+            return;
+        }
+        tracing::error!(
+            %error,
+            dir = %self.store.dir().display(),
+            "cannot save the period state; the period goes on in memory and blocking continues, \
+             but changes to the period are refused until it can be saved"
+        );
+        let unix = self.clock.read().wall_unix;
+        inner.state.tamper.push(ncd_config::control::TamperEvent {
+            unix,
+            kind: "state".into(),
+            detail: format!(
+                "cannot save the period state ({text}); it goes on in memory and blocking continues, \
+                 but changes to the period are refused until it can be saved"
+            ),
+        });
+        inner.write_error = Some(text);
+    }
+
+    /// Writes the state; on failure the period goes on in memory and the write is
+    /// tried again at a later tick.
+    fn save(&self, inner: &mut Inner) {
+        if let Err(error) = self.write(inner) {
+            self.note_write_failure(inner, &error);
+        }
+    }
+
+    /// Writes the state changed by a verb, or refuses the verb: on failure the state
+    /// is put back to `before`, so that "nothing changed" is true.
+    fn save_or_refuse(&self, inner: &mut Inner, before: State) -> Result<(), Refusal> {
+        let Err(error) = self.write(inner) else {
+            return Ok(());
+        };
+        // A later write must win over whatever part of this one reached the disk.
+        let seq = inner.state.seq;
+        inner.state = before;
+        inner.state.seq = seq;
+        self.note_write_failure(inner, &error);
+        let _ = self.write(inner);
+        Err(Refusal::Internal(format!(
+            "cannot write the period state ({error}); nothing changed"
+        )))
     }
 
     /// The config to enforce for `file`: as written when no period runs; held to
@@ -260,6 +327,7 @@ impl Period {
                 "A period is already running. `ncd extend` makes it longer.".into(),
             ));
         }
+        let before = inner.state.clone();
         inner.state.commitment = Some(Commitment {
             reason,
             owner_uid: uid,
@@ -272,16 +340,17 @@ impl Period {
         });
         inner.state.ended = None;
         inner.state.checkpoint = Some(now);
-        self.save_or_refuse(&mut inner)?;
+        self.save_or_refuse(&mut inner, before)?;
         tracing::info!(length_secs, uid, "period started");
         Ok(())
     }
 
     pub fn extend(&self, by_secs: u64) -> Result<(), Refusal> {
         let mut inner = self.lock();
+        let before = inner.state.clone();
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
         c.length_secs = c.length_secs.saturating_add(by_secs);
-        self.save_or_refuse(&mut inner)?;
+        self.save_or_refuse(&mut inner, before)?;
         tracing::info!(by_secs, "period extended");
         Ok(())
     }
@@ -303,6 +372,7 @@ impl Period {
         if scope == UnlockScope::Pending && inner.pending.is_empty() {
             return Err(Refusal::Conflict("There are no held changes to apply.".into()));
         }
+        let before = inner.state.clone();
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
         let request = c
             .request_unlock(scope, why, file, delay, window)
@@ -315,23 +385,25 @@ impl Period {
         );
         let unix = self.clock.read().wall_unix;
         inner.state.record(unix, "unlock", detail);
-        self.save_or_refuse(&mut inner)
+        self.save_or_refuse(&mut inner, before)
     }
 
     pub fn cancel_unlock(&self) -> Result<(), Refusal> {
         let mut inner = self.lock();
+        let before = inner.state.clone();
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
         if c.unlock.take().is_none() {
             return Err(Refusal::Conflict("There is no unlock request to withdraw.".into()));
         }
         let unix = self.clock.read().wall_unix;
         inner.state.record(unix, "unlock", "unlock request withdrawn".into());
-        self.save_or_refuse(&mut inner)
+        self.save_or_refuse(&mut inner, before)
     }
 
     /// Issues a fresh passage for a confirmable request.
     pub fn challenge(&self, chars: usize) -> Result<String, Refusal> {
         let mut inner = self.lock();
+        let before = inner.state.clone();
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
         let served = c.served_secs;
         let request = c
@@ -350,7 +422,7 @@ impl Period {
         }
         let passage = passage(chars);
         request.passage = Some(passage.clone());
-        self.save_or_refuse(&mut inner)?;
+        self.save_or_refuse(&mut inner, before)?;
         Ok(passage)
     }
 
@@ -360,6 +432,7 @@ impl Period {
     pub fn confirm(&self, typed: &str) -> Result<UnlockScope, Refusal> {
         let now = self.clock.read();
         let mut inner = self.lock();
+        let before = inner.state.clone();
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
         let served = c.served_secs;
         let request = c
@@ -394,7 +467,7 @@ impl Period {
             "unlock",
             format!("unlock confirmed ({})", scope_words(scope)),
         );
-        self.save_or_refuse(&mut inner)?;
+        self.save_or_refuse(&mut inner, before)?;
         Ok(scope)
     }
 
@@ -450,6 +523,20 @@ impl Period {
     pub fn is_active(&self) -> bool {
         self.lock().state.commitment.is_some()
     }
+}
+
+/// The lock and the length of a period assumed because no copy could be read:
+/// `strictest` (the last good config), made stricter by the locked rules of every
+/// salvaged copy (through the ratchet, which only ever tightens), and at least as
+/// long as what any of them had left to serve.
+fn assumed_lock(strictest: &Config, salvage: &[State]) -> (Config, u64) {
+    let mut locked = strictest.clone();
+    let mut length = strictest.period.length.as_secs();
+    for c in salvage.iter().filter_map(|s| s.commitment.as_ref()) {
+        locked = ratchet(&c.locked, &locked).effective;
+        length = length.max(c.remaining_secs());
+    }
+    (locked, length)
 }
 
 fn scope_words(scope: UnlockScope) -> &'static str {

@@ -4,7 +4,9 @@
 //! written atomically (temp file, fsync, rename, fsync dir) with a checksum line
 //! and a sequence number. Reading takes the newest copy whose checksum holds; a
 //! damaged or missing copy is rebuilt from the other and the damage reported.
-//! When no copy can be read but one exists, the caller fails closed.
+//! When no copy can be read but one exists, the caller fails closed; a copy whose
+//! checksum fails but whose body still parses is handed over as a *salvage*, which
+//! may only ever make the assumed period stricter.
 
 use std::path::{Path, PathBuf};
 
@@ -59,8 +61,10 @@ pub enum Loaded {
     Fresh,
     /// The state, and any damage that was repaired on the way.
     Found { state: Box<State>, damage: Vec<String> },
-    /// State files exist but none can be read.
-    Unreadable { damage: Vec<String> },
+    /// State files exist but none can be read. `salvage` holds the bodies that
+    /// still parse though their checksum fails: not to be believed, only to make
+    /// things stricter.
+    Unreadable { damage: Vec<String>, salvage: Vec<State> },
 }
 
 #[derive(Debug, Clone)]
@@ -73,13 +77,20 @@ impl Store {
         Self { dir: dir.to_path_buf() }
     }
 
+    /// The state dir.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn path(&self, i: usize) -> PathBuf {
         self.dir.join(FILES[i])
     }
 
     pub fn load(&self) -> Loaded {
+        self.remove_stale_temp_files();
         let mut damage = Vec::new();
         let mut found = Vec::new();
+        let mut salvage = Vec::new();
         let mut any_exists = false;
         for i in 0..FILES.len() {
             let path = self.path(i);
@@ -88,7 +99,10 @@ impl Store {
                     any_exists = true;
                     match decode(&bytes) {
                         Ok(state) => found.push(state),
-                        Err(why) => damage.push(format!("{} is damaged ({why})", path.display())),
+                        Err(why) => {
+                            damage.push(format!("{} is damaged ({why})", path.display()));
+                            salvage.extend(decode_unverified(&bytes));
+                        }
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -104,7 +118,7 @@ impl Store {
             return Loaded::Fresh;
         }
         let Some(state) = found.into_iter().max_by_key(|s| s.seq) else {
-            return Loaded::Unreadable { damage };
+            return Loaded::Unreadable { damage, salvage };
         };
         if !damage.is_empty() {
             // Rebuild the bad copy now, so one more accident is survivable too.
@@ -115,6 +129,27 @@ impl Store {
         Loaded::Found {
             state: Box::new(state),
             damage,
+        }
+    }
+
+    /// Removes the temp files of writes that a crash or a kill cut short (each
+    /// process names its own, so they would pile up over many restarts).
+    fn remove_stale_temp_files(&self) {
+        let own = format!(".{}.tmp", std::process::id());
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let ours = FILES.iter().any(|file| {
+                name.strip_prefix('.')
+                    .and_then(|rest| rest.strip_prefix(file))
+                    .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(".tmp"))
+            });
+            if ours && !name.ends_with(&own) {
+                let _ = std::fs::remove_file(entry.path());
+            }
         }
     }
 
@@ -142,6 +177,14 @@ fn decode(bytes: &[u8]) -> Result<State, String> {
         return Err("checksum does not match: edited or cut short".into());
     }
     serde_json::from_str(body).map_err(|e| format!("unreadable: {e}"))
+}
+
+/// The body of a copy whose checksum fails, if it still parses: the damage may be
+/// an edit, so this is never believed, only used to tighten.
+fn decode_unverified(bytes: &[u8]) -> Option<State> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (_, body) = text.split_once('\n')?;
+    serde_json::from_str(body.trim_end()).ok()
 }
 
 /// FNV-1a, 64 bit: catches truncation, bit rot and hand edits (not root with a
@@ -194,6 +237,39 @@ mod tests {
         assert!(matches!(store.load(), Loaded::Found { ref damage, .. } if damage.is_empty()));
         std::fs::remove_file(dir.path().join(FILES[1])).unwrap();
         assert!(matches!(store.load(), Loaded::Found { ref damage, .. } if damage[0].contains("missing")));
+    }
+
+    #[test]
+    fn stale_temp_files_of_cut_writes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.save(&state(2)).unwrap();
+        let stale = dir.path().join(".period.json.4242424.tmp");
+        let other = dir.path().join(".stats.json.4242424.tmp");
+        std::fs::write(&stale, b"half a wri").unwrap();
+        std::fs::write(&other, b"not ours").unwrap();
+        assert!(matches!(store.load(), Loaded::Found { ref damage, .. } if damage.is_empty()));
+        assert!(!stale.exists());
+        assert!(other.exists(), "only the period's own temp files are touched");
+    }
+
+    #[test]
+    fn a_copy_that_parses_despite_its_checksum_is_only_salvage() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        store.save(&state(4)).unwrap();
+        for file in FILES {
+            let path = dir.path().join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(&path, text.replace("\"seq\":4", "\"seq\":40")).unwrap();
+        }
+        match store.load() {
+            Loaded::Unreadable { damage, salvage } => {
+                assert_eq!(damage.len(), 2, "{damage:?}");
+                assert_eq!(salvage.iter().map(|s| s.seq).collect::<Vec<_>>(), [40, 40]);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -319,3 +319,82 @@ fn one_copy_edited_to_end_the_period_is_recovered_from_the_other() {
     assert!(status.served_secs < 60);
     assert!(damage.iter().any(|d| d.contains("checksum")), "{damage:?}");
 }
+
+#[test]
+fn both_copies_edited_keep_the_locked_rules_they_still_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let both = config("[block]\ndomains=[\"later.test\", \"kept.test\"]");
+    let file = config("[block]\ndomains=[\"later.test\"]");
+    {
+        let period = open(dir.path(), &clock);
+        period.start(1000, 90 * DAY, "reason".into(), &both).unwrap();
+        // kept.test removed from the file: held.
+        assert_eq!(period.effective(&file).block.domains.len(), 2);
+    }
+    // Both copies edited to say the period is over, the checksums left as they were.
+    for name in ["period.json", "period.copy.json"] {
+        let path = dir.path().join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("\"served_secs\":0", "\"served_secs\":7775999")).unwrap();
+    }
+    let period = Period::open(dir.path(), clock.clone(), &file);
+    let (status, _, _, _, damage) = period.status();
+    assert!(status.active, "{damage:?}");
+    assert!(damage.iter().any(|d| d.contains("damaged copy")), "{damage:?}");
+    // The held removal stays held: the rules the damaged copies still show are kept.
+    let effective = period.effective(&file);
+    assert_eq!(effective.block.domains.len(), 2, "{:?}", effective.block.domains);
+    // The length is at least the config's own (60 days by default).
+    assert!(status.length_secs >= 60 * DAY, "{status:?}");
+}
+
+#[test]
+fn a_failed_write_refuses_the_verb_and_changes_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("state");
+    let clock = FakeClock::new();
+    let period = open(&dir, &clock);
+    period
+        .start(1000, 60 * DAY, "reason".into(), &Config::default())
+        .unwrap();
+    // The state dir becomes a file: every write fails from here on.
+    std::fs::rename(&dir, root.path().join("moved")).unwrap();
+    std::fs::write(&dir, "not a directory").unwrap();
+
+    let error = period.extend(DAY).unwrap_err();
+    assert!(
+        matches!(&error, Refusal::Internal(m) if m.contains("nothing changed")),
+        "{error:?}"
+    );
+    let error = period
+        .request_unlock(
+            UnlockScope::End,
+            "a reason that is long enough".into(),
+            &Config::default(),
+            3600,
+            3600,
+        )
+        .unwrap_err();
+    assert!(matches!(error, Refusal::Internal(_)), "{error:?}");
+    let (status, unlock, _, journal, _) = period.status();
+    assert_eq!(status.length_secs, 60 * DAY, "the refused extension did not stay");
+    assert_eq!(unlock.state, UnlockState::None, "the refused request did not stay");
+    let failures = journal.iter().filter(|e| e.detail.contains("cannot save")).count();
+    assert_eq!(failures, 1, "one entry for the failure, not one per try: {journal:?}");
+    // Ticks go on in memory.
+    clock.pass(30);
+    period.tick();
+    assert!(period.status().0.served_secs >= 30);
+
+    // Writable again: the verbs work, and the journal says so.
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::rename(root.path().join("moved"), &dir).unwrap();
+    period.extend(DAY).unwrap();
+    let (status, _, _, journal, _) = period.status();
+    assert_eq!(status.length_secs, 61 * DAY);
+    assert!(journal.iter().any(|e| e.detail.contains("saved again")), "{journal:?}");
+    let reopened = open(&dir, &clock);
+    assert_eq!(reopened.status().0.length_secs, 61 * DAY);
+    assert!(reopened.status().3.iter().any(|e| e.detail.contains("cannot save")));
+}
