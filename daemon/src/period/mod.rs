@@ -94,7 +94,8 @@ impl Period {
                 (State::default(), Vec::new())
             }
             Loaded::Found { state, damage } => (*state, damage),
-            Loaded::Unreadable { mut damage, salvage } => {
+            Loaded::Unreadable { mut damage } => {
+                let salvage = store.salvage();
                 damage.push(
                     "no copy of the period could be read; ncd keeps blocking as if the period were running".into(),
                 );

@@ -4,8 +4,8 @@
 //! written atomically (temp file, fsync, rename, fsync dir) with a checksum line
 //! and a sequence number. Reading takes the newest copy whose checksum holds; a
 //! damaged or missing copy is rebuilt from the other and the damage reported.
-//! When no copy can be read but one exists, the caller fails closed; a copy whose
-//! checksum fails but whose body still parses is handed over as a *salvage*, which
+//! When no copy can be read but one exists, the caller fails closed; the copies
+//! whose checksum fails but whose body still parses are [`Store::salvage`], which
 //! may only ever make the assumed period stricter.
 
 use std::path::{Path, PathBuf};
@@ -61,10 +61,8 @@ pub enum Loaded {
     Fresh,
     /// The state, and any damage that was repaired on the way.
     Found { state: Box<State>, damage: Vec<String> },
-    /// State files exist but none can be read. `salvage` holds the bodies that
-    /// still parse though their checksum fails: not to be believed, only to make
-    /// things stricter.
-    Unreadable { damage: Vec<String>, salvage: Vec<State> },
+    /// State files exist but none can be read (see [`Store::salvage`]).
+    Unreadable { damage: Vec<String> },
 }
 
 #[derive(Debug, Clone)]
@@ -90,7 +88,6 @@ impl Store {
         self.remove_stale_temp_files();
         let mut damage = Vec::new();
         let mut found = Vec::new();
-        let mut salvage = Vec::new();
         let mut any_exists = false;
         for i in 0..FILES.len() {
             let path = self.path(i);
@@ -99,10 +96,7 @@ impl Store {
                     any_exists = true;
                     match decode(&bytes) {
                         Ok(state) => found.push(state),
-                        Err(why) => {
-                            damage.push(format!("{} is damaged ({why})", path.display()));
-                            salvage.extend(decode_unverified(&bytes));
-                        }
+                        Err(why) => damage.push(format!("{} is damaged ({why})", path.display())),
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -118,7 +112,7 @@ impl Store {
             return Loaded::Fresh;
         }
         let Some(state) = found.into_iter().max_by_key(|s| s.seq) else {
-            return Loaded::Unreadable { damage, salvage };
+            return Loaded::Unreadable { damage };
         };
         if !damage.is_empty() {
             // Rebuild the bad copy now, so one more accident is survivable too.
@@ -151,6 +145,16 @@ impl Store {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
+    }
+
+    /// The bodies of the copies whose checksum fails but which still parse: not to
+    /// be believed (the damage may be an edit), only to make things stricter.
+    pub fn salvage(&self) -> Vec<State> {
+        (0..FILES.len())
+            .filter_map(|i| std::fs::read(self.path(i)).ok())
+            .filter(|bytes| decode(bytes).is_err())
+            .filter_map(|bytes| decode_unverified(&bytes))
+            .collect()
     }
 
     /// Writes both copies, one after the other, so one is whole at any moment.
@@ -264,12 +268,11 @@ mod tests {
             std::fs::write(&path, text.replace("\"seq\":4", "\"seq\":40")).unwrap();
         }
         match store.load() {
-            Loaded::Unreadable { damage, salvage } => {
-                assert_eq!(damage.len(), 2, "{damage:?}");
-                assert_eq!(salvage.iter().map(|s| s.seq).collect::<Vec<_>>(), [40, 40]);
-            }
+            Loaded::Unreadable { damage } => assert_eq!(damage.len(), 2, "{damage:?}"),
             other => panic!("{other:?}"),
         }
+        let salvage = store.salvage();
+        assert_eq!(salvage.iter().map(|s| s.seq).collect::<Vec<_>>(), [40, 40]);
     }
 
     #[test]
