@@ -1,0 +1,38 @@
+//! The properties ncd's fuzz targets check, in one place.
+//!
+//! Each `check_*` function takes the fuzzer's bytes and panics when a property
+//! does not hold. The nightly targets in `fuzz/fuzz_targets/` are one-line calls;
+//! `tests/replay.rs` runs every committed seed and regression through the same
+//! functions on stable, so `cargo test --workspace` keeps them honest.
+
+pub mod config_ratchet;
+pub mod control;
+pub mod dns_request;
+pub mod fixture;
+pub mod lists;
+mod probe;
+mod runtime;
+
+pub use config_ratchet::check_config_ratchet;
+pub use control::check_control;
+pub use dns_request::check_dns_request;
+pub use lists::check_lists;
+
+/// True when `NCD_FUZZ_SKIP_OPEN=1`: the checks let the open bugs named in
+/// `fuzz/regressions/OPEN` pass, so a long fuzzing run looks for new ones
+/// (`fuzz/run.sh` sets it; the replay test never does).
+pub fn skip_open() -> bool {
+    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SKIP.get_or_init(|| std::env::var_os("NCD_FUZZ_SKIP_OPEN").is_some_and(|v| v == "1"))
+}
+
+/// A target's check: panics when a property does not hold for the input.
+pub type Check = fn(&[u8]);
+
+/// The targets, by the name of their corpus directory.
+pub const TARGETS: &[(&str, Check)] = &[
+    ("config_ratchet", check_config_ratchet),
+    ("lists", check_lists),
+    ("control", check_control),
+    ("dns_request", check_dns_request),
+];
