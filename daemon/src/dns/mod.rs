@@ -16,17 +16,18 @@ pub mod upstream;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use ipnet::IpNet;
 
-use crate::policy::{Match, Policy, Verdict};
+use crate::policy::{Match, Policy, SourceId, Verdict};
 use crate::stats::Ledger;
 use cache::Cache;
 use ratelimit::RateLimit;
 use reply::{EDE_NO_REACHABLE_AUTHORITY, EDE_PROHIBITED, Reply};
+use serve::Response;
 use upstream::{UpstreamAnswer, Upstreams};
 
 /// One generation of the resolver chain.
@@ -34,7 +35,10 @@ use upstream::{UpstreamAnswer, Upstreams};
 pub struct Chain {
     pub policy: Arc<Policy>,
     pub upstreams: Arc<Upstreams>,
-    cache: Cache,
+    /// Upstream replies by (name, type).
+    replies: Cache<(LowerName, RecordType), Arc<Reply>>,
+    /// Finished UDP responses by the request's bytes after its ID (see serve.rs).
+    pub(crate) responses: Cache<Box<[u8]>, Arc<Response>>,
     allow_clients: Vec<IpNet>,
     rate_limit: Option<RateLimit>,
     max_ttl: u32,
@@ -53,7 +57,8 @@ impl Chain {
         Self {
             policy,
             upstreams,
-            cache: Cache::new(cache_size),
+            replies: Cache::new(cache_size),
+            responses: Cache::new(cache_size),
             allow_clients,
             rate_limit: None,
             max_ttl,
@@ -93,17 +98,18 @@ impl Chain {
     /// [`Chain::ask_upstream`]"; the UDP loop answers all else inline.
     pub fn answer_locally(&self, qname: &LowerName, qtype: RecordType, client: IpAddr) -> Local {
         if !self.client_allowed(client) {
-            return Local::Answer(Reply::error(
+            return Local::Refused(Reply::error(
                 ResponseCode::Refused,
                 Some((EDE_PROHIBITED, "not an open resolver")),
             ));
         }
         let mut buf = [0u8; 256];
         if let Verdict::Blocked(rule) = self.policy.verdict(name_bytes(qname, &mut buf)) {
-            self.count(client, &rule);
-            return Local::Answer(self.blocked(qname, qtype, &rule));
+            self.count(client, rule.source);
+            return Local::Blocked(self.blocked(qname, qtype, &rule), rule.source);
         }
-        match self.cache.get(qname, qtype, Instant::now()) {
+        let key = (qname.clone(), qtype);
+        match self.replies.get(&key, Instant::now()) {
             Some((reply, age)) => Local::Cached(reply, age),
             None => Local::Upstream,
         }
@@ -117,7 +123,7 @@ impl Chain {
             Ok(answer) => match self.inspect(&answer) {
                 Some(blocked_by) => {
                     tracing::debug!(%qname, rule = %blocked_by, "answer leads into a blocked name");
-                    self.count(client, &blocked_by);
+                    self.count(client, blocked_by.source);
                     self.blocked(qname, qtype, &blocked_by)
                 }
                 None => Reply {
@@ -138,14 +144,16 @@ impl Chain {
         // TTLs are capped once, here; the cache and this client share the reply.
         let reply = Arc::new(reply.aged(0, self.max_ttl));
         if let Some(ttl) = reply.cache_ttl() {
-            self.cache.insert(qname.clone(), qtype, reply.clone(), ttl, now);
+            let ttl = Duration::from_secs(u64::from(ttl));
+            self.replies.insert((qname.clone(), qtype), reply.clone(), ttl, now);
         }
         reply
     }
 
-    fn count(&self, client: IpAddr, rule: &Match<'_>) {
+    /// Counts a blocked attempt from `client` against the service the rule came from.
+    pub(crate) fn count(&self, client: IpAddr, source: SourceId) {
         if let Some(ledger) = &self.ledger
-            && let Some(service) = crate::stats::service_of(self.policy.source_name(rule.source))
+            && let Some(service) = crate::stats::service_of(self.policy.source_name(source))
         {
             ledger.record(client, service);
         }
@@ -198,8 +206,10 @@ fn unmapped(ip: IpAddr) -> IpAddr {
 /// What [`Chain::answer_locally`] found.
 #[derive(Debug)]
 pub enum Local {
-    /// A reply made here: refused, or blocked.
-    Answer(Reply),
+    /// Blocked by a rule from `source`.
+    Blocked(Reply, SourceId),
+    /// A client outside loopback and `allow_clients`.
+    Refused(Reply),
     /// A cached upstream reply, `age` seconds old.
     Cached(Arc<Reply>, u32),
     /// Not known here: the upstreams must be asked.

@@ -6,8 +6,17 @@
 //! check, the policy, the cache) and only a cache miss comes back as [`Pending`],
 //! to be finished in a task of its own. TCP, tests and the fuzz target use
 //! [`respond`], both halves in one call.
+//!
+//! A UDP response is also kept, finished, keyed by the request's bytes after its
+//! two-byte ID: clients ask the same question the same way again and again (stub
+//! resolvers, browsers), and such a repeat is answered with the kept bytes and
+//! the new ID — no decoding, no policy walk, no encoding. The kept responses live
+//! in the chain, so a policy change starts without them; responses made from
+//! upstream answers are kept for one second only, so their TTLs stay true.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode, emit_message_parts,
@@ -18,6 +27,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, B
 
 use super::reply::Reply;
 use super::{Chain, Local};
+use crate::policy::SourceId;
 
 /// The EDNS payload size ncdd advertises and the most it sends over UDP
 /// (DNS Flag Day 2020: no fragmentation).
@@ -26,6 +36,19 @@ pub const EDNS_PAYLOAD: u16 = 1232;
 const EDE_OPTION_CODE: u16 = 15;
 /// The size limit without EDNS (RFC 1035 §4.2.1).
 const PLAIN_UDP_PAYLOAD: u16 = 512;
+/// How long a finished response made from an upstream answer is reused.
+const KEEP_FROM_UPSTREAM: Duration = Duration::from_secs(1);
+/// How long a finished blocked response is reused: its TTL never counts down, and
+/// a new policy starts without it anyway.
+const KEEP_BLOCKED: Duration = Duration::from_secs(3600);
+
+/// A finished UDP response, kept for repeats of the request it answered.
+#[derive(Debug)]
+pub struct Response {
+    bytes: Box<[u8]>,
+    /// The rule source to count a repeat against, for a blocked name.
+    blocked_by: Option<SourceId>,
+}
 
 /// How the response travels: UDP responses are cut to the client's payload size
 /// (with TC set, so it retries over TCP); TCP responses are not.
@@ -50,6 +73,8 @@ pub enum Step {
 /// A request waiting for the upstreams.
 #[derive(Debug)]
 pub struct Pending {
+    /// The request's bytes, when its response may be kept for repeats.
+    reusable: Option<Box<[u8]>>,
     request: Message,
     qname: LowerName,
     qtype: RecordType,
@@ -62,6 +87,9 @@ impl Pending {
     pub async fn finish(self, chain: &Chain, out: &mut Vec<u8>) {
         let reply = chain.ask_upstream(&self.qname, self.qtype, self.client).await;
         encode(&self.request, &reply, 0, self.transport, out);
+        if let Some(request) = &self.reusable {
+            keep(chain, request, out, KEEP_FROM_UPSTREAM, None);
+        }
     }
 }
 
@@ -89,6 +117,11 @@ pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transpo
     if !chain.admit(client.ip()) {
         return Step::Drop;
     }
+    // Refusals depend on the client and TCP responses are not cut: neither is kept.
+    let reusable = transport == Transport::Udp && chain.client_allowed(client.ip());
+    if reusable && answer_repeat(chain, bytes, client.ip(), out) {
+        return Step::Reply;
+    }
     let request = match Message::from_bytes(bytes) {
         Ok(request) if request.metadata.message_type == MessageType::Query => request,
         Ok(_) => return Step::Drop, // a response: never answer one (no loops, no reflection)
@@ -112,10 +145,22 @@ pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transpo
         }
     };
     match chain.answer_locally(&qname, qtype, client.ip()) {
-        Local::Answer(reply) => encode(&request, &reply, 0, transport, out),
-        Local::Cached(reply, age) => encode(&request, &reply, age, transport, out),
+        Local::Blocked(reply, source) => {
+            encode(&request, &reply, 0, transport, out);
+            if reusable {
+                keep(chain, bytes, out, KEEP_BLOCKED, Some(source));
+            }
+        }
+        Local::Refused(reply) => encode(&request, &reply, 0, transport, out),
+        Local::Cached(reply, age) => {
+            encode(&request, &reply, age, transport, out);
+            if reusable {
+                keep(chain, bytes, out, KEEP_FROM_UPSTREAM, None);
+            }
+        }
         Local::Upstream => {
             return Step::Upstream(Pending {
+                reusable: reusable.then(|| Box::from(bytes)),
                 request,
                 qname,
                 qtype,
@@ -125,6 +170,51 @@ pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transpo
         }
     }
     Step::Reply
+}
+
+/// The request's bytes after its ID: what makes two requests the same question,
+/// asked the same way. `None` when there is no whole header.
+fn repeat_key(request: &[u8]) -> Option<(u16, &[u8])> {
+    let header = Header::read(&mut BinDecoder::new(request)).ok()?;
+    let id_len = std::mem::size_of_val(&header.metadata.id);
+    Some((header.metadata.id, &request[id_len..]))
+}
+
+/// Answers a repeat of a request whose response was kept: the kept response with
+/// this request's ID, its header rewritten through hickory's codec.
+fn answer_repeat(chain: &Chain, request: &[u8], client: IpAddr, out: &mut Vec<u8>) -> bool {
+    let Some((id, key)) = repeat_key(request) else {
+        return false;
+    };
+    let Some((kept, _)) = chain.responses.get(key, Instant::now()) else {
+        return false;
+    };
+    let Ok(mut header) = Header::read(&mut BinDecoder::new(&kept.bytes)) else {
+        return false;
+    };
+    header.metadata.id = id;
+    out.clear();
+    if header.emit(&mut BinEncoder::new(out)).is_err() {
+        return false;
+    }
+    out.extend_from_slice(&kept.bytes[out.len()..]);
+    if let Some(source) = kept.blocked_by {
+        chain.count(client, source);
+    }
+    true
+}
+
+/// Keeps the response in `out` for repeats of `request`.
+fn keep(chain: &Chain, request: &[u8], response: &[u8], keep_for: Duration, blocked_by: Option<SourceId>) {
+    if let Some((_, key)) = repeat_key(request) {
+        let response = Arc::new(Response {
+            bytes: Box::from(response),
+            blocked_by,
+        });
+        chain
+            .responses
+            .insert(Box::from(key), response, keep_for, Instant::now());
+    }
 }
 
 /// The one question a standard query asks, or the response code for a request
