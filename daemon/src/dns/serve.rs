@@ -67,7 +67,7 @@ pub enum Step {
     /// client over its rate limit.
     Drop,
     /// The upstreams must be asked: finish with [`Pending::finish`].
-    Upstream(Pending),
+    Upstream(Box<Pending>),
 }
 
 /// A request waiting for the upstreams.
@@ -159,14 +159,14 @@ pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transpo
             }
         }
         Local::Upstream => {
-            return Step::Upstream(Pending {
+            return Step::Upstream(Box::new(Pending {
                 reusable: reusable.then(|| Box::from(bytes)),
                 request,
                 qname,
                 qtype,
                 client: client.ip(),
                 transport,
-            });
+            }));
         }
     }
     Step::Reply
