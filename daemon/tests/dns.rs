@@ -593,6 +593,59 @@ fn a_new_block_bites_at_once_even_for_a_cached_name() {
     assert_eq!(upstream.queries(), 1);
 }
 
+#[test]
+fn a_repeated_request_is_answered_with_its_own_id() {
+    let upstream = FakeUpstream::start();
+    let ncdd = Ncdd::start(&config(&upstream, "", "[block]\nservices = [\"instagram\"]"));
+    // The same question asked the same way, as stub resolvers do: after the
+    // second time its response is kept, and only the ID differs.
+    for name in ["allowed.test", "www.instagram.com"] {
+        let mut answers = Vec::new();
+        for id in [7, 8, 9, 10] {
+            let mut query = client::build_query(name, RecordType::A);
+            query.metadata.id = id;
+            let response = client::exchange_udp(ncdd.addr, &query, Duration::from_secs(3)).expect("an answer");
+            assert_eq!(response.metadata.id, id, "{name}");
+            assert_eq!(response.queries, query.queries, "{name}: the question is echoed");
+            answers.push(response.answers);
+        }
+        assert!(answers.windows(2).all(|w| w[0] == w[1]), "{name}: {answers:?}");
+    }
+    assert_eq!(upstream.queries(), 1, "one upstream query for four asks");
+}
+
+#[test]
+fn malformed_requests_get_formerr_or_nothing_and_serving_goes_on() {
+    let upstream = FakeUpstream::start();
+    let ncdd = Ncdd::start(&config(&upstream, "", "[block]\nservices = [\"instagram\"]"));
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.connect(ncdd.addr).unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let mut buf = [0u8; 2048];
+
+    // A whole header and a question cut short: FORMERR, to the request's ID.
+    let mut query = client::build_query("www.instagram.com", RecordType::A);
+    query.metadata.id = 0x5151;
+    let bytes = query.to_vec().unwrap();
+    socket.send(&bytes[..bytes.len() / 2]).unwrap();
+    let len = socket.recv(&mut buf).expect("FORMERR for a cut question");
+    let response = hickory_proto::op::Message::from_vec(&buf[..len]).unwrap();
+    assert_eq!(response.metadata.id, 0x5151);
+    assert_eq!(response.metadata.response_code, ResponseCode::FormErr);
+
+    // Too short to carry an ID, and a response sent as if it were a query: nothing.
+    socket.send(&bytes[..5]).unwrap();
+    let mut reply = query.clone();
+    reply.metadata.message_type = hickory_proto::op::MessageType::Response;
+    socket.send(&reply.to_vec().unwrap()).unwrap();
+    assert!(
+        socket.recv(&mut buf).is_err(),
+        "no answer to a fragment or to a response"
+    );
+
+    assert_blocked_a(&a(ncdd.addr, "www.instagram.com"), "after the garbage");
+}
+
 // ----- Reloads --------------------------------------------------------------------
 
 #[test]
@@ -857,6 +910,45 @@ fn a_lan_client_is_refused_unless_allow_clients_lets_it_in() {
     assert!(answered.contains("192.0.2.1"), "{answered}");
     let blocked = dig_from_lan("www.instagram.com");
     assert!(blocked.contains("0.0.0.0"), "{blocked}");
+}
+
+#[test]
+fn a_noisy_lan_client_is_held_to_its_rate_limit() {
+    let ns = match support::netns::NetNs::create() {
+        Ok(ns) => ns,
+        Err(why) => {
+            eprintln!("skipping the rate-limit test: {why}");
+            return;
+        }
+    };
+    let upstream = FakeUpstream::start();
+    let dns = format!("allow_clients = [\"{}/32\"]\nclient_rate_limit = 5", ns.peer_addr);
+    let ncdd = Setup::new(&config(&upstream, &dns, "[block]\nservices = [\"instagram\"]"))
+        .listen((ns.host_addr, 0).into())
+        .spawn();
+    let server = ncdd.addr;
+    let name = ns.name.clone();
+    // A socket made on a thread that joined the namespace lives there: the client
+    // has the LAN address, and the burst is sent faster than any second turns.
+    let answered = std::thread::spawn(move || {
+        let netns = std::fs::File::open(format!("/var/run/netns/{name}")).expect("the namespace");
+        nix::sched::setns(netns, nix::sched::CloneFlags::CLONE_NEWNET).expect("join the namespace");
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        socket.connect(server).unwrap();
+        let bytes = client::build_query("www.instagram.com", RecordType::A)
+            .to_vec()
+            .unwrap();
+        for _ in 0..50 {
+            socket.send(&bytes).unwrap();
+        }
+        socket.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
+        let mut buf = [0u8; 2048];
+        std::iter::from_fn(|| socket.recv(&mut buf).ok()).count()
+    })
+    .join()
+    .unwrap();
+    // Five a second; a burst that straddles a second boundary may get ten.
+    assert!((1..=10).contains(&answered), "{answered} of 50 answered");
 }
 
 // ----- Right after `ready` ------------------------------------------------------------

@@ -27,7 +27,7 @@ use crate::stats::Ledger;
 use cache::Cache;
 use ratelimit::RateLimit;
 use reply::{EDE_NO_REACHABLE_AUTHORITY, EDE_PROHIBITED, Reply};
-use serve::Response;
+use serve::Responses;
 use upstream::{UpstreamAnswer, Upstreams};
 
 /// One generation of the resolver chain.
@@ -38,7 +38,7 @@ pub struct Chain {
     /// Upstream replies by (name, type).
     replies: Cache<(LowerName, RecordType), Arc<Reply>>,
     /// Finished UDP responses by the request's bytes after its ID (see serve.rs).
-    pub(crate) responses: Cache<Box<[u8]>, Arc<Response>>,
+    pub(crate) responses: Responses,
     allow_clients: Vec<IpNet>,
     rate_limit: Option<RateLimit>,
     max_ttl: u32,
@@ -58,7 +58,7 @@ impl Chain {
             policy,
             upstreams,
             replies: Cache::new(cache_size),
-            responses: Cache::new(cache_size),
+            responses: Responses::new(cache_size),
             allow_clients,
             rate_limit: None,
             max_ttl,

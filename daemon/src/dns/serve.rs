@@ -12,11 +12,18 @@
 //! resolvers, browsers), and such a repeat is answered with the kept bytes and
 //! the new ID — no decoding, no policy walk, no encoding. The kept responses live
 //! in the chain, so a policy change starts without them; responses made from
-//! upstream answers are kept for one second only, so their TTLs stay true.
+//! upstream answers are kept for one second only, so their TTLs stay true. A
+//! response is kept only the second time its request is seen, so one-off names
+//! (a scan, a flood of random subdomains) neither crowd out the useful ones nor
+//! pay for keeping.
 
+use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use foldhash::fast::FixedState;
 
 use hickory_proto::op::{
     Edns, Header, HeaderCounts, Message, MessageType, Metadata, OpCode, ResponseCode, emit_message_parts,
@@ -25,6 +32,7 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, LowerName, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, BinEncoder};
 
+use super::cache::Cache;
 use super::reply::Reply;
 use super::{Chain, Local};
 use crate::policy::SourceId;
@@ -41,6 +49,38 @@ const KEEP_FROM_UPSTREAM: Duration = Duration::from_secs(1);
 /// How long a finished blocked response is reused: its TTL never counts down, and
 /// a new policy starts without it anyway.
 const KEEP_BLOCKED: Duration = Duration::from_secs(3600);
+
+/// Finished UDP responses kept for repeats, and which requests were seen before.
+#[derive(Debug)]
+pub struct Responses {
+    kept: Cache<Box<[u8]>, Arc<Response>>,
+    /// A fingerprint of each request recently seen, one per slot, overwritten
+    /// freely: a fixed 128 KiB however many names pass.
+    seen: Box<[AtomicU64]>,
+}
+
+const SEEN_SLOTS: usize = 16 * 1024;
+
+impl Responses {
+    /// Keeps up to `capacity` responses (0: none).
+    pub fn new(capacity: usize) -> Self {
+        let slots = if capacity == 0 { 0 } else { SEEN_SLOTS };
+        Self {
+            kept: Cache::new(capacity),
+            seen: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Notes that `key` was asked; true when it had been asked recently before.
+    fn seen_before(&self, key: &[u8]) -> bool {
+        if self.seen.is_empty() {
+            return false;
+        }
+        let fingerprint = FixedState::default().hash_one(key) | 1;
+        let slot = &self.seen[(fingerprint >> 40) as usize % self.seen.len()];
+        slot.swap(fingerprint, Ordering::Relaxed) == fingerprint
+    }
+}
 
 /// A finished UDP response, kept for repeats of the request it answered.
 #[derive(Debug)]
@@ -118,7 +158,9 @@ pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transpo
         return Step::Drop;
     }
     // Refusals depend on the client and TCP responses are not cut: neither is kept.
-    let reusable = transport == Transport::Udp && chain.client_allowed(client.ip());
+    let reusable = transport == Transport::Udp
+        && chain.client_allowed(client.ip())
+        && repeat_key(bytes).is_some_and(|(_, key)| chain.responses.seen_before(key));
     if reusable && answer_repeat(chain, bytes, client.ip(), out) {
         return Step::Reply;
     }
@@ -186,7 +228,7 @@ fn answer_repeat(chain: &Chain, request: &[u8], client: IpAddr, out: &mut Vec<u8
     let Some((id, key)) = repeat_key(request) else {
         return false;
     };
-    let Some((kept, _)) = chain.responses.get(key, Instant::now()) else {
+    let Some((kept, _)) = chain.responses.kept.get(key, Instant::now()) else {
         return false;
     };
     let Ok(mut header) = Header::read(&mut BinDecoder::new(&kept.bytes)) else {
@@ -213,6 +255,7 @@ fn keep(chain: &Chain, request: &[u8], response: &[u8], keep_for: Duration, bloc
         });
         chain
             .responses
+            .kept
             .insert(Box::from(key), response, keep_for, Instant::now());
     }
 }
