@@ -81,11 +81,12 @@ impl Period {
     pub fn open(state_dir: &Path, clock: Arc<dyn Clock>, strictest: &Config) -> Self {
         let store = Store::new(state_dir);
         let now = clock.read();
+        let ran_here_before = has_run_here_before(state_dir);
         let (mut state, damage) = match store.load() {
             Loaded::Fresh => {
                 // Root can delete the state dir; what ncd can do is leave a trace
                 // outside it (the system log) when that is what it looks like.
-                if state_dir.join("config.last-good.toml").exists() {
+                if ran_here_before {
                     tracing::warn!(
                         dir = %state_dir.display(),
                         "no saved period, though ncdd has run here before: if a period was running, its files were deleted"
@@ -524,6 +525,28 @@ impl Period {
     pub fn is_active(&self) -> bool {
         self.lock().state.commitment.is_some()
     }
+}
+
+/// Left in the state dir by the first start, so that a later start without the
+/// period's files can tell "deleted" from "never written".
+const RAN_HERE: &str = "period.ran-here";
+
+/// True when ncdd has started with this state dir before; marks it for next time.
+/// (The last good config cannot tell: ncdd writes it just before the period is
+/// read, on the very first start too. Only when it is older than a minute does it
+/// count, for state dirs from before the marker.)
+fn has_run_here_before(state_dir: &Path) -> bool {
+    let marker = state_dir.join(RAN_HERE);
+    let marked = marker.exists();
+    let old_config = std::fs::metadata(state_dir.join("config.last-good.toml"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(60));
+    if !marked {
+        let _ = std::fs::write(&marker, "ncdd has started here before\n");
+    }
+    marked || old_config
 }
 
 /// The lock and the length of a period assumed because no copy could be read:

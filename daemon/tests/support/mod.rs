@@ -1,10 +1,13 @@
 //! Test support for the integration tests: a fake upstream DNS server, a harness
 //! that runs the real `ncdd` binary, a small DNS client, a control-socket client,
-//! and a runner for the real `ncd` command line.
+//! a runner for the real `ncd` command line, a flood generator and a private mount
+//! namespace.
 
 pub mod cli;
 pub mod client;
 pub mod control;
+pub mod flood;
+pub mod mountns;
 pub mod ncdd;
 pub mod netns;
 pub mod upstream;

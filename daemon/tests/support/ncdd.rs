@@ -2,7 +2,11 @@
 //! `--listen ADDR:0`, and waits for `ncdd: ready` on stdout. Its stderr is kept
 //! (and printed when a test fails); the child is killed when dropped.
 
+// Each test binary uses its own part of the shared harness.
+#![allow(dead_code)]
+
 use std::cell::Cell;
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -28,6 +32,18 @@ const LOG_FILTER: &str = "info,hickory_server=warn,hickory_net=warn,hickory_reso
 pub struct Setup {
     dir: TempDir,
     listen: SocketAddr,
+    launch: Launch,
+}
+
+/// How the process is launched, beyond the config and the state dir.
+#[derive(Debug, Clone, Default)]
+struct Launch {
+    /// A command that runs ncdd (e.g. `nsenter … --`); empty runs it directly.
+    prefix: Vec<OsString>,
+    /// The control socket; `None` puts it in the state dir.
+    control_socket: Option<PathBuf>,
+    /// Leave `NCD_LOG` unset, so ncdd logs at its built-in default level.
+    default_log: bool,
 }
 
 /// Why ncdd did not become ready.
@@ -48,6 +64,7 @@ impl Setup {
         Self {
             dir,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            launch: Launch::default(),
         }
     }
 
@@ -65,6 +82,25 @@ impl Setup {
     /// Listen on `addr` instead of 127.0.0.1:0.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
+        self
+    }
+
+    /// Runs ncdd through `prefix` (a command that ends by exec-ing its arguments,
+    /// such as `nsenter --target PID --mount --`), so the pid stays ncdd's.
+    pub fn command_prefix<S: Into<OsString>>(mut self, prefix: impl IntoIterator<Item = S>) -> Self {
+        self.launch.prefix = prefix.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The control socket at `path` rather than in the state dir.
+    pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.launch.control_socket = Some(path.into());
+        self
+    }
+
+    /// Leaves `NCD_LOG` unset: ncdd logs at the level it picks by itself.
+    pub fn default_log(mut self) -> Self {
+        self.launch.default_log = true;
         self
     }
 
@@ -86,9 +122,11 @@ impl Setup {
         let mut ncdd = Ncdd {
             dir: self.dir,
             listen: self.listen,
+            launch: self.launch,
             child: None,
             addr: self.listen,
             stderr: Arc::new(Mutex::new(String::new())),
+            stdout: Arc::new(Mutex::new(String::new())),
             settled: Cell::new(false),
         };
         match ncdd.launch() {
@@ -106,10 +144,12 @@ impl Setup {
 pub struct Ncdd {
     dir: TempDir,
     listen: SocketAddr,
+    launch: Launch,
     child: Option<Child>,
     /// Where it serves DNS (UDP and TCP), as announced on stdout.
     pub addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
+    stdout: Arc<Mutex<String>>,
     /// True once a reload was seen to work (see [`Ncdd::settle`]).
     settled: Cell<bool>,
 }
@@ -123,7 +163,16 @@ impl Ncdd {
     /// Spawns the process and reads stdout until `ncdd: ready`. On failure, the
     /// exit status if it exited.
     fn launch(&mut self) -> Result<(), Option<ExitStatus>> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ncdd"))
+        let ncdd = Path::new(env!("CARGO_BIN_EXE_ncdd"));
+        let mut command = match self.launch.prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(ncdd);
+                command
+            }
+            None => Command::new(ncdd),
+        };
+        command
             .arg("--config")
             .arg(self.config_path())
             .arg("--state-dir")
@@ -132,14 +181,17 @@ impl Ncdd {
             .arg(self.listen.to_string())
             // Each daemon gets its own control socket, never the system's.
             .arg("--control-socket")
-            .arg(self.state_dir().join("control.sock"))
-            .env("NCD_LOG", LOG_FILTER)
+            .arg(self.control_socket())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ncdd");
+            .stderr(Stdio::piped());
+        if self.launch.default_log {
+            command.env_remove("NCD_LOG");
+        } else {
+            command.env("NCD_LOG", LOG_FILTER);
+        }
+        let mut child = command.spawn().expect("spawn ncdd");
 
         let stderr = child.stderr.take().expect("ncdd stderr");
         let log = self.stderr.clone();
@@ -154,10 +206,16 @@ impl Ncdd {
 
         let stdout = child.stdout.take().expect("ncdd stdout");
         let (lines, seen) = mpsc::channel::<String>();
+        let kept = self.stdout.clone();
         std::thread::spawn(move || {
             // Keeps draining stdout after `ready`, so ncdd never blocks on a full pipe.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                {
+                    let mut kept = kept.lock().unwrap_or_else(|p| p.into_inner());
+                    kept.push_str(&line);
+                    kept.push('\n');
+                }
                 // Once nobody listens any more, the lines are just dropped.
                 let _ = lines.send(line);
             }
@@ -220,6 +278,24 @@ impl Ncdd {
 
     pub fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+
+    /// The temp dir holding the config (and, by default, the state dir).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The control socket it was told to use.
+    pub fn control_socket(&self) -> PathBuf {
+        self.launch
+            .control_socket
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("control.sock"))
+    }
+
+    /// True while the process runs (it has not exited and was not stopped).
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Waits until ncdd really reloads on a config change.
@@ -334,6 +410,11 @@ impl Ncdd {
     /// Everything ncdd wrote to stderr so far.
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Everything ncdd wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Waits until stderr contains `needle`; true if it did within `timeout`.

@@ -1,16 +1,22 @@
 //! A fake upstream: an in-process authoritative DNS server on 127.0.0.1 (UDP and
 //! TCP on one port) serving a fixed zone. It counts and records the queries it
-//! receives, and can be told to drop every query (an upstream that is down).
+//! receives, and can be switched between [`Mode`]s: answering, down (every query
+//! dropped), slow (every answer held back) and answering garbage.
+
+// Each test binary uses its own part of the shared harness.
+#![allow(dead_code)]
 
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use hickory_net::runtime::Time;
-use hickory_proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
+use hickory_net::xfer::Protocol;
+use hickory_proto::op::{Header, HeaderCounts, Message, Metadata, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::svcb::{Alpn, SvcParamKey, SvcParamValue};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, SOA, SVCB};
 use hickory_proto::rr::{LowerName, Name, RData, Record, RecordType};
@@ -130,17 +136,95 @@ impl Zone {
     }
 }
 
+/// How the fake upstream treats the queries it receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Answers from the zone at once.
+    #[default]
+    Normal,
+    /// Down: every query is dropped without an answer.
+    Unresponsive,
+    /// Answers from the zone, each after this delay.
+    Slow(Duration),
+    /// Answers every UDP query with garbage, one kind after another (see
+    /// [`GARBAGE_KINDS`]); TCP queries are dropped. Nothing it sends is a usable
+    /// answer to the question asked.
+    Garbage,
+}
+
+/// The kinds of garbage [`Mode::Garbage`] sends, in turn: fewer bytes than a DNS
+/// header; the right answer cut in half; the right answer under another id; an
+/// answer with the right id to a question that was not asked (a forgery); the
+/// right id followed by random bytes.
+pub const GARBAGE_KINDS: usize = 5;
+
 #[derive(Debug, Default)]
 struct Stats {
     queries: AtomicUsize,
-    unresponsive: AtomicBool,
+    mode: Mutex<Mode>,
+    garbage_sent: AtomicUsize,
     log: Mutex<Vec<(String, RecordType)>>,
+}
+
+impl Stats {
+    fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 #[derive(Debug, Clone)]
 struct ZoneHandler {
     zone: Arc<Zone>,
     stats: Arc<Stats>,
+    /// A second handle on the UDP socket, to send what hickory-server would not.
+    raw_udp: Arc<std::net::UdpSocket>,
+}
+
+impl ZoneHandler {
+    /// Sends the next kind of garbage in reply to `request` (from the UDP socket the
+    /// query came in on, so that it passes the client's source check).
+    fn send_garbage(&self, request: &Request, qname: &Name, qtype: RecordType) {
+        let id = request.metadata.id;
+        let (rcode, answers, authorities) = self.zone.answer(&LowerName::from(qname), qtype);
+        let answer_to = |id: u16, qname: &Name| {
+            let mut message = Message::response(id, OpCode::Query);
+            message.metadata.response_code = rcode;
+            message.metadata.recursion_desired = true;
+            message.metadata.recursion_available = true;
+            message.add_query(Query::query(qname.clone(), qtype));
+            message.add_answers(answers.iter().cloned());
+            message.add_authorities(authorities.iter().cloned());
+            message.to_vec().expect("encode a fake answer")
+        };
+        let kind = self.stats.garbage_sent.fetch_add(1, Ordering::SeqCst) % GARBAGE_KINDS;
+        let bytes = match kind {
+            0 => (0..rand::random_range(1..12)).map(|_| rand::random::<u8>()).collect(),
+            1 => {
+                let mut bytes = answer_to(id, qname);
+                bytes.truncate(bytes.len() / 2);
+                bytes
+            }
+            2 => answer_to(id.wrapping_add(1), qname),
+            3 => {
+                let mut forged = Message::response(id, OpCode::Query);
+                forged.add_query(Query::query(name("forged.invalid"), RecordType::A));
+                forged.add_answer(Record::from_rdata(
+                    name("forged.invalid"),
+                    ZONE_TTL,
+                    RData::A(A(Ipv4Addr::new(192, 0, 2, 99))),
+                ));
+                forged.to_vec().expect("encode a forged answer")
+            }
+            _ => {
+                // The id of a real answer, then noise.
+                let mut bytes = answer_to(id, qname);
+                bytes.truncate(2);
+                bytes.extend((0..rand::random_range(10..500)).map(|_| rand::random::<u8>()));
+                bytes
+            }
+        };
+        let _ = self.raw_udp.send_to(&bytes, request.src());
+    }
 }
 
 #[async_trait::async_trait]
@@ -166,9 +250,17 @@ impl RequestHandler for ZoneHandler {
         let qtype = query.query_type();
         let text = Name::from(&qname).to_ascii().trim_end_matches('.').to_string();
         self.stats.log.lock().unwrap().push((text, qtype));
-        if self.stats.unresponsive.load(Ordering::SeqCst) {
+        match self.stats.mode() {
+            Mode::Normal => {}
             // Down: the query is dropped without any answer.
-            return no_response(metadata);
+            Mode::Unresponsive => return no_response(metadata),
+            Mode::Slow(delay) => tokio::time::sleep(delay).await,
+            Mode::Garbage => {
+                if request.protocol() == Protocol::Udp {
+                    self.send_garbage(request, &Name::from(&qname), qtype);
+                }
+                return no_response(metadata);
+            }
         }
 
         let (rcode, answers, authorities) = self.zone.answer(&qname, qtype);
@@ -206,6 +298,7 @@ impl FakeUpstream {
         let handler = ZoneHandler {
             zone: Arc::new(Zone::new()),
             stats: stats.clone(),
+            raw_udp: Arc::new(udp.try_clone().expect("a second handle on the UDP socket")),
         };
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
@@ -255,7 +348,17 @@ impl FakeUpstream {
 
     /// When true, every query is dropped without an answer.
     pub fn set_unresponsive(&self, unresponsive: bool) {
-        self.stats.unresponsive.store(unresponsive, Ordering::SeqCst);
+        self.set_mode(if unresponsive { Mode::Unresponsive } else { Mode::Normal });
+    }
+
+    /// Switches how queries are treated from now on.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.stats.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
+    }
+
+    /// How many garbage replies were sent so far.
+    pub fn garbage_sent(&self) -> usize {
+        self.stats.garbage_sent.load(Ordering::SeqCst)
     }
 }
 
