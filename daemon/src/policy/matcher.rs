@@ -37,17 +37,19 @@ fn bytes_of(arena: &str, e: Entry) -> &[u8] {
 struct Entry {
     start: u32,
     len: u8,
-    /// Bit 0: exact rule; bit 1: subtree rule; bits 2-3: action.
+    /// Bit 0: exact rule; bit 1: subtree rule; bits 2-3: action; bit 4: shared.
     flags: u8,
     source: SourceId,
 }
 
 const EXACT: u8 = 0b01;
 const SUBTREE: u8 = 0b10;
+/// Another source has the same name too.
+const SHARED: u8 = 0b1_0000;
 
 impl Entry {
     fn action(self) -> RuleAction {
-        match self.flags >> 2 {
+        match (self.flags >> 2) & 0b11 {
             1 => RuleAction::NxDomain,
             2 => RuleAction::NoData,
             _ => RuleAction::Block,
@@ -77,7 +79,10 @@ pub struct Match<'a> {
     pub name: &'a str,
     pub scope: RuleScope,
     pub action: RuleAction,
+    /// The first source that has this rule.
     pub source: SourceId,
+    /// Whether other sources have the same rule too.
+    pub shared: bool,
 }
 
 impl fmt::Display for Match<'_> {
@@ -142,7 +147,8 @@ impl SuffixSet {
     }
 
     /// Adds a rule. `name` must be in normal form (see `ncd_config::domain`). The
-    /// first source and action recorded for a name are kept; scopes accumulate.
+    /// first source and action recorded for a name are kept; scopes accumulate, and
+    /// a name from a second source is marked shared.
     pub fn insert(&mut self, name: &str, scope: RuleScope, action: RuleAction, source: SourceId) {
         let Ok(len) = u8::try_from(name.len()) else {
             return; // longer than any valid DNS name: can never match a query
@@ -159,7 +165,11 @@ impl SuffixSet {
             bytes_of(arena, e) == name.as_bytes()
         });
         if let Some(&mut i) = found {
-            entries[i as usize].flags |= scope_bit(scope);
+            let entry = &mut entries[i as usize];
+            entry.flags |= scope_bit(scope);
+            if entry.source != source {
+                entry.flags |= SHARED;
+            }
             return;
         }
         let Ok(start) = u32::try_from(arena.len()) else {
@@ -178,33 +188,15 @@ impl SuffixSet {
 
     /// Finds the most specific rule covering `name` (normal form, as bytes).
     pub fn lookup(&self, name: &[u8]) -> Option<Match<'_>> {
-        if self.entries.is_empty() {
-            return None;
-        }
-        let mut suffix = name;
-        let mut full = true;
-        loop {
-            let hash = self.hasher.hash_one(suffix);
-            if let Some(entry) = self.find(suffix, hash) {
-                let scope = if full && entry.flags & EXACT != 0 {
-                    Some(RuleScope::Exact)
-                } else if entry.flags & SUBTREE != 0 {
-                    Some(RuleScope::Subtree)
-                } else {
-                    None
-                };
-                if let Some(scope) = scope {
-                    return Some(Match {
-                        name: self.name_of(entry),
-                        scope,
-                        action: entry.action(),
-                        source: entry.source,
-                    });
-                }
-            }
-            let dot = suffix.iter().position(|&b| b == b'.')?;
-            suffix = &suffix[dot + 1..];
-            full = false;
+        self.covering(name).next()
+    }
+
+    /// Every rule covering `name`, the most specific first.
+    pub fn covering<'s, 'n>(&'s self, name: &'n [u8]) -> Covering<'s, 'n> {
+        Covering {
+            set: self,
+            suffix: (!self.entries.is_empty()).then_some(name),
+            full: true,
         }
     }
 
@@ -230,6 +222,47 @@ impl SuffixSet {
         self.arena.capacity()
             + self.entries.capacity() * std::mem::size_of::<Entry>()
             + self.table.capacity() * (std::mem::size_of::<u32>() + 1)
+    }
+}
+
+/// The rules covering one name, from the name itself up to its top label: see
+/// [`SuffixSet::covering`].
+pub struct Covering<'s, 'n> {
+    set: &'s SuffixSet,
+    /// The suffix to look at next; `None` when the walk is over.
+    suffix: Option<&'n [u8]>,
+    /// Whether `suffix` is the whole name (exact rules match only then).
+    full: bool,
+}
+
+impl<'s> Iterator for Covering<'s, '_> {
+    type Item = Match<'s>;
+
+    fn next(&mut self) -> Option<Match<'s>> {
+        while let Some(suffix) = self.suffix {
+            let full = self.full;
+            self.suffix = suffix.iter().position(|&b| b == b'.').map(|dot| &suffix[dot + 1..]);
+            self.full = false;
+            let hash = self.set.hasher.hash_one(suffix);
+            let Some(entry) = self.set.find(suffix, hash) else {
+                continue;
+            };
+            let scope = if full && entry.flags & EXACT != 0 {
+                RuleScope::Exact
+            } else if entry.flags & SUBTREE != 0 {
+                RuleScope::Subtree
+            } else {
+                continue;
+            };
+            return Some(Match {
+                name: self.set.name_of(entry),
+                scope,
+                action: entry.action(),
+                source: entry.source,
+                shared: entry.flags & SHARED != 0,
+            });
+        }
+        None
     }
 }
 

@@ -1,5 +1,12 @@
 //! The effective policy: every rule from the config, the catalog, the guards and
-//! the lists, compiled into two [`SuffixSet`]s (block and allow).
+//! the lists, compiled into [`SuffixSet`]s: one of blocks, one of the config's
+//! allow exceptions, one of the lists' own exceptions.
+//!
+//! An exception in a list (`@@||name^`) excepts that list's own rules only. It
+//! never unblocks a service, a `[block]` domain, a guard or another list's rule:
+//! adding a list can then only ever block more, which is what the ratchet counts
+//! on when it applies a new list at once during a period. `[block] allow` is the
+//! person's own word and excepts every rule.
 //!
 //! A `Policy` is immutable once built. A reload builds a new one and swaps it in
 //! whole (see `dns::Chain`), so the query path never takes a lock and never sees a
@@ -41,7 +48,10 @@ pub struct SourceSummary {
 #[derive(Debug, Default)]
 pub struct Policy {
     block: SuffixSet,
+    /// `[block] allow`: excepts every rule.
     allow: SuffixSet,
+    /// The lists' exceptions, each excepting its own list's rules only.
+    list_allow: SuffixSet,
     sources: Vec<SourceSummary>,
     pub answer: BlockAnswer,
     /// TTL of blocked answers, in seconds.
@@ -118,6 +128,7 @@ impl Policy {
         }
         policy.block.shrink_to_fit();
         policy.allow.shrink_to_fit();
+        policy.list_allow.shrink_to_fit();
         policy
     }
 
@@ -132,7 +143,10 @@ impl Policy {
 
     fn load_list(&mut self, source: SourceId, text: &str) {
         let Self {
-            block, allow, sources, ..
+            block,
+            list_allow,
+            sources,
+            ..
         } = self;
         let summary = &mut sources[source as usize];
         let label = summary.source.trim_start_matches("list: ").to_string();
@@ -142,7 +156,7 @@ impl Policy {
         let stats = parse_list(
             text,
             |rule| {
-                let set = if rule.allow { &mut *allow } else { &mut *block };
+                let set = if rule.allow { &mut *list_allow } else { &mut *block };
                 set.insert(rule.name, rule.scope, RuleAction::Block, source);
             },
             |bad| {
@@ -160,12 +174,22 @@ impl Policy {
 
     /// The verdict for `name` (normal form: lower-case, no trailing dot).
     pub fn verdict(&self, name: &[u8]) -> Verdict<'_> {
-        match self.block.lookup(name) {
-            None => Verdict::Pass,
-            Some(rule) => match self.allow.lookup(name) {
-                Some(exception) => Verdict::Allowed { rule, exception },
-                None => Verdict::Blocked(rule),
-            },
+        let mut rules = self.block.covering(name);
+        let Some(rule) = rules.next() else {
+            return Verdict::Pass;
+        };
+        if let Some(exception) = self.allow.lookup(name) {
+            return Verdict::Allowed { rule, exception };
+        }
+        // A list's exception must answer for every rule covering the name: one
+        // that another source has too keeps it blocked.
+        let Some(exception) = self.list_allow.lookup(name) else {
+            return Verdict::Blocked(rule);
+        };
+        let others = |r: &Match<'_>| r.source != exception.source || r.shared;
+        match std::iter::once(rule).chain(rules).find(others) {
+            Some(unexcepted) => Verdict::Blocked(unexcepted),
+            None => Verdict::Allowed { rule, exception },
         }
     }
 
@@ -183,14 +207,14 @@ impl Policy {
         self.block.len()
     }
 
-    /// Distinct allow exceptions.
+    /// Distinct allow exceptions, the config's and the lists'.
     pub fn allow_rules(&self) -> usize {
-        self.allow.len()
+        self.allow.len() + self.list_allow.len()
     }
 
     /// Heap held by the compiled rules.
     pub fn heap_bytes(&self) -> usize {
-        self.block.heap_bytes() + self.allow.heap_bytes()
+        self.block.heap_bytes() + self.allow.heap_bytes() + self.list_allow.heap_bytes()
     }
 }
 
@@ -241,6 +265,39 @@ mod tests {
         }
         let off = policy("[guard]\nencrypted_dns=false\n");
         assert_eq!(off.verdict(b"use-application-dns.net"), Verdict::Pass);
+    }
+
+    #[test]
+    fn a_lists_exceptions_except_its_own_rules_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let list = dir.path().join("l.adblock");
+        std::fs::write(
+            &list,
+            "||ads.example^\n@@||ok.ads.example^\n@@||instagram.com^\n@@||a.example^\n",
+        )
+        .unwrap();
+        let p = policy(&format!(
+            "[block]\nservices=[\"instagram\"]\ndomains=[\"a.example\"]\nlists=[\"{}\"]\n",
+            list.display()
+        ));
+        assert!(matches!(p.verdict(b"ok.ads.example"), Verdict::Allowed { .. }));
+        assert!(blocked_by(&p, "x.ads.example").is_some());
+        assert_eq!(
+            blocked_by(&p, "www.instagram.com").as_deref(),
+            Some("instagram.com (service: instagram)"),
+            "a list cannot unblock a service"
+        );
+        assert!(blocked_by(&p, "a.example").is_some(), "nor a [block] domain");
+
+        // Nor another list's rule, even when both lists have the same name.
+        let other = dir.path().join("other.txt");
+        std::fs::write(&other, "ok.ads.example\n").unwrap();
+        let p = policy(&format!(
+            "[block]\nlists=[\"{}\", \"{}\"]\n",
+            list.display(),
+            other.display()
+        ));
+        assert!(blocked_by(&p, "ok.ads.example").is_some());
     }
 
     #[test]
