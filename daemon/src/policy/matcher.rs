@@ -227,6 +227,7 @@ impl SuffixSet {
 
 /// The rules covering one name, from the name itself up to its top label: see
 /// [`SuffixSet::covering`].
+#[derive(Debug)]
 pub struct Covering<'s, 'n> {
     set: &'s SuffixSet,
     /// The suffix to look at next; `None` when the walk is over.
