@@ -44,6 +44,8 @@ pub struct Ledger {
     recent: Vec<AtomicU64>,
     hasher: foldhash::fast::RandomState,
     dirty: AtomicBool,
+    /// The last save failed (a full disk, a read-only state dir): logged once.
+    failing: AtomicBool,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -67,6 +69,7 @@ impl Ledger {
             recent: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
             hasher: foldhash::fast::RandomState::default(),
             dirty: AtomicBool::new(false),
+            failing: AtomicBool::new(false),
         }
     }
 
@@ -104,12 +107,20 @@ impl Ledger {
             serde_json::to_vec(&*days)
         };
         match bytes {
-            Ok(bytes) => {
-                if let Err(error) = write_atomically(&self.path, &bytes) {
-                    tracing::warn!(%error, "cannot save the attempt counts");
+            Ok(bytes) => match write_atomically(&self.path, &bytes) {
+                Ok(()) => {
+                    if self.failing.swap(false, Ordering::Relaxed) {
+                        tracing::info!("the attempt counts can be saved again");
+                    }
+                }
+                Err(error) => {
+                    // Retried every minute; said once.
+                    if !self.failing.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(%error, "cannot save the attempt counts; they are kept in memory meanwhile");
+                    }
                     self.dirty.store(true, Ordering::Relaxed);
                 }
-            }
+            },
             Err(error) => tracing::warn!(%error, "cannot encode the attempt counts"),
         }
     }
