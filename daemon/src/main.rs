@@ -35,7 +35,9 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NCD_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,hickory_net=warn,hickory_resolver=warn")
+                // hickory's warnings quote query names (a forged answer, say), and names
+                // stay out of the default log: ncd's own messages say what went wrong.
+                tracing_subscriber::EnvFilter::new("info,hickory_net=error,hickory_resolver=error,hickory_proto=error")
             }),
         )
         .with_writer(std::io::stderr)

@@ -1288,9 +1288,6 @@ fn at_the_default_log_level_no_query_name_and_no_secret_is_logged() {
 }
 
 #[test]
-#[ignore = "fails: hickory_net logs the query name at warn level on a forged answer \
-            (\"detected forged question section: we expected '[Query { name: …\"); \
-            the default filter in daemon/src/main.rs lets hickory_net=warn through"]
 fn at_the_default_log_level_a_garbage_upstream_leaks_no_query_name() {
     let _machine = shared();
     let upstream = FakeUpstream::start();
