@@ -160,30 +160,34 @@ impl SuffixSet {
             table,
             hasher,
         } = self;
-        let found = table.find_mut(hash, |&i| {
-            let e = entries[i as usize];
-            bytes_of(arena, e) == name.as_bytes()
-        });
-        if let Some(&mut i) = found {
-            let entry = &mut entries[i as usize];
-            entry.flags |= scope_bit(scope);
-            if entry.source != source {
-                entry.flags |= SHARED;
+        // One probe finds the name or the slot for it (the table makes room first).
+        let slot = table.entry(
+            hash,
+            |&i| bytes_of(arena, entries[i as usize]) == name.as_bytes(),
+            rehash(arena, entries, hasher),
+        );
+        let vacant = match slot {
+            hashbrown::hash_table::Entry::Occupied(found) => {
+                let entry = &mut entries[*found.get() as usize];
+                entry.flags |= scope_bit(scope);
+                if entry.source != source {
+                    entry.flags |= SHARED;
+                }
+                return;
             }
-            return;
-        }
+            hashbrown::hash_table::Entry::Vacant(vacant) => vacant,
+        };
         let Ok(start) = u32::try_from(arena.len()) else {
             return; // arena beyond 4 GiB: refuse more rules rather than corrupt
         };
         arena.push_str(name);
-        let index = entries.len() as u32;
+        vacant.insert(entries.len() as u32);
         entries.push(Entry {
             start,
             len,
             flags: scope_bit(scope) | action_bits(action),
             source,
         });
-        table.insert_unique(hash, index, rehash(arena, entries, hasher));
     }
 
     /// Finds the most specific rule covering `name` (normal form, as bytes).
