@@ -12,9 +12,11 @@
 //! - a response parses (hickory-proto), is a response, has the request's ID and
 //!   opcode, echoes the question when it has one, and over UDP fits the size the
 //!   client can take (512 bytes, or its EDNS payload up to 1232);
+//! - EDNS in the response only when the request had it (and then always, unless
+//!   the response is a bare header or truncated);
 //! - a name the policy blocks gets no upstream address — its answers are only
-//!   `0.0.0.0` / `::` — and is never sent to the upstream; no name the upstream
-//!   is asked is one the policy blocks;
+//!   `0.0.0.0` / `::` — and is never sent to the upstream, and an EDNS client gets
+//!   Extended DNS Error 15; no name the upstream is asked is one the policy blocks;
 //! - no record from the upstream reaches the client when its owner, or the target
 //!   of a CNAME/HTTPS/SVCB, is a blocked name (CNAME cloaking);
 //! - a client outside loopback and `allow_clients` gets REFUSED (or a
@@ -26,6 +28,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::rdata::{A, AAAA, CNAME, HTTPS, SOA, SVCB, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
@@ -336,6 +339,13 @@ pub fn check_dns_request(data: &[u8]) {
     if !response.queries.is_empty() {
         assert_eq!(response.queries, request.queries, "the question echoed\n{}", ctx());
     }
+    // EDNS only to a client that spoke it; to one that did, unless the response is
+    // a bare header or was cut short.
+    if request.edns.is_none() {
+        assert!(response.edns.is_none(), "EDNS to a client without it\n{}", ctx());
+    } else if !response.queries.is_empty() && !response.metadata.truncation {
+        assert!(response.edns.is_some(), "no EDNS to a client that spoke it\n{}", ctx());
+    }
 
     // Upstream data never names a blocked name.
     for record in &response.answers {
@@ -396,5 +406,23 @@ fn check_blocked(query: &Query, response: &Message, asked: &[Name], ctx: &dyn Fn
             RData::AAAA(aaaa) if aaaa.0.is_unspecified() => {}
             other => panic!("blocked {} answered with {other:?}\n{}", query.name(), ctx()),
         }
+    }
+    // An EDNS client learns why (Extended DNS Error 15, "Blocked").
+    if let Some(edns) = &response.edns {
+        let ede = match edns.options().get(EdnsCode::from(15)) {
+            Some(EdnsOption::Unknown(_, data)) => Some(data.clone()),
+            _ => None,
+        };
+        let code = ede
+            .as_ref()
+            .and_then(|d| d.get(..2))
+            .map(|b| u16::from_be_bytes([b[0], b[1]]));
+        assert_eq!(
+            code,
+            Some(15),
+            "blocked {} without EDE 15: {ede:?}\n{}",
+            query.name(),
+            ctx()
+        );
     }
 }
