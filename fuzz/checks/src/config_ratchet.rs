@@ -280,9 +280,6 @@ fn check_policies(stricter_than: &[(&Config, &str)], effective: &Config) {
         let other = Policy::build(config, &state);
         for name in &names {
             if blocked(&other, name) && !blocked(&policy, name) {
-                if crate::skip_open() && excepted_by_a_list(&policy, name) {
-                    continue;
-                }
                 panic!(
                     "{name} is blocked under {what} but not under the effective config: {}\n\
                      {what}: {config:#?}\neffective: {effective:#?}",
@@ -291,14 +288,6 @@ fn check_policies(stricter_than: &[(&Config, &str)], effective: &Config) {
             }
         }
     }
-}
-
-/// The open bug `config_ratchet/list-exceptions-loosen.toml`: an adblock
-/// exception (`@@||name^`) in a list the edit adds excepts names other sources
-/// block, so adding a list (a tightening by the ratchet's table) can loosen.
-fn excepted_by_a_list(policy: &Policy, name: &str) -> bool {
-    matches!(policy.verdict(name.as_bytes()), Verdict::Allowed { exception, .. }
-        if policy.source_name(exception.source).starts_with("list: "))
 }
 
 fn describe(policy: &Policy, name: &str) -> String {
