@@ -3,7 +3,7 @@
 #
 #   fuzz/run.sh TARGET MINUTES     one target (config_ratchet, lists, control, dns_request)
 #   fuzz/run.sh all MINUTES        every target, one after the other
-#   fuzz/run.sh merge TARGET       add what the runs found that adds coverage to the
+#   fuzz/run.sh merge TARGET       add what the runs found that adds a coverage edge to the
 #                                  committed seeds (fuzz/corpus/TARGET), minimised
 #
 # New inputs go to fuzz/corpus-work/TARGET (not committed); the committed seeds
@@ -49,7 +49,7 @@ merge() {
     local target=$1
     mkdir -p "$here/corpus-work/$target"
     (cd "$here" && nice -n 10 cargo +nightly fuzz run "$target" \
-        "corpus/$target" "corpus-work/$target" -- -merge=1)
+        "corpus/$target" "corpus-work/$target" -- -merge=1 -use_counters=0)
     du -sh "$here/corpus/$target"
 }
 
