@@ -699,6 +699,24 @@ fn ncdd_in_mount_ns(
     Some((ns, ncdd))
 }
 
+/// Starts a 1 h period, removes kept.test from the file (a loosening, held) and
+/// asks for an unlock: the state the disk tests then try to lose.
+fn lock_with_a_held_removal_and_an_unlock(ncdd: &Ncdd, upstream: &FakeUpstream, rest: &str) -> Control {
+    let control = control(ncdd);
+    ncdd.settle();
+    start_period(ncdd, "1h");
+    ncdd.rewrite_config(&config(
+        upstream,
+        "",
+        &rest.replace("\"later.test\", \"kept.test\"", "\"later.test\""),
+    ));
+    wait_status(&control, "the removal is held", |s| {
+        s.pending == ["remove domain kept.test"]
+    });
+    request_unlock(ncdd, "end");
+    control
+}
+
 /// Checks the refusal of a verb that must write: `internal`, saying why, and
 /// "nothing changed".
 #[track_caller]
@@ -721,19 +739,7 @@ fn on_a_full_disk_changes_are_refused_clearly_blocking_goes_on_and_nothing_opens
     }) else {
         return;
     };
-    let control = control(&ncdd);
-    ncdd.settle();
-    start_period(&ncdd, "1h");
-    // Held before the disk fills: kept.test removed from the file.
-    ncdd.rewrite_config(&config(
-        &upstream,
-        "",
-        &rest.replace("\"later.test\", \"kept.test\"", "\"later.test\""),
-    ));
-    wait_status(&control, "the removal is held", |s| {
-        s.pending == ["remove domain kept.test"]
-    });
-    request_unlock(&ncdd, "end");
+    let control = lock_with_a_held_removal_and_an_unlock(&ncdd, &upstream, rest);
     let confirmable = wait_status(&control, "the window opens", |s| {
         s.unlock.state == UnlockState::Confirmable
     });
@@ -816,18 +822,7 @@ fn with_a_read_only_state_dir_changes_are_refused_clearly_blocking_goes_on_and_n
     let Some((ns, mut ncdd)) = ncdd_in_mount_ns(&upstream, rest, |_, _| {}) else {
         return;
     };
-    let control = control(&ncdd);
-    ncdd.settle();
-    start_period(&ncdd, "1h");
-    ncdd.rewrite_config(&config(
-        &upstream,
-        "",
-        &rest.replace("\"later.test\", \"kept.test\"", "\"later.test\""),
-    ));
-    wait_status(&control, "the removal is held", |s| {
-        s.pending == ["remove domain kept.test"]
-    });
-    request_unlock(&ncdd, "end");
+    let control = lock_with_a_held_removal_and_an_unlock(&ncdd, &upstream, rest);
     let state_dir = ncdd.state_dir();
 
     // Read-only under the running daemon.
