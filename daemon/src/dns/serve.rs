@@ -113,8 +113,8 @@ pub enum Step {
 /// A request waiting for the upstreams.
 #[derive(Debug)]
 pub struct Pending {
-    /// The request's bytes, when its response may be kept for repeats.
-    reusable: Option<Box<[u8]>>,
+    /// The request's repeat key, when its response may be kept for repeats.
+    repeat_key: Option<Box<[u8]>>,
     request: Message,
     qname: LowerName,
     qtype: RecordType,
@@ -127,8 +127,8 @@ impl Pending {
     pub async fn finish(self, chain: &Chain, out: &mut Vec<u8>) {
         let reply = chain.ask_upstream(&self.qname, self.qtype, self.client).await;
         encode(&self.request, &reply, 0, self.transport, out);
-        if let Some(request) = &self.reusable {
-            keep(chain, request, out, KEEP_FROM_UPSTREAM, None);
+        if let Some(key) = &self.repeat_key {
+            keep(chain, key, out, KEEP_FROM_UPSTREAM, None);
         }
     }
 }
@@ -158,12 +158,16 @@ pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transpo
         return Step::Drop;
     }
     // Refusals depend on the client and TCP responses are not cut: neither is kept.
-    let reusable = transport == Transport::Udp
-        && chain.client_allowed(client.ip())
-        && repeat_key(bytes).is_some_and(|(_, key)| chain.responses.seen_before(key));
-    if reusable && answer_repeat(chain, bytes, client.ip(), out) {
+    let repeat = (transport == Transport::Udp && chain.client_allowed(client.ip()))
+        .then(|| repeat_key(bytes))
+        .flatten()
+        .filter(|&(_, key)| chain.responses.seen_before(key));
+    if let Some((id, key)) = repeat
+        && answer_repeat(chain, id, key, client.ip(), out)
+    {
         return Step::Reply;
     }
+    let key = repeat.map(|(_, key)| key);
     let request = match Message::from_bytes(bytes) {
         Ok(request) if request.metadata.message_type == MessageType::Query => request,
         Ok(_) => return Step::Drop, // a response: never answer one (no loops, no reflection)
@@ -189,20 +193,20 @@ pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transpo
     match chain.answer_locally(&qname, qtype, client.ip()) {
         Local::Blocked(reply, source) => {
             encode(&request, &reply, 0, transport, out);
-            if reusable {
-                keep(chain, bytes, out, KEEP_BLOCKED, Some(source));
+            if let Some(key) = key {
+                keep(chain, key, out, KEEP_BLOCKED, Some(source));
             }
         }
         Local::Refused(reply) => encode(&request, &reply, 0, transport, out),
         Local::Cached(reply, age) => {
             encode(&request, &reply, age, transport, out);
-            if reusable {
-                keep(chain, bytes, out, KEEP_FROM_UPSTREAM, None);
+            if let Some(key) = key {
+                keep(chain, key, out, KEEP_FROM_UPSTREAM, None);
             }
         }
         Local::Upstream => {
             return Step::Upstream(Box::new(Pending {
-                reusable: reusable.then(|| Box::from(bytes)),
+                repeat_key: key.map(Box::from),
                 request,
                 qname,
                 qtype,
@@ -224,10 +228,7 @@ fn repeat_key(request: &[u8]) -> Option<(u16, &[u8])> {
 
 /// Answers a repeat of a request whose response was kept: the kept response with
 /// this request's ID, its header rewritten through hickory's codec.
-fn answer_repeat(chain: &Chain, request: &[u8], client: IpAddr, out: &mut Vec<u8>) -> bool {
-    let Some((id, key)) = repeat_key(request) else {
-        return false;
-    };
+fn answer_repeat(chain: &Chain, id: u16, key: &[u8], client: IpAddr, out: &mut Vec<u8>) -> bool {
     let Some((kept, _)) = chain.responses.kept.get(key, Instant::now()) else {
         return false;
     };
@@ -246,18 +247,16 @@ fn answer_repeat(chain: &Chain, request: &[u8], client: IpAddr, out: &mut Vec<u8
     true
 }
 
-/// Keeps the response in `out` for repeats of `request`.
-fn keep(chain: &Chain, request: &[u8], response: &[u8], keep_for: Duration, blocked_by: Option<SourceId>) {
-    if let Some((_, key)) = repeat_key(request) {
-        let response = Arc::new(Response {
-            bytes: Box::from(response),
-            blocked_by,
-        });
-        chain
-            .responses
-            .kept
-            .insert(Box::from(key), response, keep_for, Instant::now());
-    }
+/// Keeps `response` for repeats of the request with this repeat `key`.
+fn keep(chain: &Chain, key: &[u8], response: &[u8], keep_for: Duration, blocked_by: Option<SourceId>) {
+    let response = Arc::new(Response {
+        bytes: Box::from(response),
+        blocked_by,
+    });
+    chain
+        .responses
+        .kept
+        .insert(Box::from(key), response, keep_for, Instant::now());
 }
 
 /// The one question a standard query asks, or the response code for a request
