@@ -1261,17 +1261,22 @@ fn assert_log_keeps_secrets(ncdd: &Ncdd, secrets: &[String]) {
     );
 }
 
-#[test]
-fn at_the_default_log_level_no_query_name_and_no_secret_is_logged() {
-    let _machine = shared();
-    let upstream = FakeUpstream::start();
-    let ncdd = Setup::new(&config(
-        &upstream,
+/// ncdd at its default log level, with a service blocked and a quick unlock.
+fn spawn_at_the_default_log_level(upstream: &FakeUpstream) -> Ncdd {
+    Setup::new(&config(
+        upstream,
         &format!("upstream_timeout = \"{UPSTREAM_TIMEOUT}\""),
         "[block]\nservices = [\"instagram\"]\n\n[unlock]\ndelay = \"1s\"\nconfirm_within = \"1h\"\nchallenge_chars = 30\n",
     ))
     .default_log()
-    .spawn();
+    .spawn()
+}
+
+#[test]
+fn at_the_default_log_level_no_query_name_and_no_secret_is_logged() {
+    let _machine = shared();
+    let upstream = FakeUpstream::start();
+    let ncdd = spawn_at_the_default_log_level(&upstream);
     let secrets = exercise_for_the_log(&ncdd, &upstream, false);
     assert_log_keeps_secrets(&ncdd, &secrets);
     // And a first start does not cry wolf about deleted period files.
@@ -1286,13 +1291,7 @@ fn at_the_default_log_level_no_query_name_and_no_secret_is_logged() {
 fn at_the_default_log_level_a_garbage_upstream_leaks_no_query_name() {
     let _machine = shared();
     let upstream = FakeUpstream::start();
-    let ncdd = Setup::new(&config(
-        &upstream,
-        &format!("upstream_timeout = \"{UPSTREAM_TIMEOUT}\""),
-        "[block]\nservices = [\"instagram\"]\n\n[unlock]\ndelay = \"1s\"\nconfirm_within = \"1h\"\nchallenge_chars = 30\n",
-    ))
-    .default_log()
-    .spawn();
+    let ncdd = spawn_at_the_default_log_level(&upstream);
     let secrets = exercise_for_the_log(&ncdd, &upstream, true);
     assert_log_keeps_secrets(&ncdd, &secrets);
 }
