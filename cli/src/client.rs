@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ncd_config::Config;
-use ncd_config::control::{MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response, Status};
+use ncd_config::control::{
+    Challenge, Confirmed, Done, Explanation, Extended, MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response,
+    Started, Status, UnlockScope, UnlockStatus,
+};
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// How long one request may take, connecting, writing and waiting for the answer.
@@ -149,10 +153,55 @@ impl Client {
         }
     }
 
+    /// Sends `method` and reads its answer as `T`: the type the daemon builds the
+    /// answer from, shared through `ncd_config::control`.
+    fn ask<T: DeserializeOwned>(&self, method: Method) -> Result<T, ClientError> {
+        let kind = method.answer();
+        let value = self.call(method)?;
+        serde_json::from_value(value).map_err(|e| {
+            ClientError::Protocol(format!(
+                "its answer ({kind:?}) has a shape this ncd does not know ({e})"
+            ))
+        })
+    }
+
     /// The daemon's status, parsed.
     pub fn status(&self) -> Result<Status, ClientError> {
-        let value = self.call(Method::Status)?;
-        parse_status(value)
+        self.ask(Method::Status)
+    }
+
+    /// Whether `name` is blocked under the policy in force.
+    pub fn check(&self, name: &str) -> Result<Explanation, ClientError> {
+        self.ask(Method::Check { name: name.into() })
+    }
+
+    pub fn start(&self, length_secs: Option<u64>, reason: String) -> Result<Started, ClientError> {
+        self.ask(Method::Start { length_secs, reason })
+    }
+
+    pub fn extend(&self, by_secs: u64) -> Result<Extended, ClientError> {
+        self.ask(Method::Extend { by_secs })
+    }
+
+    /// Asks for an unlock; the answer is the request as it now stands.
+    pub fn unlock(&self, scope: UnlockScope, why: String) -> Result<UnlockStatus, ClientError> {
+        self.ask(Method::Unlock { scope, why })
+    }
+
+    pub fn unlock_cancel(&self) -> Result<Done, ClientError> {
+        self.ask(Method::UnlockCancel)
+    }
+
+    pub fn unlock_challenge(&self) -> Result<Challenge, ClientError> {
+        self.ask(Method::UnlockChallenge)
+    }
+
+    pub fn unlock_confirm(&self, typed: String) -> Result<Confirmed, ClientError> {
+        self.ask(Method::UnlockConfirm { typed })
+    }
+
+    pub fn guard_report(&self, drift: Vec<String>) -> Result<Done, ClientError> {
+        self.ask(Method::GuardReport { drift })
     }
 
     fn connect_error(&self, error: io::Error) -> ClientError {
@@ -171,12 +220,6 @@ impl Client {
             _ => ClientError::Io(self.socket.clone(), error),
         }
     }
-}
-
-/// A `Status` from a result value, or a plain-words protocol error.
-pub fn parse_status(value: Value) -> Result<Status, ClientError> {
-    serde_json::from_value(value)
-        .map_err(|e| ClientError::Protocol(format!("its status has a shape this ncd does not know ({e})")))
 }
 
 #[cfg(test)]

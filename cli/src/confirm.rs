@@ -8,8 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ncd_config::control::{Method, UnlockScope};
-use serde::Deserialize;
+use ncd_config::control::UnlockScope;
 
 use crate::client::Client;
 use crate::terminal::RawMode;
@@ -26,14 +25,6 @@ pub const BURST_GAP: Duration = Duration::from_millis(5);
 /// A chunk shorter than [`BURST_BYTES`] (the passage's last one, say) is also
 /// refused when it is at least this long and all of it arrived as one burst.
 pub const SHORT_PASTE_CHARS: usize = 4;
-/// The chunk size when the daemon does not say.
-const DEFAULT_CHUNK_CHARS: usize = 40;
-
-#[derive(Debug, Deserialize)]
-struct Challenge {
-    passage: String,
-    chunk_chars: Option<usize>,
-}
 
 /// Runs `ncd unlock --confirm`.
 pub fn run(client: &Client) -> anyhow::Result<ExitCode> {
@@ -43,9 +34,8 @@ pub fn run(client: &Client) -> anyhow::Result<ExitCode> {
     // Best effort: the reason and the scope are shown back, but their absence does
     // not stand in the way.
     let before = client.status().ok();
-    let challenge: Challenge = serde_json::from_value(client.call(Method::UnlockChallenge)?)
-        .context("ncdd's passage came in a shape this ncd does not know")?;
-    let chunk_chars = challenge.chunk_chars.filter(|&n| n > 0).unwrap_or(DEFAULT_CHUNK_CHARS);
+    let challenge = client.unlock_challenge()?;
+    let chunk_chars = challenge.chunk_chars.max(1);
     if challenge.passage.is_empty() {
         bail!("ncdd sent an empty passage; nothing was confirmed.");
     }
@@ -86,16 +76,10 @@ pub fn run(client: &Client) -> anyhow::Result<ExitCode> {
     };
     drop(out);
 
-    let result = client.call(Method::UnlockConfirm { typed })?;
-    // ncdd answers with the scope it opened (`{"scope": "end"}`).
-    let scope = result
-        .get("scope")
-        .and_then(|s| serde_json::from_value::<UnlockScope>(s.clone()).ok())
-        .or_else(|| before.as_ref().and_then(|s| s.unlock.scope));
-    match scope {
-        Some(UnlockScope::End) => say!("Confirmed. The period has ended and the lock is lifted."),
-        Some(UnlockScope::Pending) => say!("Confirmed. The held changes apply now."),
-        None => say!("Confirmed. ncdd accepted it."),
+    // ncdd answers with the scope it opened.
+    match client.unlock_confirm(typed)?.scope {
+        UnlockScope::End => say!("Confirmed. The period has ended and the lock is lifted."),
+        UnlockScope::Pending => say!("Confirmed. The held changes apply now."),
     }
     say!("Take good care of yourself.");
     Ok(ExitCode::SUCCESS)

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use ncd_config::control::Method;
+use ncd_config::control::{Explanation, RuleRef};
 use ncd_config::{Config, DomainName, catalog};
-use ncd_daemon::policy::Policy;
-use ncd_daemon::requests::explain;
+use ncd_policy::{Policy, explain};
+use ncd_state::StateDir;
 
 use crate::client::{Client, ClientError};
 
@@ -16,39 +16,39 @@ use crate::client::{Client, ClientError};
 /// and says so.
 pub fn check(client: &Client, config: &Path, state_dir: &Path, name: &str, json: bool) -> anyhow::Result<ExitCode> {
     let name = DomainName::parse(name).map_err(anyhow::Error::msg)?;
-    let verdict = match client.call(Method::Check { name: name.to_string() }) {
+    let verdict = match client.check(name.as_str()) {
         Ok(verdict) => verdict,
         Err(ClientError::NotRunning { .. }) => {
             eprintln!("(ncdd is not running: this answer comes from {})", config.display());
             let config = Config::load(config)?;
-            explain(&Policy::build(&config, state_dir), &name)
+            explain(&Policy::build(&config, &StateDir::new(state_dir)), &name)
         }
         Err(error) => return Err(error.into()),
     };
-    let blocked = verdict["blocked"].as_bool().unwrap_or(false);
     if json {
-        say!("{verdict}");
+        say!("{}", serde_json::to_string(&verdict)?);
     } else {
-        let rule = |key: &str| {
-            let by = &verdict[key];
-            (
-                by["rule"].as_str().unwrap_or("?").to_string(),
-                by["source"].as_str().unwrap_or("?").to_string(),
-            )
-        };
-        if blocked {
-            let (rule, source) = rule("by");
-            say!("{name} is blocked by the rule `{rule}` ({source}).");
-        } else if verdict.get("allowed_by").is_some() {
-            let ((rule, source), (exception, exception_source)) = (rule("by"), rule("allowed_by"));
-            say!(
-                "{name} is not blocked: the rule `{rule}` ({source}) covers it, but the exception `{exception}` ({exception_source}) lets it through."
-            );
-        } else {
-            say!("{name} is not blocked: no rule covers it.");
-        }
+        say!("{}", in_words(&verdict));
     }
-    Ok(if blocked { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if verdict.blocked {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `ncd check`'s sentence.
+fn in_words(verdict: &Explanation) -> String {
+    let name = &verdict.name;
+    match (verdict.blocked, &verdict.by, &verdict.allowed_by) {
+        (true, Some(RuleRef { rule, source }), _) => format!("{name} is blocked by the rule `{rule}` ({source})."),
+        (true, None, _) => format!("{name} is blocked."),
+        (false, Some(by), Some(exception)) => format!(
+            "{name} is not blocked: the rule `{}` ({}) covers it, but the exception `{}` ({}) lets it through.",
+            by.rule, by.source, exception.rule, exception.source
+        ),
+        (false, ..) => format!("{name} is not blocked: no rule covers it."),
+    }
 }
 
 pub fn config_check(file: &Path, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -60,7 +60,7 @@ pub fn config_check(file: &Path, state_dir: &Path, json: bool) -> anyhow::Result
         }
     };
     let started = std::time::Instant::now();
-    let policy = Policy::build(&config, state_dir);
+    let policy = Policy::build(&config, &StateDir::new(state_dir));
     let elapsed = started.elapsed();
     if json {
         let value = serde_json::json!({

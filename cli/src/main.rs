@@ -207,8 +207,8 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
 
 fn status_command(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        let value = client.call(ncd_config::control::Method::Status)?;
-        say!("{}", serde_json::to_string_pretty(&value)?);
+        let status = client.status()?;
+        say!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         let status = client.status()?;
         std::io::stdout().write_all(status::render(&status, human::Style::for_stdout()).as_bytes())?;

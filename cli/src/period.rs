@@ -8,9 +8,9 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use ncd_config::HumanDuration;
-use ncd_config::control::{Method, Status, UnlockScope, UnlockState, UnlockStatus};
+use ncd_config::control::{UnlockScope, UnlockState};
 
-use crate::client::{self, Client};
+use crate::client::Client;
 use crate::{human, status};
 
 /// The shortest "why now" accepted: about a sentence.
@@ -31,15 +31,6 @@ fn ask(question: &str) -> io::Result<Option<String>> {
         return Ok(None);
     }
     Ok(Some(line.trim().to_string()))
-}
-
-/// The status that came back with a result, or a fresh one (best effort).
-fn status_after(client: &Client, result: serde_json::Value) -> Option<Status> {
-    let looks_like_status = result.get("period").is_some() && result.get("unlock").is_some();
-    if looks_like_status && let Ok(status) = client::parse_status(result) {
-        return Some(status);
-    }
-    client.status().ok()
 }
 
 /// `ncd start [--for DURATION] [--reason TEXT]`.
@@ -64,19 +55,11 @@ pub fn start(client: &Client, length: Option<HumanDuration>, reason: Option<Stri
              (stdin is not a terminal, so ncd cannot ask for it). No period was started."
         ),
     };
-    let result = client.call(Method::Start {
-        length_secs: length.map(HumanDuration::as_secs),
-        reason,
-    })?;
-    // ncdd answers with the length it used (`{"length_secs": N}`).
-    let length_secs = match (length, result.get("length_secs").and_then(serde_json::Value::as_u64)) {
-        (_, Some(secs)) => Some(secs),
-        (Some(length), None) => Some(length.as_secs()),
-        (None, None) => status_after(client, result).map(|s| s.period.length_secs),
-    };
-    match length_secs.filter(|&s| s > 0) {
-        Some(secs) => say!("Your period has begun: {}.", human::length(secs)),
-        None => say!("Your period has begun."),
+    // ncdd answers with the length it used.
+    let started = client.start(length.map(HumanDuration::as_secs), reason)?;
+    match started.length_secs {
+        0 => say!("Your period has begun."),
+        secs => say!("Your period has begun: {}.", human::length(secs)),
     }
     say!("ncd holds the boundary until it ends. `ncd status` shows where you are, any time.");
     say!("Your reason is kept; you'll see it again when it matters.");
@@ -88,9 +71,9 @@ pub fn extend(client: &Client, by: HumanDuration) -> anyhow::Result<ExitCode> {
     if by.as_secs() == 0 {
         bail!("Extend by at least a second, e.g. `ncd extend 7d`.");
     }
-    let result = client.call(Method::Extend { by_secs: by.as_secs() })?;
-    say!("Extended by {}.", human::length(by.as_secs()));
-    if let Some(status) = status_after(client, result).filter(|s| s.period.active) {
+    let extended = client.extend(by.as_secs())?;
+    say!("Extended by {}.", human::length(extended.extended_by_secs));
+    if let Some(status) = client.status().ok().filter(|s| s.period.active) {
         say!("{} left.", capitalise(&human::duration(status.period.remaining_secs)));
     }
     Ok(ExitCode::SUCCESS)
@@ -106,7 +89,7 @@ fn capitalise(text: &str) -> String {
 
 /// `ncd unlock --cancel`.
 pub fn cancel(client: &Client) -> anyhow::Result<ExitCode> {
-    client.call(Method::UnlockCancel)?;
+    client.unlock_cancel()?;
     say!("Withdrawn. Nothing changed.");
     Ok(ExitCode::SUCCESS)
 }
@@ -137,30 +120,24 @@ pub fn request(client: &Client, scope: Option<UnlockScope>, why: Option<String>)
             }
         },
     };
-    let result = client.call(Method::Unlock { scope, why })?;
+    // ncdd answers with the request as it now stands.
+    let unlock = client.unlock(scope, why)?;
     say!("Your request is in.");
-    // ncdd answers with the request's state; an older or other daemon may not.
-    let unlock = match serde_json::from_value::<UnlockStatus>(result.clone()) {
-        Ok(unlock) if result.get("state").is_some() => Some(unlock),
-        _ => status_after(client, result).map(|s| s.unlock),
-    };
-    match unlock {
-        Some(unlock) if unlock.state == UnlockState::Waiting => {
-            let delay = if unlock.delay_secs > 0 {
-                unlock.delay_secs
-            } else {
-                unlock.remaining_secs
-            };
-            say!(
-                "It cools off for {} first. That is credited time: changing the clock does not shorten it.",
-                human::duration(delay)
-            );
-            if unlock.delay_secs > unlock.remaining_secs && unlock.remaining_secs > 0 {
-                say!("{} to go.", capitalise(&human::duration(unlock.remaining_secs)));
-            }
+    if unlock.state == UnlockState::Waiting {
+        let delay = if unlock.delay_secs > 0 {
+            unlock.delay_secs
+        } else {
+            unlock.remaining_secs
+        };
+        say!(
+            "It cools off for {} first. That is credited time: changing the clock does not shorten it.",
+            human::duration(delay)
+        );
+        if unlock.delay_secs > unlock.remaining_secs && unlock.remaining_secs > 0 {
+            say!("{} to go.", capitalise(&human::duration(unlock.remaining_secs)));
         }
-        Some(unlock) => say!("{}", status::unlock_lines(&unlock).join("\n")),
-        None => say!("It cools off first; `ncd status` shows the countdown."),
+    } else {
+        say!("{}", status::unlock_lines(&unlock).join("\n"));
     }
     say!("After that, a window opens to confirm it with `ncd unlock --confirm`, by typing a short passage.");
     say!("If the urge passes, let it: `ncd unlock --cancel` withdraws the request, or simply don't confirm.");

@@ -233,7 +233,7 @@ fn tamper(out: &mut Screen, status: &Status, style: Style) {
     }
     for event in &events[hidden..] {
         let when = local_time(event.unix).unwrap_or_else(|| format!("@{}", event.unix));
-        let kind = event.kind.replace('_', " ");
+        let kind = event.kind.word().to_string();
         let what = if event.detail.trim().is_empty() {
             kind
         } else {
@@ -266,7 +266,9 @@ fn health(out: &mut Screen, status: &Status, style: Style) {
 
 #[cfg(test)]
 mod tests {
-    use ncd_config::control::{BlockedStatus, DaemonStatus, EndedPeriod, TamperEvent};
+    use ncd_config::control::{
+        BlockedStatus, ConfigStatus, DaemonStatus, EndedHow, EndedPeriod, EventKind, TamperEvent,
+    };
 
     use super::*;
 
@@ -294,7 +296,7 @@ mod tests {
             tamper: (0..7)
                 .map(|i| TamperEvent {
                     unix: 1_700_000_000 + i * 3600,
-                    kind: "clock_jump".into(),
+                    kind: EventKind::Clock,
                     detail: format!("event {i}"),
                 })
                 .collect(),
@@ -311,6 +313,7 @@ mod tests {
                 rules: 1234,
                 damage: vec!["commitment copy B: checksum mismatch".into()],
             },
+            config: ConfigStatus::default(),
         }
     }
 
@@ -345,7 +348,7 @@ mod tests {
                 reason: "I want my mornings back.".into(),
                 length_secs: 60 * DAY,
                 served_secs: 60 * DAY,
-                how: "completed".into(),
+                how: EndedHow::Completed,
                 ended_unix: 1_700_000_000,
             }),
             ..PeriodStatus::default()

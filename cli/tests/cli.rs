@@ -271,7 +271,7 @@ fn check_finds_rules_in_list_files_and_downloaded_url_lists() {
     env.ncd(&["check", "from-the-url.example"]).expect_code(1);
 
     // `--state-dir` is where the daemon keeps the last good copy.
-    let cached = ncd_daemon::policy::lists::cache_path(&env.state_dir(), "http://127.0.0.1:9/list.txt");
+    let cached = ncd_state::StateDir::new(env.state_dir()).url_list_copy("http://127.0.0.1:9/list.txt");
     std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
     std::fs::write(&cached, "from-the-url.example\n").unwrap();
     let run = env.ncd(&["check", "--json", "www.from-the-url.example"]);

@@ -8,8 +8,8 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use ncd_daemon::period::commitment::Commitment;
-use ncd_daemon::period::store::{State, Store};
+use ncd_period::commitment::Commitment;
+use ncd_period::store::{State, Store};
 use tempfile::TempDir;
 
 const NCD: &str = env!("CARGO_BIN_EXE_ncd");
@@ -352,7 +352,7 @@ fn uninstall_is_refused_during_a_period() {
     let fake = Fake::resolved();
     ok(&fake.install(&[]));
     let state_dir = fake.root.join("var/lib/ncd");
-    let store = Store::new(&state_dir);
+    let store = Store::new(&ncd_state::StateDir::new(&state_dir));
     store
         .save(&State {
             seq: 1,
@@ -472,7 +472,7 @@ fn the_guard_puts_back_drifted_resolver_settings_during_a_period_and_keeps_the_s
     assert!(drop_ins.iter().all(|p| !p.exists()));
 
     // A period: the drift is put back and named; `systemctl stop` is refused for all three units.
-    let store = Store::new(&fake.root.join("var/lib/ncd"));
+    let store = Store::new(&ncd_state::StateDir::new(fake.root.join("var/lib/ncd")));
     store
         .save(&State {
             seq: 1,

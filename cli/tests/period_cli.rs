@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ncd_config::control::{
-    BlockedStatus, DaemonStatus, EndedPeriod, ErrorCode, Method, PeriodStatus, Request, Response, Status, TamperEvent,
-    UnlockScope, UnlockState, UnlockStatus,
+    BlockedStatus, ConfigStatus, DaemonStatus, EndedHow, EndedPeriod, ErrorCode, EventKind, Method, PeriodStatus,
+    Request, Response, Status, TamperEvent, UnlockScope, UnlockState, UnlockStatus,
 };
 use rustix::termios::LocalModes;
 use serde_json::{Value, json};
@@ -150,7 +150,11 @@ fn sample_status() -> Status {
         tamper: (0..7)
             .map(|i| TamperEvent {
                 unix: 1_767_225_600 + i * 7200,
-                kind: if i % 2 == 0 { "clock_jump" } else { "downtime" }.into(),
+                kind: if i % 2 == 0 {
+                    EventKind::Clock
+                } else {
+                    EventKind::Downtime
+                },
                 detail: format!("event number {i}"),
             })
             .collect(),
@@ -167,6 +171,7 @@ fn sample_status() -> Status {
             rules: 1234,
             damage: vec!["commitment copy B: checksum mismatch".into()],
         },
+        config: ConfigStatus::default(),
     }
 }
 
@@ -243,7 +248,7 @@ fn the_end_of_a_period_shows_the_reason_once_more_and_the_offer() {
             reason: REASON.into(),
             length_secs: 60 * DAY,
             served_secs: 60 * DAY,
-            how: "completed".into(),
+            how: EndedHow::Completed,
             ended_unix: 1_772_409_600,
         }),
         ..PeriodStatus::default()

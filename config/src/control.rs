@@ -1,6 +1,9 @@
 //! The control protocol between `ncd` and `ncdd`: newline-delimited JSON over a
 //! Unix socket, one request per line, each answered by one response with the same
-//! `id`. Both sides use these types, so they cannot drift apart.
+//! `id`. Both sides use these types, so they cannot drift apart: every verb's
+//! answer is a type here ([`Status`], [`Explanation`], [`Started`], [`Extended`],
+//! [`UnlockStatus`], [`Done`], [`Challenge`], [`Confirmed`]); [`Method::answer`]
+//! names which one a verb gets, and the daemon can only send an [`Answer`].
 //!
 //! ```text
 //! → {"v":1,"id":7,"method":"status"}
@@ -62,6 +65,20 @@ pub enum Method {
 }
 
 impl Method {
+    /// Which answer a verb gets when it succeeds.
+    pub fn answer(&self) -> AnswerKind {
+        match self {
+            Method::Status => AnswerKind::Status,
+            Method::Check { .. } => AnswerKind::Explanation,
+            Method::Start { .. } => AnswerKind::Started,
+            Method::Extend { .. } => AnswerKind::Extended,
+            Method::Unlock { .. } => AnswerKind::Unlock,
+            Method::UnlockCancel | Method::GuardReport { .. } => AnswerKind::Done,
+            Method::UnlockChallenge => AnswerKind::Challenge,
+            Method::UnlockConfirm { .. } => AnswerKind::Confirmed,
+        }
+    }
+
     /// True for the verbs that change the commitment.
     pub fn is_privileged(&self) -> bool {
         !matches!(self, Method::Status | Method::Check { .. })
@@ -125,6 +142,102 @@ pub enum UnlockScope {
     Pending,
 }
 
+/// A verb's successful answer, as the daemon sends it. On the wire it is the inner
+/// value alone (untagged); the client reads it back as the type
+/// [`Method::answer`] names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Answer {
+    Status(Box<Status>),
+    Explanation(Explanation),
+    Started(Started),
+    Extended(Extended),
+    Unlock(UnlockStatus),
+    Done(Done),
+    Challenge(Challenge),
+    Confirmed(Confirmed),
+}
+
+impl Answer {
+    pub fn kind(&self) -> AnswerKind {
+        match self {
+            Answer::Status(_) => AnswerKind::Status,
+            Answer::Explanation(_) => AnswerKind::Explanation,
+            Answer::Started(_) => AnswerKind::Started,
+            Answer::Extended(_) => AnswerKind::Extended,
+            Answer::Unlock(_) => AnswerKind::Unlock,
+            Answer::Done(_) => AnswerKind::Done,
+            Answer::Challenge(_) => AnswerKind::Challenge,
+            Answer::Confirmed(_) => AnswerKind::Confirmed,
+        }
+    }
+}
+
+/// The kinds of [`Answer`], one per answer type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerKind {
+    Status,
+    Explanation,
+    Started,
+    Extended,
+    Unlock,
+    Done,
+    Challenge,
+    Confirmed,
+}
+
+/// `check`: whether a name is blocked and by which rule (`ncd check --json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub name: String,
+    pub blocked: bool,
+    /// The rule that covers the name (blocking it, or excepted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<RuleRef>,
+    /// The exception that lets it through, when a rule covers it but it passes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_by: Option<RuleRef>,
+}
+
+/// One rule, in words: the rule as written and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleRef {
+    pub rule: String,
+    pub source: String,
+}
+
+/// `start`: the period began with this length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub length_secs: u64,
+}
+
+/// `extend`: the period grew by this much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Extended {
+    pub extended_by_secs: u64,
+}
+
+/// A verb that has nothing to say but "done" (`unlock_cancel`, `guard_report`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Done {}
+
+/// How many passage characters the CLI shows at a time.
+pub const CHUNK_CHARS: usize = 40;
+
+/// `unlock_challenge`: the passage to type, and how much of it to show at a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    pub passage: String,
+    pub chunk_chars: usize,
+}
+
+/// `unlock_confirm`: what the confirmed unlock opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmed {
+    pub scope: UnlockScope,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Response {
     pub v: u32,
@@ -158,6 +271,15 @@ pub enum ErrorCode {
 }
 
 impl Response {
+    /// A verb's answer, as the daemon sends it.
+    pub fn answer(id: u64, answer: &Answer) -> Self {
+        match serde_json::to_value(answer) {
+            Ok(result) => Self::ok(id, result),
+            Err(error) => Self::err(id, ErrorCode::Internal, format!("cannot encode the answer: {error}")),
+        }
+    }
+
+    /// A success with any result value (the wire shape; see [`Response::answer`]).
     pub fn ok(id: u64, result: serde_json::Value) -> Self {
         Self {
             v: PROTOCOL_VERSION,
@@ -193,6 +315,17 @@ pub struct Status {
     pub tamper: Vec<TamperEvent>,
     pub blocked: BlockedStatus,
     pub daemon: DaemonStatus,
+    /// The config file as ncdd last read it. (Absent from older daemons' answers.)
+    #[serde(default)]
+    pub config: ConfigStatus,
+}
+
+/// Whether the config file's last edit is in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ConfigStatus {
+    /// Why the last edit of the config file is not in force (`path:line:col: …`),
+    /// until an edit that loads clears it. The last good config keeps applying.
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -213,9 +346,40 @@ pub struct EndedPeriod {
     pub reason: String,
     pub length_secs: u64,
     pub served_secs: u64,
-    /// "completed" or "unlocked".
-    pub how: String,
+    pub how: EndedHow,
     pub ended_unix: i64,
+}
+
+/// How a period ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndedHow {
+    /// It ran its length.
+    Completed,
+    /// A confirmed unlock ended it.
+    Unlocked,
+}
+
+impl EndedHow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndedHow::Completed => "completed",
+            EndedHow::Unlocked => "unlocked",
+        }
+    }
+}
+
+/// `how == "completed"`: the wire name.
+impl PartialEq<&str> for EndedHow {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for EndedHow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -239,11 +403,67 @@ pub struct UnlockStatus {
     pub delay_secs: u64,
 }
 
+/// One entry of the journal `ncd status` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TamperEvent {
     pub unix: i64,
-    pub kind: String,
+    pub kind: EventKind,
     pub detail: String,
+}
+
+/// What a journal entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The wall clock jumped, or the boot clock went back.
+    Clock,
+    /// The machine restarted.
+    Reboot,
+    /// ncdd was not running for a while within one boot.
+    Downtime,
+    /// The state files: damage found, repaired, or a write that failed.
+    State,
+    /// A step of an unlock request.
+    Unlock,
+    /// The period began or ended.
+    Period,
+    /// The root guard found resolver settings changed and put them back.
+    Drift,
+    /// A kind this version does not know (written by a newer one): kept, shown as is.
+    #[serde(other)]
+    Other,
+}
+
+/// The wire name (`clock`, `unlock` …), as in `ncd status --json`.
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(name)) => f.write_str(&name),
+            _ => f.write_str(self.word()),
+        }
+    }
+}
+
+impl EventKind {
+    /// Whether the event is the person's own doing (logged at info) rather than
+    /// something that went wrong or around the boundary (logged as a warning).
+    pub fn is_routine(self) -> bool {
+        matches!(self, EventKind::Unlock | EventKind::Period)
+    }
+
+    /// The word `ncd status` shows.
+    pub fn word(self) -> &'static str {
+        match self {
+            EventKind::Clock => "clock jump",
+            EventKind::Reboot => "reboot",
+            EventKind::Downtime => "downtime",
+            EventKind::State => "state",
+            EventKind::Unlock => "unlock",
+            EventKind::Period => "period",
+            EventKind::Drift => "drift",
+            EventKind::Other => "event",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

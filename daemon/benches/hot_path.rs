@@ -21,7 +21,7 @@ use ncd_config::Config;
 use ncd_daemon::dns::Chain;
 use ncd_daemon::dns::serve::{Transport, respond};
 use ncd_daemon::dns::upstream::Upstreams;
-use ncd_daemon::policy::Policy;
+use ncd_policy::Policy;
 
 const RULES: usize = 100_000;
 
@@ -55,7 +55,7 @@ fn policy_with_list(dir: &Path) -> (Config, Vec<String>) {
 fn matcher(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let (config, names) = policy_with_list(dir.path());
-    let policy = Policy::build(&config, dir.path());
+    let policy = Policy::build(&config, &ncd_state::StateDir::new(dir.path()));
     let listed = names[RULES / 2].clone();
     let subdomain = format!("cdn.www.{listed}");
     let unlisted = "www.allowed-site.example.org".to_string();
@@ -81,8 +81,8 @@ fn blocked_answer(c: &mut Criterion) {
     let (config, names) = policy_with_list(dir.path());
     let chain = runtime.block_on(async {
         let upstreams = Upstreams::build(&config.dns.upstreams, Duration::from_secs(1)).await;
-        let policy = Policy::build(&config, dir.path());
-        Chain::new(Arc::new(policy), Arc::new(upstreams), 10_000, Vec::new(), 3600)
+        let policy = Policy::build(&config, &ncd_state::StateDir::new(dir.path()));
+        Chain::new(Arc::new(policy), Arc::new(upstreams), &config.dns)
     });
     let client: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let request = |name: &str| {

@@ -8,7 +8,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -18,8 +17,10 @@ use ncd_config::lists::parse_list;
 use ncd_config::{Config, ListSource};
 use tokio::sync::mpsc;
 
+use ncd_state::{StateDir, write_atomically};
+
 use crate::dns::upstream::Upstreams;
-use crate::policy::lists::{cache_path, write_atomically};
+use crate::generation::Generations;
 
 /// How often the loop looks at which lists are due.
 const TICK: Duration = Duration::from_secs(60);
@@ -34,7 +35,22 @@ const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 pub trait FetchContext: Send + Sync + 'static {
     fn config(&self) -> Arc<Config>;
     fn upstreams(&self) -> Arc<Upstreams>;
-    fn state_dir(&self) -> &Path;
+    fn state_dir(&self) -> &StateDir;
+}
+
+/// The fetcher follows the generation in force: its lists, its upstreams.
+impl FetchContext for Generations {
+    fn config(&self) -> Arc<Config> {
+        Arc::new(self.current().config.clone())
+    }
+
+    fn upstreams(&self) -> Arc<Upstreams> {
+        self.current().chain.upstreams.clone()
+    }
+
+    fn state_dir(&self) -> &StateDir {
+        Generations::state_dir(self)
+    }
 }
 
 /// Runs forever: downloads due lists and asks for a reload after each success.
@@ -61,7 +77,7 @@ pub async fn fetch_loop(context: Arc<dyn FetchContext>, reload: mpsc::Sender<&'s
         let mut changed = false;
         for source in &config.block.lists {
             let ListSource::Url(url) = source else { continue };
-            let path = cache_path(context.state_dir(), url);
+            let path = context.state_dir().url_list_copy(url);
             let now = SystemTime::now();
             if backoff.get(url).is_some_and(|(_, retry_at)| now < *retry_at) {
                 continue;
@@ -74,7 +90,7 @@ pub async fn fetch_loop(context: Arc<dyn FetchContext>, reload: mpsc::Sender<&'s
                 continue;
             }
             match download(&client, url).await {
-                Ok(bytes) => match write_atomically(&path, &bytes) {
+                Ok(bytes) => match write_atomically(&path, &bytes, None) {
                     Ok(()) => {
                         tracing::info!(%url, bytes = bytes.len(), "blocklist downloaded");
                         backoff.remove(url);

@@ -1,15 +1,19 @@
 //! `ncd-daemon`: the library behind `ncdd`.
 //!
-//! - [`policy`] compiles a config into the rules a query is checked against.
+//! - [`generation`] makes what a rebuild produces (effective config, policy, DNS
+//!   chain) and swaps it in once.
 //! - [`dns`] serves DNS: the resolver chain, cache, upstreams and listeners.
-//! - [`daemon`] wires them together: state dir, reloads, signals, shutdown.
+//! - [`control`] serves the control socket; [`requests`] says what each verb does.
+//! - [`daemon`] wires them together: the loops, signals, shutdown.
+//!
+//! The policy (`ncd-policy`) and the period (`ncd-period`) are crates of their
+//! own, shared with the CLI.
 
 pub mod control;
 pub mod daemon;
 pub mod dns;
 pub mod fetch;
-pub mod period;
-pub mod policy;
+pub mod generation;
 pub mod requests;
 pub mod stats;
 pub mod system;

@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use ncd_daemon::daemon::{ConfigSource, Daemon, Options};
+use ncd_daemon::daemon::{Daemon, Options};
+use ncd_daemon::generation::ConfigSource;
 
 #[derive(Debug, Parser)]
 #[command(name = "ncdd", version, about = "The ncd DNS-filtering daemon")]

@@ -3,24 +3,107 @@
 //! Reading is open to every local user. Changing the commitment is for root and
 //! the person who started the period; starting one (which only ever tightens) is
 //! for root, the user ncdd runs as, and the owner of the config file.
+//!
+//! [`Requests`] holds only what the verbs need: the period, the ledger, the
+//! generations (to read the current one, and to rebuild after a confirmed
+//! unlock), and a few facts about the running daemon for `status`.
 
+use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use ncd_config::DomainName;
-use ncd_config::control::{DaemonStatus, ErrorCode, Method, Status, UnlockScope};
-use serde_json::{Value, json};
+use ncd_config::control::{
+    Answer, CHUNK_CHARS, Challenge, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Extended,
+    Method, Started, Status, UnlockScope,
+};
+use ncd_period::{Period, Refusal, Report};
 
 use crate::control::Handler;
-use crate::daemon::{ConfigSource, Daemon};
-use crate::period::Refusal;
-use crate::policy::{Match, Policy, Verdict};
+use crate::generation::{ConfigSource, Generations};
+use crate::stats::Ledger;
 
-/// How many passage characters the CLI shows at a time.
-const CHUNK_CHARS: usize = 40;
+/// The control verbs' view of the daemon.
+#[derive(Debug)]
+pub struct Requests {
+    period: Arc<Period>,
+    ledger: Arc<Ledger>,
+    generations: Arc<Generations>,
+    started: Instant,
+    /// The DNS addresses served, once bound.
+    listening: Mutex<Vec<SocketAddr>>,
+}
+
+impl Requests {
+    pub fn new(period: Arc<Period>, ledger: Arc<Ledger>, generations: Arc<Generations>) -> Self {
+        Self {
+            period,
+            ledger,
+            generations,
+            started: Instant::now(),
+            listening: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Tells `status` which addresses are served.
+    pub fn set_listening(&self, addresses: &[SocketAddr]) {
+        if let Ok(mut listening) = self.listening.lock() {
+            listening.clear();
+            listening.extend_from_slice(addresses);
+        }
+    }
+
+    pub fn period(&self) -> &Period {
+        &self.period
+    }
+
+    fn may_start(&self, uid: u32) -> bool {
+        let own = rustix::process::geteuid().as_raw();
+        let config_owner = match self.generations.source() {
+            ConfigSource::File(path) => std::fs::metadata(path).ok().map(|m| m.uid()),
+            ConfigSource::Dev => None,
+        };
+        uid == own || config_owner == Some(uid)
+    }
+
+    /// Everything `ncd status` shows.
+    pub fn status(&self) -> Status {
+        let Report {
+            period,
+            unlock,
+            pending,
+            journal,
+            damage,
+        } = self.period.report();
+        let generation = self.generations.current();
+        Status {
+            period,
+            unlock,
+            pending,
+            tamper: journal,
+            blocked: self.ledger.status(),
+            daemon: DaemonStatus {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                uptime_secs: self.started.elapsed().as_secs(),
+                listening: self
+                    .listening
+                    .lock()
+                    .map(|l| l.iter().map(ToString::to_string).collect())
+                    .unwrap_or_default(),
+                rules: generation.policy.block_rules(),
+                damage,
+            },
+            config: ConfigStatus {
+                last_error: self.generations.last_error(),
+            },
+        }
+    }
+}
 
 #[async_trait]
-impl Handler for Daemon {
+impl Handler for Requests {
     fn authorize(&self, uid: u32, method: &Method) -> Result<(), String> {
         if matches!(method, Method::GuardReport { .. }) {
             return if uid == 0 {
@@ -32,7 +115,7 @@ impl Handler for Daemon {
         if !method.is_privileged() || uid == 0 {
             return Ok(());
         }
-        match (self.period().owner(), method) {
+        match (self.period.owner(), method) {
             (Some(owner), _) if owner == uid => Ok(()),
             (Some(_), _) => Err("Only root or the person who started this period can do that.".into()),
             (None, Method::Start { .. }) if self.may_start(uid) => Ok(()),
@@ -44,49 +127,57 @@ impl Handler for Daemon {
         }
     }
 
-    async fn handle(&self, uid: u32, method: Method) -> Result<Value, (ErrorCode, String)> {
-        let period = self.period();
-        let effective = self.effective_config();
+    async fn handle(&self, uid: u32, method: Method) -> Result<Answer, (ErrorCode, String)> {
+        let period = &self.period;
+        let generation = self.generations.current();
+        let effective = &generation.config;
         let result = match method {
-            Method::Status => return Ok(json!(self.status())),
+            Method::Status => return Ok(Answer::Status(Box::new(self.status()))),
             Method::Check { name } => {
                 let name = DomainName::parse(&name).map_err(|e| (ErrorCode::BadRequest, e))?;
-                return Ok(explain(&self.chain().policy, &name));
+                return Ok(Answer::Explanation(ncd_policy::explain(&generation.policy, &name)));
             }
             Method::Start { length_secs, reason } => {
-                let length = length_secs.unwrap_or(effective.period.length.as_secs());
+                let length_secs = length_secs.unwrap_or(effective.period.length.as_secs());
                 period
-                    .start(uid, length, reason, &effective)
-                    .map(|()| json!({ "length_secs": length }))
+                    .start(uid, length_secs, reason, effective)
+                    .map(|()| Answer::Started(Started { length_secs }))
             }
-            Method::Extend { by_secs } => period.extend(by_secs).map(|()| json!({ "extended_by_secs": by_secs })),
+            Method::Extend { by_secs } => period.extend(by_secs).map(|()| {
+                Answer::Extended(Extended {
+                    extended_by_secs: by_secs,
+                })
+            }),
             Method::Unlock { scope, why } => period
                 .request_unlock(
                     scope,
                     why,
-                    &self.file_config(),
+                    &self.generations.file_config(),
                     effective.unlock.delay.as_secs(),
                     effective.unlock.confirm_within.as_secs(),
                 )
-                .map(|()| json!(period.status().1)),
-            Method::UnlockCancel => period.cancel_unlock().map(|()| json!({})),
+                .map(|()| Answer::Unlock(period.report().unlock)),
+            Method::UnlockCancel => period.cancel_unlock().map(|()| Answer::Done(Done {})),
             Method::GuardReport { drift } => {
                 for detail in drift {
-                    period.record("drift", detail);
+                    period.record(EventKind::Drift, detail);
                 }
-                Ok(json!({}))
+                Ok(Answer::Done(Done {}))
             }
-            Method::UnlockChallenge => period
-                .challenge(effective.unlock.challenge_chars)
-                .map(|passage| json!({ "passage": passage, "chunk_chars": CHUNK_CHARS })),
+            Method::UnlockChallenge => period.challenge(effective.unlock.challenge_chars).map(|passage| {
+                Answer::Challenge(Challenge {
+                    passage,
+                    chunk_chars: CHUNK_CHARS,
+                })
+            }),
             Method::UnlockConfirm { typed } => match period.confirm(&typed) {
                 Ok(scope) => {
                     let why = match scope {
                         UnlockScope::End => "the period ended by unlock",
                         UnlockScope::Pending => "held changes applied by unlock",
                     };
-                    self.rebuild(why).await;
-                    Ok(json!({ "scope": scope }))
+                    self.generations.rebuild(why).await;
+                    Ok(Answer::Confirmed(Confirmed { scope }))
                 }
                 Err(refusal) => Err(refusal),
             },
@@ -97,48 +188,5 @@ impl Handler for Daemon {
             Refusal::Mismatch(m) => (ErrorCode::Mismatch, m),
             Refusal::Internal(m) => (ErrorCode::Internal, m),
         })
-    }
-}
-
-impl Daemon {
-    fn may_start(&self, uid: u32) -> bool {
-        let own = rustix::process::geteuid().as_raw();
-        let config_owner = match &self.options().config {
-            ConfigSource::File(path) => std::fs::metadata(path).ok().map(|m| m.uid()),
-            ConfigSource::Dev => None,
-        };
-        uid == own || config_owner == Some(uid)
-    }
-
-    /// Everything `ncd status` shows.
-    pub fn status(&self) -> Status {
-        let (period, unlock, pending, tamper, damage) = self.period().status();
-        let chain = self.chain();
-        Status {
-            period,
-            unlock,
-            pending,
-            tamper,
-            blocked: self.ledger().status(),
-            daemon: DaemonStatus {
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                uptime_secs: self.uptime().as_secs(),
-                listening: self.listening().iter().map(ToString::to_string).collect(),
-                rules: chain.policy.block_rules(),
-                damage,
-            },
-        }
-    }
-}
-
-/// Whether `name` is blocked and by which rule, as `ncd check --json` prints it.
-pub fn explain(policy: &Policy, name: &DomainName) -> Value {
-    let rule = |m: &Match<'_>| json!({ "rule": m.to_string(), "source": policy.source_name(m.source) });
-    match policy.verdict(name.as_str().as_bytes()) {
-        Verdict::Pass => json!({ "name": name.as_str(), "blocked": false }),
-        Verdict::Blocked(m) => json!({ "name": name.as_str(), "blocked": true, "by": rule(&m) }),
-        Verdict::Allowed { rule: r, exception } => json!({
-            "name": name.as_str(), "blocked": false, "by": rule(&r), "allowed_by": rule(&exception),
-        }),
     }
 }

@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -18,7 +18,7 @@ use chrono::{Local, NaiveDate, Timelike};
 use ncd_config::control::BlockedStatus;
 use serde::{Deserialize, Serialize};
 
-use crate::policy::lists::write_atomically;
+use ncd_state::{StateDir, write_atomically};
 
 /// Lookups from one client for one service within this many seconds are one attempt.
 pub const BURST_WINDOW_SECS: u64 = 300;
@@ -57,8 +57,8 @@ impl std::fmt::Debug for Ledger {
 impl Ledger {
     /// Opens the ledger kept in `state_dir` (a damaged file starts a new one: these
     /// are counts, not the commitment).
-    pub fn open(state_dir: &Path) -> Self {
-        let path = state_dir.join("stats.json");
+    pub fn open(state_dir: &StateDir) -> Self {
+        let path = state_dir.stats();
         let days = std::fs::read(&path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -107,7 +107,7 @@ impl Ledger {
             serde_json::to_vec(&*days)
         };
         match bytes {
-            Ok(bytes) => match write_atomically(&self.path, &bytes) {
+            Ok(bytes) => match write_atomically(&self.path, &bytes, None) {
                 Ok(()) => {
                     if self.failing.swap(false, Ordering::Relaxed) {
                         tracing::info!("the attempt counts can be saved again");
@@ -157,19 +157,6 @@ impl Ledger {
     }
 }
 
-/// The service a rule's source stands for, as counted in the ledger; `None` for
-/// the encrypted-DNS guard.
-pub fn service_of(source: &str) -> Option<&str> {
-    if source.starts_with("guard:") {
-        return None;
-    }
-    Some(match source.strip_prefix("service: ") {
-        Some(service) => service,
-        None if source.starts_with("list:") => "your lists",
-        None => "your domains",
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,7 +164,7 @@ mod tests {
     #[test]
     fn a_burst_from_one_client_is_one_attempt() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path());
+        let ledger = Ledger::open(&StateDir::new(dir.path()));
         let phone: IpAddr = "192.168.1.20".parse().unwrap();
         let laptop: IpAddr = "127.0.0.1".parse().unwrap();
         for _ in 0..50 {
@@ -199,17 +186,9 @@ mod tests {
     #[test]
     fn counts_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let ledger = Ledger::open(dir.path());
+        let ledger = Ledger::open(&StateDir::new(dir.path()));
         ledger.record("127.0.0.1".parse().unwrap(), "x");
         ledger.save();
-        assert_eq!(Ledger::open(dir.path()).status().today, 1);
-    }
-
-    #[test]
-    fn sources_map_to_services() {
-        assert_eq!(service_of("service: instagram"), Some("instagram"));
-        assert_eq!(service_of("list: /etc/ncd/a.txt"), Some("your lists"));
-        assert_eq!(service_of("config: [block] domains"), Some("your domains"));
-        assert_eq!(service_of("guard: encrypted DNS bypasses"), None);
+        assert_eq!(Ledger::open(&StateDir::new(dir.path())).status().today, 1);
     }
 }

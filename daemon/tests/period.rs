@@ -707,7 +707,7 @@ fn a_pasted_passage_is_refused_at_a_terminal_and_typing_it_ends_the_period() {
     assert!(exit.success(), "{exit:?}\n{}", tty.text());
     let status = control.status();
     assert!(!status.period.active, "{status:#?}");
-    assert_eq!(status.period.ended.map(|e| e.how).as_deref(), Some("unlocked"));
+    assert_eq!(status.period.ended.map(|e| e.how.as_str()), Some("unlocked"));
 }
 
 // ----- 6. Only the owner ------------------------------------------------------------

@@ -13,8 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ncd_config::control::Method;
-use ncd_daemon::system::stop_guard::StopGuard;
+use ncd_period::stop_guard::StopGuard;
 
 use super::fsutil::{self, Found};
 use super::manifest::Manifest;
@@ -74,7 +73,7 @@ pub fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -> anyho
             &crate::client::resolve_socket(None, &fsutil::under(root, Path::new(plan::CONFIG_PATH))),
         )
     });
-    if let Err(error) = Client::new(socket).call(Method::GuardReport { drift: drift.clone() }) {
+    if let Err(error) = Client::new(socket).guard_report(drift.clone()) {
         eprintln!("ncd guard: could not tell ncdd ({error}); the system log has it");
     }
     Ok(ExitCode::SUCCESS)

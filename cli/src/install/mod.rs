@@ -484,11 +484,11 @@ pub(crate) fn check_no_period(root: &Path, socket: Option<&Path>, state_dir: &Pa
         Err(_) => {}
     }
     let dir = fsutil::under(root, state_dir);
-    match ncd_daemon::period::store::Store::new(&dir).load() {
-        ncd_daemon::period::store::Loaded::Fresh => Ok(()),
-        ncd_daemon::period::store::Loaded::Found { state, .. } if state.commitment.is_none() => Ok(()),
-        ncd_daemon::period::store::Loaded::Found { .. } => anyhow::bail!("{KIND}"),
-        ncd_daemon::period::store::Loaded::Unreadable { damage } => anyhow::bail!(
+    match ncd_period::store::Store::new(&ncd_state::StateDir::new(&dir)).load() {
+        ncd_period::store::Loaded::Fresh => Ok(()),
+        ncd_period::store::Loaded::Found { state, .. } if state.commitment.is_none() => Ok(()),
+        ncd_period::store::Loaded::Found { .. } => anyhow::bail!("{KIND}"),
+        ncd_period::store::Loaded::Unreadable { damage } => anyhow::bail!(
             "Uninstall is not possible: the period state in {} cannot be read ({}), so ncd cannot tell \
              whether a period is running, and assumes one is. Start the daemon (`sudo systemctl start ncd`) \
              and look at `ncd status`.",

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use ncd_config::control::{ErrorCode, MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response};
+use ncd_config::control::{Answer, ErrorCode, MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
@@ -30,7 +30,7 @@ pub const MAX_PER_USER: usize = 16;
 pub trait Handler: Send + Sync + 'static {
     /// May `uid` call `method`?
     fn authorize(&self, uid: u32, method: &Method) -> Result<(), String>;
-    async fn handle(&self, uid: u32, method: Method) -> Result<serde_json::Value, (ErrorCode, String)>;
+    async fn handle(&self, uid: u32, method: Method) -> Result<Answer, (ErrorCode, String)>;
 }
 
 /// Binds the socket, replacing a stale one left by a crash but never a live one.
@@ -173,7 +173,7 @@ async fn answer(line: &[u8], uid: u32, handler: &dyn Handler) -> Response {
         return Response::err(request.id, ErrorCode::Forbidden, message);
     }
     match handler.handle(uid, request.method).await {
-        Ok(result) => Response::ok(request.id, result),
+        Ok(answer) => Response::answer(request.id, &answer),
         Err((code, message)) => Response::err(request.id, code, message),
     }
 }

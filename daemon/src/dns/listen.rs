@@ -10,7 +10,8 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::{Chain, tcp, udp};
+use super::{tcp, udp};
+use crate::generation::Generation;
 
 /// The running DNS listeners and the addresses they really listen on.
 #[derive(Debug)]
@@ -42,7 +43,7 @@ pub enum Sockets {
 /// Binds (or adopts) the sockets and starts serving whatever chain is current. A
 /// socket that is not on loopback is refused unless `lan_clients` (some
 /// `allow_clients` are configured): ncdd is never an open resolver by accident.
-pub async fn bind(sockets: Sockets, lan_clients: bool, chain: Arc<ArcSwap<Chain>>) -> anyhow::Result<Listeners> {
+pub async fn bind(sockets: Sockets, lan_clients: bool, current: Arc<ArcSwap<Generation>>) -> anyhow::Result<Listeners> {
     let mut udp_sockets = Vec::new();
     let mut tcp_listeners = Vec::new();
     let mut bound = Vec::new();
@@ -84,10 +85,10 @@ pub async fn bind(sockets: Sockets, lan_clients: bool, chain: Arc<ArcSwap<Chain>
     let slots = Arc::new(Semaphore::new(tcp::MAX_CONNECTIONS));
     let mut tasks = JoinSet::new();
     for socket in udp_sockets {
-        udp::spawn(socket, chain.clone(), waiting.clone(), &mut tasks);
+        udp::spawn(socket, current.clone(), waiting.clone(), &mut tasks);
     }
     for listener in tcp_listeners {
-        tasks.spawn(tcp::serve(listener, chain.clone(), slots.clone()));
+        tasks.spawn(tcp::serve(listener, current.clone(), slots.clone()));
     }
     Ok(Listeners { bound, tasks })
 }

@@ -1,9 +1,13 @@
 //! The DNS path: client ACL → policy → cache → upstream → answer inspection.
 //!
-//! [`Chain`] holds one generation of everything a query needs, built from one
-//! config. It is swapped whole through an `ArcSwap` when the config or a list
-//! changes, so the query path takes no lock on the policy, and a new generation
-//! starts with an empty cache: a new block bites at once.
+//! [`Chain`] holds everything a query needs, built from one config; it is the DNS
+//! part of a [`Generation`](crate::generation::Generation), swapped whole when the
+//! config or a list changes, so the query path takes no lock on the policy, and a
+//! new generation starts with an empty cache: a new block bites at once.
+//!
+//! The chain dispatches on the [`RuleAction`](ncd_policy::RuleAction) of the rule
+//! that matched; how a blocked answer looks (the answer mode, its TTL) is a reply
+//! setting of the chain's, from `[dns]`.
 
 pub mod cache;
 pub mod listen;
@@ -21,8 +25,9 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{LowerName, Name, RData, RecordType};
 use ipnet::IpNet;
+use ncd_config::{BlockAnswer, DnsConfig};
+use ncd_policy::{Match, Policy, SourceId, Verdict};
 
-use crate::policy::{Match, Policy, SourceId, Verdict};
 use crate::stats::Ledger;
 use cache::Cache;
 use ratelimit::RateLimit;
@@ -42,26 +47,29 @@ pub struct Chain {
     allow_clients: Vec<IpNet>,
     rate_limit: Option<RateLimit>,
     max_ttl: u32,
+    /// How blocked names are answered (`[dns] answer`).
+    answer: BlockAnswer,
+    /// TTL of blocked answers, in seconds.
+    blocked_ttl: u32,
     /// Where blocked attempts are counted (shared by every generation).
     ledger: Option<Arc<Ledger>>,
 }
 
 impl Chain {
-    pub fn new(
-        policy: Arc<Policy>,
-        upstreams: Arc<Upstreams>,
-        cache_size: usize,
-        allow_clients: Vec<IpNet>,
-        max_ttl: u32,
-    ) -> Self {
+    /// A chain answering with `policy`, asking `upstreams`, with the reply and
+    /// client settings of `[dns]`.
+    pub fn new(policy: Arc<Policy>, upstreams: Arc<Upstreams>, dns: &DnsConfig) -> Self {
+        let secs = |d: &ncd_config::HumanDuration| u32::try_from(d.as_secs()).unwrap_or(u32::MAX);
         Self {
             policy,
             upstreams,
-            replies: Cache::new(cache_size),
-            responses: Responses::new(cache_size),
-            allow_clients,
-            rate_limit: None,
-            max_ttl,
+            replies: Cache::new(dns.cache_size),
+            responses: Responses::new(dns.cache_size),
+            allow_clients: dns.allow_clients.clone(),
+            rate_limit: RateLimit::new(dns.client_rate_limit),
+            max_ttl: secs(&dns.max_ttl),
+            answer: dns.answer,
+            blocked_ttl: secs(&dns.blocked_ttl),
             ledger: None,
         }
     }
@@ -69,12 +77,6 @@ impl Chain {
     /// Counts blocked attempts in `ledger`.
     pub fn with_ledger(mut self, ledger: Arc<Ledger>) -> Self {
         self.ledger = Some(ledger);
-        self
-    }
-
-    /// Limits each client other than loopback to `per_second` queries (0: no limit).
-    pub fn with_rate_limit(mut self, per_second: u32) -> Self {
-        self.rate_limit = RateLimit::new(per_second);
         self
     }
 
@@ -153,20 +155,14 @@ impl Chain {
     /// Counts a blocked attempt from `client` against the service the rule came from.
     pub(crate) fn count(&self, client: IpAddr, source: SourceId) {
         if let Some(ledger) = &self.ledger
-            && let Some(service) = crate::stats::service_of(self.policy.source_name(source))
+            && let Some(service) = self.policy.source(source).and_then(ncd_policy::Source::ledger_label)
         {
             ledger.record(client, service);
         }
     }
 
     fn blocked(&self, qname: &LowerName, qtype: RecordType, rule: &Match<'_>) -> Reply {
-        Reply::blocked(
-            &Name::from(qname),
-            qtype,
-            rule,
-            self.policy.answer,
-            self.policy.blocked_ttl,
-        )
+        Reply::blocked(&Name::from(qname), qtype, rule, self.answer, self.blocked_ttl)
     }
 
     /// Looks through an upstream answer for a name the policy blocks: owners and

@@ -8,7 +8,7 @@ use hickory_proto::rr::rdata::{A, AAAA, SOA};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use ncd_config::BlockAnswer;
 
-use crate::policy::{Match, RuleAction};
+use ncd_policy::{Match, RuleAction};
 
 /// RFC 8914 Extended DNS Error info-codes ncdd uses.
 pub const EDE_BLOCKED: u16 = 15;

@@ -35,7 +35,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder, BinEncodable, B
 use super::cache::Cache;
 use super::reply::Reply;
 use super::{Chain, Local};
-use crate::policy::SourceId;
+use ncd_policy::SourceId;
 
 /// The EDNS payload size ncdd advertises and the most it sends over UDP
 /// (DNS Flag Day 2020: no fragmentation).

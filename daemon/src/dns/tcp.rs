@@ -16,8 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::timeout;
 
-use super::Chain;
 use super::serve::{self, Transport};
+use crate::generation::Generation;
 
 /// TCP connections served at once, over all listeners.
 pub const MAX_CONNECTIONS: usize = 256;
@@ -27,7 +27,7 @@ pub const IDLE: Duration = Duration::from_secs(10);
 pub const IDLE_WHEN_BUSY: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` for as long as the task lives.
-pub async fn serve(listener: TcpListener, chain: Arc<ArcSwap<Chain>>, slots: Arc<Semaphore>) {
+pub async fn serve(listener: TcpListener, current: Arc<ArcSwap<Generation>>, slots: Arc<Semaphore>) {
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -42,14 +42,14 @@ pub async fn serve(listener: TcpListener, chain: Arc<ArcSwap<Chain>>, slots: Arc
             tracing::debug!("all TCP slots taken; closing a new connection");
             continue;
         };
-        tokio::spawn(connection(stream, client, chain.clone(), slots.clone(), slot));
+        tokio::spawn(connection(stream, client, current.clone(), slots.clone(), slot));
     }
 }
 
 async fn connection(
     mut stream: TcpStream,
     client: SocketAddr,
-    chain: Arc<ArcSwap<Chain>>,
+    current: Arc<ArcSwap<Generation>>,
     slots: Arc<Semaphore>,
     _slot: OwnedSemaphorePermit,
 ) {
@@ -70,8 +70,8 @@ async fn connection(
         if !matches!(timeout(IDLE, stream.read_exact(&mut request)).await, Ok(Ok(_))) {
             return;
         }
-        let chain = chain.load_full();
-        if !serve::respond(&chain, &request, client, Transport::Tcp, &mut response).await {
+        let generation = current.load_full();
+        if !serve::respond(&generation.chain, &request, client, Transport::Tcp, &mut response).await {
             continue;
         }
         // The encoder's limit over TCP is u16::MAX, so the length always fits.

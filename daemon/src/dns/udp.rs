@@ -11,8 +11,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
-use super::Chain;
 use super::serve::{self, EDNS_PAYLOAD, Step, Transport};
+use crate::generation::Generation;
 
 /// Queries waiting for an upstream at once, over all UDP sockets. Past this, new
 /// cache misses are dropped (the client retries); blocked names and cache hits are
@@ -23,15 +23,15 @@ pub const MAX_WAITING_FOR_UPSTREAM: usize = 4096;
 const MAX_DATAGRAM: usize = 65_535;
 
 /// Starts serving `socket` with one reader per runtime worker.
-pub fn spawn(socket: UdpSocket, chain: Arc<ArcSwap<Chain>>, waiting: Arc<Semaphore>, tasks: &mut JoinSet<()>) {
+pub fn spawn(socket: UdpSocket, current: Arc<ArcSwap<Generation>>, waiting: Arc<Semaphore>, tasks: &mut JoinSet<()>) {
     let socket = Arc::new(socket);
     let readers = tokio::runtime::Handle::current().metrics().num_workers().max(1);
     for _ in 0..readers {
-        tasks.spawn(serve(socket.clone(), chain.clone(), waiting.clone()));
+        tasks.spawn(serve(socket.clone(), current.clone(), waiting.clone()));
     }
 }
 
-async fn serve(socket: Arc<UdpSocket>, chain: Arc<ArcSwap<Chain>>, waiting: Arc<Semaphore>) {
+async fn serve(socket: Arc<UdpSocket>, current: Arc<ArcSwap<Generation>>, waiting: Arc<Semaphore>) {
     let mut request = vec![0u8; MAX_DATAGRAM];
     let mut response = Vec::with_capacity(usize::from(EDNS_PAYLOAD));
     loop {
@@ -43,8 +43,14 @@ async fn serve(socket: Arc<UdpSocket>, chain: Arc<ArcSwap<Chain>>, waiting: Arc<
                 continue;
             }
         };
-        // The chain guard is dropped before any await: a reload never waits on it.
-        let step = serve::start(&chain.load(), &request[..len], client, Transport::Udp, &mut response);
+        // The generation guard is dropped before any await: a reload never waits on it.
+        let step = serve::start(
+            &current.load().chain,
+            &request[..len],
+            client,
+            Transport::Udp,
+            &mut response,
+        );
         match step {
             Step::Reply => send(&socket, &response, client).await,
             Step::Drop => {}
@@ -53,11 +59,11 @@ async fn serve(socket: Arc<UdpSocket>, chain: Arc<ArcSwap<Chain>>, waiting: Arc<
                     tracing::debug!("too many queries waiting for an upstream; dropping one");
                     continue;
                 };
-                let chain = chain.load_full();
+                let generation = current.load_full();
                 let socket = socket.clone();
                 tokio::spawn(async move {
                     let mut response = Vec::new();
-                    pending.finish(&chain, &mut response).await;
+                    pending.finish(&generation.chain, &mut response).await;
                     send(&socket, &response, client).await;
                     drop(permit);
                 });

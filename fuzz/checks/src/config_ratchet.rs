@@ -33,7 +33,7 @@ use std::sync::OnceLock;
 
 use ncd_config::ratchet::{Ratcheted, ratchet, rebase};
 use ncd_config::{Config, ConfigError, ListSource};
-use ncd_daemon::policy::{Policy, Verdict};
+use ncd_policy::{Policy, Verdict};
 
 use crate::fixture::fixture;
 use crate::probe::{blocked, config_names};
@@ -271,7 +271,7 @@ fn check_hold(lock: &Config, edit: &Config) -> Ratcheted {
 
 /// Every probe name some config in `stricter_than` blocks, `effective` blocks too.
 fn check_policies(stricter_than: &[(&Config, &str)], effective: &Config) {
-    let state = fixture().empty_state_dir();
+    let state = ncd_state::StateDir::new(fixture().empty_state_dir());
     let policy = Policy::build(effective, &state);
     let mut configs: Vec<&Config> = stricter_than.iter().map(|(c, _)| *c).collect();
     configs.push(effective);

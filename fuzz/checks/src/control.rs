@@ -25,10 +25,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use ncd_config::control::{ErrorCode, MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response};
+use ncd_config::control::{
+    Answer, ErrorCode, Explanation, MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response,
+};
 use ncd_daemon::control::Handler;
-use ncd_daemon::daemon::{ConfigSource, Daemon, Options};
-use serde_json::{Value, json};
+use ncd_daemon::daemon::{Daemon, Options};
+use ncd_daemon::generation::ConfigSource;
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
@@ -74,15 +77,26 @@ impl Handler for Recorder {
         }
     }
 
-    async fn handle(&self, _uid: u32, method: Method) -> Result<Value, (ErrorCode, String)> {
+    async fn handle(&self, _uid: u32, method: Method) -> Result<Answer, (ErrorCode, String)> {
         let mut s = self.session();
         if method.is_privileged() && !s.allow_privileged {
             s.violations
                 .push(format!("{method:?} was dispatched though authorize refused it"));
         }
         s.handled.push(method.clone());
-        Ok(json!({ "echo": method }))
+        Ok(echo(&method))
     }
+}
+
+/// The recorder's answer: the request itself, in a typed answer's text field, so a
+/// response can be matched to the request it answers.
+fn echo(method: &Method) -> Answer {
+    Answer::Explanation(Explanation {
+        name: serde_json::to_string(method).unwrap_or_default(),
+        blocked: false,
+        by: None,
+        allowed_by: None,
+    })
 }
 
 struct Server {
@@ -198,7 +212,8 @@ fn check_serve(allow_privileged: bool, bytes: &[u8]) {
             Expect::Handled { request } => {
                 authorized.push(request.method.clone());
                 handled.push(request.method.clone());
-                assert_eq!(response.result, Some(json!({ "echo": request.method })), "{line}");
+                let echoed = serde_json::to_value(echo(&request.method)).expect("encode the echo");
+                assert_eq!(response.result, Some(echoed), "{line}");
                 (request.id, true, None)
             }
         };
@@ -285,7 +300,7 @@ fn daemons() -> &'static Daemons {
         };
         let idle = start("idle");
         let owned = start("owned");
-        let effective = owned.effective_config();
+        let effective = owned.generations().current().config.clone();
         owned
             .period()
             .start(OWNER, 86_400, "fuzzing".into(), &effective)
@@ -320,7 +335,7 @@ fn check_authorize(uid: u32, bytes: &[u8]) {
         let method = &request.method;
         for (daemon, owner) in [(&daemons.idle, None), (&daemons.owned, Some(OWNER))] {
             assert_eq!(daemon.period().owner(), owner);
-            let got = Handler::authorize(daemon.as_ref(), uid, method);
+            let got = Handler::authorize(daemon.requests().as_ref(), uid, method);
             let want = may(uid, method, owner, daemons.config_owner);
             assert_eq!(
                 got.is_ok(),

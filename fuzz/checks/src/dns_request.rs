@@ -36,7 +36,7 @@ use ncd_config::Config;
 use ncd_daemon::dns::Chain;
 use ncd_daemon::dns::serve::{EDNS_PAYLOAD, Transport, respond};
 use ncd_daemon::dns::upstream::Upstreams;
-use ncd_daemon::policy::{Policy, Verdict};
+use ncd_policy::{Policy, Verdict};
 use tokio::net::UdpSocket;
 
 use crate::fixture::fixture;
@@ -209,15 +209,8 @@ fn setup() -> &'static Setup {
                 );
                 let config = Config::parse(&text, &fixture.config_path()).expect("the chain config parses");
                 let upstreams = Upstreams::build(&config.dns.upstreams, config.dns.upstream_timeout.0).await;
-                let policy = Policy::build(&config, &fixture.empty_state_dir());
-                let chain = Chain::new(
-                    Arc::new(policy),
-                    Arc::new(upstreams),
-                    config.dns.cache_size,
-                    config.dns.allow_clients.clone(),
-                    u32::try_from(config.dns.max_ttl.as_secs()).unwrap_or(u32::MAX),
-                )
-                .with_rate_limit(config.dns.client_rate_limit);
+                let policy = Policy::build(&config, &ncd_state::StateDir::new(fixture.empty_state_dir()));
+                let chain = Chain::new(Arc::new(policy), Arc::new(upstreams), &config.dns);
                 chains.push(chain);
             }
             Setup {

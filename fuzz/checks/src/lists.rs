@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ncd_config::lists::{LineError, ListRule, parse_list};
 use ncd_config::{Config, DomainName, DomainRule, ListSource, RuleScope};
-use ncd_daemon::policy::{Policy, Verdict};
+use ncd_policy::{Policy, Verdict};
 
 use crate::fixture::fixture;
 
@@ -171,7 +171,7 @@ fn check_compiled(text: &str, rules: &[Rule], errors: &[LineError]) {
     let mut config = Config::default();
     config.guard.encrypted_dns = false;
     config.block.lists = vec![ListSource::File(path)];
-    let policy = Policy::build(&config, &fixture().empty_state_dir());
+    let policy = Policy::build(&config, &ncd_state::StateDir::new(fixture().empty_state_dir()));
 
     let [source] = policy.sources() else {
         panic!("one source expected: {:?}", policy.sources());

@@ -7,7 +7,7 @@ use ncd_config::catalog::SERVICES;
 use ncd_config::guards::GUARD_RULES;
 use ncd_config::lists::parse_list;
 use ncd_config::{Config, DomainName, ListSource};
-use ncd_daemon::policy::{Policy, Verdict};
+use ncd_policy::{Policy, Verdict};
 
 use crate::fixture::{LISTS, fixture};
 

@@ -9,19 +9,27 @@
 //! person's own word and excepts every rule.
 //!
 //! A `Policy` is immutable once built. A reload builds a new one and swaps it in
-//! whole (see `dns::Chain`), so the query path never takes a lock and never sees a
-//! half-loaded list.
+//! whole (see `ncd_daemon::generation`), so the query path never takes a lock and
+//! never sees a half-loaded list.
+//!
+//! `ncd-policy` is shared by the daemon (which answers with it), the CLI (its
+//! offline `ncd check` and `ncd config check`) and the proxy to come. What a
+//! blocked answer looks like (answer mode, TTL) is the DNS chain's business, not
+//! the policy's.
 
+mod explain;
 pub mod lists;
 pub mod matcher;
-
-use std::path::Path;
+mod source;
 
 use ncd_config::guards::{GUARD_RULES, GuardAnswer};
 use ncd_config::lists::parse_list;
-use ncd_config::{BlockAnswer, Config, RuleScope};
+use ncd_config::{Config, RuleScope};
+use ncd_state::StateDir;
 
+pub use explain::explain;
 pub use matcher::{Match, RuleAction, SourceId, SuffixSet};
+pub use source::{GuardKind, Source};
 
 /// What the policy says about a name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,9 +43,9 @@ pub enum Verdict<'a> {
 }
 
 /// Rule counts per source, for `ncd config check` and the logs.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SourceSummary {
-    pub source: String,
+    pub source: Source,
     pub rules: usize,
     /// Lines skipped because they could not be read.
     pub bad_lines: usize,
@@ -53,9 +61,6 @@ pub struct Policy {
     /// The lists' exceptions, each excepting its own list's rules only.
     list_allow: SuffixSet,
     sources: Vec<SourceSummary>,
-    pub answer: BlockAnswer,
-    /// TTL of blocked answers, in seconds.
-    pub blocked_ttl: u32,
 }
 
 /// The most bad lines logged per list; the rest are counted.
@@ -64,15 +69,11 @@ const MAX_LOGGED_BAD_LINES: usize = 20;
 impl Policy {
     /// Compiles `config`. List files are read now; URL lists come from the last good
     /// copy in `state_dir` (fetched in the background, never waited for).
-    pub fn build(config: &Config, state_dir: &Path) -> Self {
-        let mut policy = Policy {
-            answer: config.dns.answer,
-            blocked_ttl: u32::try_from(config.dns.blocked_ttl.as_secs()).unwrap_or(u32::MAX),
-            ..Policy::default()
-        };
+    pub fn build(config: &Config, state_dir: &StateDir) -> Self {
+        let mut policy = Policy::default();
 
         if config.guard.encrypted_dns {
-            let source = policy.add_source("guard: encrypted DNS bypasses".into());
+            let source = policy.add_source(Source::Guard(GuardKind::EncryptedDns));
             for rule in GUARD_RULES {
                 let action = match rule.answer {
                     GuardAnswer::NxDomain => RuleAction::NxDomain,
@@ -90,7 +91,7 @@ impl Policy {
         }
         for service in &config.block.services {
             let service = service.service();
-            let source = policy.add_source(format!("service: {}", service.name));
+            let source = policy.add_source(Source::Service(service.name));
             for domain in service.domains {
                 policy
                     .block
@@ -99,7 +100,7 @@ impl Policy {
             policy.sources[source as usize].rules = service.domains.len();
         }
         if !config.block.domains.is_empty() {
-            let source = policy.add_source("config: [block] domains".into());
+            let source = policy.add_source(Source::Domains);
             for rule in &config.block.domains {
                 policy
                     .block
@@ -108,7 +109,7 @@ impl Policy {
             policy.sources[source as usize].rules = config.block.domains.len();
         }
         if !config.block.allow.is_empty() {
-            let source = policy.add_source("config: [block] allow".into());
+            let source = policy.add_source(Source::Allow);
             for rule in &config.block.allow {
                 policy
                     .allow
@@ -117,7 +118,7 @@ impl Policy {
             policy.sources[source as usize].rules = config.block.allow.len();
         }
         for list in &config.block.lists {
-            let source = policy.add_source(format!("list: {list}"));
+            let source = policy.add_source(Source::List(list.clone()));
             match lists::read(list, state_dir) {
                 Ok(text) => policy.load_list(source, &text),
                 Err(error) => {
@@ -132,10 +133,12 @@ impl Policy {
         policy
     }
 
-    fn add_source(&mut self, source: String) -> SourceId {
+    fn add_source(&mut self, source: Source) -> SourceId {
         self.sources.push(SourceSummary {
             source,
-            ..SourceSummary::default()
+            rules: 0,
+            bad_lines: 0,
+            error: None,
         });
         // More than 65k sources would need that many config entries: saturate.
         SourceId::try_from(self.sources.len() - 1).unwrap_or(SourceId::MAX)
@@ -149,7 +152,10 @@ impl Policy {
             ..
         } = self;
         let summary = &mut sources[source as usize];
-        let label = summary.source.trim_start_matches("list: ").to_string();
+        let label = match &summary.source {
+            Source::List(list) => list.to_string(),
+            other => other.to_string(),
+        };
         // One rule a line is the common case; over-reserving is undone by shrink_to_fit.
         let lines = line_count(text.as_bytes());
         block.reserve(lines, text.len());
@@ -193,9 +199,15 @@ impl Policy {
         }
     }
 
+    /// Where a rule came from.
+    pub fn source(&self, id: SourceId) -> Option<&Source> {
+        self.sources.get(id as usize).map(|s| &s.source)
+    }
+
     /// Where a rule came from, in words.
-    pub fn source_name(&self, id: SourceId) -> &str {
-        self.sources.get(id as usize).map_or("unknown", |s| s.source.as_str())
+    pub fn source_name(&self, id: SourceId) -> String {
+        self.source(id)
+            .map_or_else(|| "unknown".to_string(), ToString::to_string)
     }
 
     pub fn sources(&self) -> &[SourceSummary] {
@@ -230,8 +242,8 @@ mod tests {
     use super::*;
 
     fn policy(toml: &str) -> Policy {
-        let config = Config::parse(toml, Path::new("t.toml")).unwrap();
-        Policy::build(&config, Path::new("/nonexistent"))
+        let config = Config::parse(toml, std::path::Path::new("t.toml")).unwrap();
+        Policy::build(&config, &StateDir::new("/nonexistent"))
     }
 
     fn blocked_by(p: &Policy, name: &str) -> Option<String> {
@@ -304,7 +316,11 @@ mod tests {
     fn a_missing_list_is_reported_and_the_rest_still_blocks() {
         let p = policy("[block]\ndomains=[\"a.example\"]\nlists=[\"/nonexistent/list.txt\"]\n");
         assert!(blocked_by(&p, "a.example").is_some());
-        let list = p.sources().iter().find(|s| s.source.starts_with("list:")).unwrap();
+        let list = p
+            .sources()
+            .iter()
+            .find(|s| matches!(s.source, Source::List(_)))
+            .unwrap();
         assert!(list.error.is_some());
     }
 }

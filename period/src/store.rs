@@ -14,10 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use super::clock::Reading;
 use super::commitment::Commitment;
-use crate::policy::lists::write_atomically;
-use ncd_config::control::{EndedPeriod, TamperEvent};
+use ncd_config::control::{EndedPeriod, EventKind, TamperEvent};
+use ncd_state::{StateDir, checksum, remove_stale_temp_files, write_atomically};
 
-const FILES: [&str; 2] = ["period.json", "period.copy.json"];
 const MAGIC: &str = "ncd-state v1";
 /// Tamper events kept (the oldest are dropped).
 const MAX_EVENTS: usize = 100;
@@ -37,16 +36,14 @@ pub struct State {
 impl State {
     /// Adds an event to the journal `ncd status` shows (clock changes, reboots,
     /// downtime, state damage, and every step of an unlock).
-    pub fn record(&mut self, unix: i64, kind: &str, detail: String) {
-        match kind {
-            "unlock" | "period" => tracing::info!(kind, "{detail}"),
-            _ => tracing::warn!(kind, "{detail}"),
+    pub fn record(&mut self, unix: i64, kind: EventKind, detail: String) {
+        let word = kind.word();
+        if kind.is_routine() {
+            tracing::info!(kind = word, "{detail}");
+        } else {
+            tracing::warn!(kind = word, "{detail}");
         }
-        self.tamper.push(TamperEvent {
-            unix,
-            kind: kind.into(),
-            detail,
-        });
+        self.tamper.push(TamperEvent { unix, kind, detail });
         if self.tamper.len() > MAX_EVENTS {
             let excess = self.tamper.len() - MAX_EVENTS;
             self.tamper.drain(..excess);
@@ -67,21 +64,25 @@ pub enum Loaded {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    dir: PathBuf,
+    dir: StateDir,
+    copies: [PathBuf; 2],
 }
 
 impl Store {
-    pub fn new(dir: &Path) -> Self {
-        Self { dir: dir.to_path_buf() }
+    pub fn new(dir: &StateDir) -> Self {
+        Self {
+            dir: dir.clone(),
+            copies: dir.period_copies(),
+        }
     }
 
     /// The state dir.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.dir.path()
     }
 
     fn path(&self, i: usize) -> PathBuf {
-        self.dir.join(FILES[i])
+        self.copies[i].clone()
     }
 
     pub fn load(&self) -> Loaded {
@@ -89,7 +90,7 @@ impl Store {
         let mut damage = Vec::new();
         let mut found = Vec::new();
         let mut any_exists = false;
-        for i in 0..FILES.len() {
+        for i in 0..self.copies.len() {
             let path = self.path(i);
             match std::fs::read(&path) {
                 Ok(bytes) => {
@@ -129,28 +130,18 @@ impl Store {
     /// Removes the temp files of writes that a crash or a kill cut short (each
     /// process names its own, so they would pile up over many restarts).
     fn remove_stale_temp_files(&self) {
-        let own = format!(".{}.tmp", std::process::id());
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            let ours = FILES.iter().any(|file| {
-                name.strip_prefix('.')
-                    .and_then(|rest| rest.strip_prefix(file))
-                    .is_some_and(|rest| rest.starts_with('.') && rest.ends_with(".tmp"))
-            });
-            if ours && !name.ends_with(&own) {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
+        let names: Vec<&str> = self
+            .copies
+            .iter()
+            .filter_map(|p| p.file_name().and_then(|n| n.to_str()))
+            .collect();
+        remove_stale_temp_files(self.dir.path(), &names);
     }
 
     /// The bodies of the copies whose checksum fails but which still parse: not to
     /// be believed (the damage may be an edit), only to make things stricter.
     pub fn salvage(&self) -> Vec<State> {
-        (0..FILES.len())
+        (0..self.copies.len())
             .filter_map(|i| std::fs::read(self.path(i)).ok())
             .filter(|bytes| decode(bytes).is_err())
             .filter_map(|bytes| decode_unverified(&bytes))
@@ -160,8 +151,8 @@ impl Store {
     /// Writes both copies, one after the other, so one is whole at any moment.
     pub fn save(&self, state: &State) -> std::io::Result<()> {
         let bytes = encode(state)?;
-        for i in 0..FILES.len() {
-            write_atomically(&self.path(i), &bytes)?;
+        for i in 0..self.copies.len() {
+            write_atomically(&self.path(i), &bytes, None)?;
         }
         Ok(())
     }
@@ -191,17 +182,11 @@ fn decode_unverified(bytes: &[u8]) -> Option<State> {
     serde_json::from_str(body.trim_end()).ok()
 }
 
-/// FNV-1a, 64 bit: catches truncation, bit rot and hand edits (not root with a
-/// calculator, which nothing local can).
-fn checksum(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FILES: [&str; 2] = ["period.json", "period.copy.json"];
 
     fn state(seq: u64) -> State {
         State {
@@ -213,7 +198,7 @@ mod tests {
     #[test]
     fn round_trips_and_prefers_the_newest_copy() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
+        let store = Store::new(&StateDir::new(dir.path()));
         assert!(matches!(store.load(), Loaded::Fresh));
         store.save(&state(3)).unwrap();
         match store.load() {
@@ -225,7 +210,7 @@ mod tests {
     #[test]
     fn one_damaged_or_missing_copy_is_recovered_and_reported() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
+        let store = Store::new(&StateDir::new(dir.path()));
         store.save(&state(5)).unwrap();
         let primary = dir.path().join(FILES[0]);
         let text = std::fs::read_to_string(&primary).unwrap();
@@ -246,7 +231,7 @@ mod tests {
     #[test]
     fn stale_temp_files_of_cut_writes_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
+        let store = Store::new(&StateDir::new(dir.path()));
         store.save(&state(2)).unwrap();
         let stale = dir.path().join(".period.json.4242424.tmp");
         let other = dir.path().join(".stats.json.4242424.tmp");
@@ -260,7 +245,7 @@ mod tests {
     #[test]
     fn a_copy_that_parses_despite_its_checksum_is_only_salvage() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
+        let store = Store::new(&StateDir::new(dir.path()));
         store.save(&state(4)).unwrap();
         for file in FILES {
             let path = dir.path().join(file);
@@ -278,7 +263,7 @@ mod tests {
     #[test]
     fn no_readable_copy_is_unreadable_not_fresh() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
+        let store = Store::new(&StateDir::new(dir.path()));
         store.save(&state(1)).unwrap();
         std::fs::write(dir.path().join(FILES[0]), b"ncd-state v1 00\n{").unwrap();
         std::fs::write(dir.path().join(FILES[1]), b"").unwrap();

@@ -15,14 +15,17 @@
 pub mod clock;
 pub mod commitment;
 pub mod credit;
+pub mod stop_guard;
 pub mod store;
 
-use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ncd_config::Config;
-use ncd_config::control::{EndedPeriod, PeriodStatus, UnlockScope, UnlockState, UnlockStatus};
+use ncd_config::control::{
+    EndedHow, EndedPeriod, EventKind, PeriodStatus, TamperEvent, UnlockScope, UnlockState, UnlockStatus,
+};
 use ncd_config::ratchet::ratchet;
+use ncd_state::StateDir;
 
 use clock::Clock;
 use commitment::Commitment;
@@ -43,6 +46,19 @@ pub enum Refusal {
     Mismatch(String),
     #[error("{0}")]
     Internal(String),
+}
+
+/// The period's part of `ncd status`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Report {
+    pub period: PeriodStatus,
+    pub unlock: UnlockStatus,
+    /// Loosenings held back by the ratchet, in words.
+    pub pending: Vec<String>,
+    /// The journal, most recent last.
+    pub journal: Vec<TamperEvent>,
+    /// State damage found at start.
+    pub damage: Vec<String>,
 }
 
 /// What a tick saw that the daemon must act on.
@@ -78,7 +94,7 @@ impl Period {
     /// Loads the period from `state_dir`. `strictest` is the strictest config known
     /// (the last good one): if the state is unreadable, a period holding it is
     /// assumed, so damage never opens anything.
-    pub fn open(state_dir: &Path, clock: Arc<dyn Clock>, strictest: &Config) -> Self {
+    pub fn open(state_dir: &StateDir, clock: Arc<dyn Clock>, strictest: &Config) -> Self {
         let store = Store::new(state_dir);
         let now = clock.read();
         let ran_here_before = has_run_here_before(state_dir);
@@ -88,7 +104,7 @@ impl Period {
                 // outside it (the system log) when that is what it looks like.
                 if ran_here_before {
                     tracing::warn!(
-                        dir = %state_dir.display(),
+                        dir = %state_dir.path().display(),
                         "no saved period, though ncdd has run here before: if a period was running, its files were deleted"
                     );
                 }
@@ -127,7 +143,7 @@ impl Period {
             }
         };
         for problem in &damage {
-            state.record(now.wall_unix, "state", problem.clone());
+            state.record(now.wall_unix, EventKind::State, problem.clone());
         }
         let last_saved_served = state.commitment.as_ref().map_or(0, |c| c.served_secs);
         let period = Self {
@@ -186,13 +202,13 @@ impl Period {
             }
             inner.state.record(
                 now.wall_unix,
-                "unlock",
+                EventKind::Unlock,
                 "the unlock request expired unconfirmed; nothing changed".into(),
             );
             must_save = true;
         }
         if inner.state.commitment.as_ref().is_some_and(Commitment::is_complete) {
-            end(&mut inner.state, now.wall_unix, "completed");
+            end(&mut inner.state, now.wall_unix, EndedHow::Completed);
             inner.pending.clear();
             outcome.ended = true;
             must_save = true;
@@ -216,7 +232,7 @@ impl Period {
                     let unix = self.clock.read().wall_unix;
                     inner
                         .state
-                        .record(unix, "state", "the period state can be saved again".into());
+                        .record(unix, EventKind::State, "the period state can be saved again".into());
                     inner.state.seq += 1;
                     let _ = self.store.save(&inner.state);
                 }
@@ -239,9 +255,9 @@ impl Period {
              but changes to the period are refused until it can be saved"
         );
         let unix = self.clock.read().wall_unix;
-        inner.state.tamper.push(ncd_config::control::TamperEvent {
+        inner.state.tamper.push(TamperEvent {
             unix,
-            kind: "state".into(),
+            kind: EventKind::State,
             detail: format!(
                 "cannot save the period state ({text}); it goes on in memory and blocking continues, \
                  but changes to the period are refused until it can be saved"
@@ -301,7 +317,7 @@ impl Period {
     }
 
     /// Adds an event from outside the period (e.g. resolver drift) to the journal.
-    pub fn record(&self, kind: &str, detail: String) {
+    pub fn record(&self, kind: EventKind, detail: String) {
         let unix = self.clock.read().wall_unix;
         let mut inner = self.lock();
         inner.state.record(unix, kind, detail);
@@ -386,7 +402,7 @@ impl Period {
             ncd_config::duration::in_words(request.delay_secs)
         );
         let unix = self.clock.read().wall_unix;
-        inner.state.record(unix, "unlock", detail);
+        inner.state.record(unix, EventKind::Unlock, detail);
         self.save_or_refuse(&mut inner, before)
     }
 
@@ -398,7 +414,9 @@ impl Period {
             return Err(Refusal::Conflict("There is no unlock request to withdraw.".into()));
         }
         let unix = self.clock.read().wall_unix;
-        inner.state.record(unix, "unlock", "unlock request withdrawn".into());
+        inner
+            .state
+            .record(unix, EventKind::Unlock, "unlock request withdrawn".into());
         self.save_or_refuse(&mut inner, before)
     }
 
@@ -453,7 +471,7 @@ impl Period {
         let target = request.target.clone();
         c.unlock = None;
         match (scope, target) {
-            (UnlockScope::End, _) => end(&mut inner.state, now.wall_unix, "unlocked"),
+            (UnlockScope::End, _) => end(&mut inner.state, now.wall_unix, EndedHow::Unlocked),
             (UnlockScope::Pending, Some(target)) => {
                 let (file_then, lock_then) = *target;
                 c.locked = ncd_config::ratchet::rebase(&file_then, &lock_then, &c.locked);
@@ -466,7 +484,7 @@ impl Period {
         }
         inner.state.record(
             now.wall_unix,
-            "unlock",
+            EventKind::Unlock,
             format!("unlock confirmed ({})", scope_words(scope)),
         );
         self.save_or_refuse(&mut inner, before)?;
@@ -474,15 +492,7 @@ impl Period {
     }
 
     /// The period part of `ncd status`.
-    pub fn status(
-        &self,
-    ) -> (
-        PeriodStatus,
-        UnlockStatus,
-        Vec<String>,
-        Vec<ncd_config::control::TamperEvent>,
-        Vec<String>,
-    ) {
+    pub fn report(&self) -> Report {
         let inner = self.lock();
         let period = match &inner.state.commitment {
             Some(c) => PeriodStatus {
@@ -512,13 +522,13 @@ impl Period {
                 delay_secs: r.delay_secs,
             })
             .unwrap_or_default();
-        (
+        Report {
             period,
             unlock,
-            inner.pending.clone(),
-            inner.state.tamper.clone(),
-            inner.damage.clone(),
-        )
+            pending: inner.pending.clone(),
+            journal: inner.state.tamper.clone(),
+            damage: inner.damage.clone(),
+        }
     }
 
     /// True while a period runs (cheap: for the once-a-second tick).
@@ -527,18 +537,14 @@ impl Period {
     }
 }
 
-/// Left in the state dir by the first start, so that a later start without the
-/// period's files can tell "deleted" from "never written".
-const RAN_HERE: &str = "period.ran-here";
-
 /// True when ncdd has started with this state dir before; marks it for next time.
 /// (The last good config cannot tell: ncdd writes it just before the period is
 /// read, on the very first start too. Only when it is older than a minute does it
 /// count, for state dirs from before the marker.)
-fn has_run_here_before(state_dir: &Path) -> bool {
-    let marker = state_dir.join(RAN_HERE);
+fn has_run_here_before(state_dir: &StateDir) -> bool {
+    let marker = state_dir.ran_here_marker();
     let marked = marker.exists();
-    let old_config = std::fs::metadata(state_dir.join("config.last-good.toml"))
+    let old_config = std::fs::metadata(state_dir.last_good_config())
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.elapsed().ok())
@@ -574,25 +580,25 @@ fn no_period() -> Refusal {
     Refusal::Conflict("No period is running.".into())
 }
 
-fn end(state: &mut State, unix: i64, how: &str) {
+fn end(state: &mut State, unix: i64, how: EndedHow) {
     if let Some(c) = state.commitment.take() {
-        tracing::info!(how, "the period ended");
+        tracing::info!(how = how.as_str(), "the period ended");
         state.ended = Some(EndedPeriod {
             reason: c.reason,
             length_secs: c.length_secs,
             served_secs: c.served_secs.min(c.length_secs),
-            how: how.into(),
+            how,
             ended_unix: unix,
         });
-        state.record(unix, "period", format!("the period ended ({how})"));
+        state.record(unix, EventKind::Period, format!("the period ended ({how})"));
     }
 }
 
-fn describe(event: &ClockEvent) -> (&'static str, String) {
+fn describe(event: &ClockEvent) -> (EventKind, String) {
     let d = ncd_config::duration::in_words;
     match *event {
         ClockEvent::WallJump { by_secs } => (
-            "clock",
+            EventKind::Clock,
             format!(
                 "the wall clock moved {} by {}; time served is unaffected",
                 if by_secs > 0 { "forward" } else { "back" },
@@ -603,7 +609,7 @@ fn describe(event: &ClockEvent) -> (&'static str, String) {
             offline_secs,
             credited_secs,
         } if offline_secs < 0 => (
-            "reboot",
+            EventKind::Reboot,
             format!(
                 "restarted with the clock {} behind; credited {}",
                 d(offline_secs.unsigned_abs()),
@@ -614,16 +620,16 @@ fn describe(event: &ClockEvent) -> (&'static str, String) {
             offline_secs,
             credited_secs,
         } => (
-            "reboot",
+            EventKind::Reboot,
             format!(
                 "the machine was off for {}; credited {}",
                 d(offline_secs as u64),
                 d(credited_secs)
             ),
         ),
-        ClockEvent::Downtime { secs } => ("downtime", format!("ncdd was not running for {}", d(secs))),
+        ClockEvent::Downtime { secs } => (EventKind::Downtime, format!("ncdd was not running for {}", d(secs))),
         ClockEvent::BootClockWentBack => (
-            "clock",
+            EventKind::Clock,
             "the boot clock went back within one boot; nothing credited".to_string(),
         ),
     }

@@ -64,7 +64,7 @@ impl StopGuard {
         let path = path.to_path_buf();
         let present = std::fs::read_to_string(&path).is_ok_and(|t| t == TEXT);
         let result = match (period_running, present) {
-            (true, false) => crate::policy::lists::write_atomically(&path, TEXT.as_bytes()).map(|()| true),
+            (true, false) => ncd_state::write_atomically(&path, TEXT.as_bytes(), None).map(|()| true),
             (false, true) => std::fs::remove_file(&path).map(|()| true),
             _ => Ok(false),
         };

@@ -61,7 +61,7 @@ proptest! {
         text.push_str(&exceptions.iter().map(|(n, e)| format!("\"{}{n}\"", if *e { "=" } else { "" })).collect::<Vec<_>>().join(", "));
         text.push_str("]\n");
         let config = ncd_config::Config::parse(&text, std::path::Path::new("p.toml")).unwrap();
-        let policy = super::Policy::build(&config, std::path::Path::new("/nonexistent"));
+        let policy = super::Policy::build(&config, &ncd_state::StateDir::new("/nonexistent"));
         let blocked = matches!(policy.verdict(query.as_bytes()), super::Verdict::Blocked(_));
         prop_assert_eq!(blocked, covered(&rules, &query) && !covered(&exceptions, &query));
     }

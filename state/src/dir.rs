@@ -1,0 +1,77 @@
+//! The state dir (`/var/lib/ncd`, or a temp dir under `ncdd --dev`) and the name
+//! of every file in it.
+
+use std::path::{Path, PathBuf};
+
+/// A state dir. Every file ncd keeps there is named by a method here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// The period's two checksummed copies (see `ncd_period::store`).
+    pub fn period_copies(&self) -> [PathBuf; 2] {
+        [self.root.join("period.json"), self.root.join("period.copy.json")]
+    }
+
+    /// Left by the first start, so a later start without the period's files can
+    /// tell "deleted" from "never written".
+    pub fn ran_here_marker(&self) -> PathBuf {
+        self.root.join("period.ran-here")
+    }
+
+    /// The text of the last config that loaded: used when ncdd starts on a broken file.
+    pub fn last_good_config(&self) -> PathBuf {
+        self.root.join("config.last-good.toml")
+    }
+
+    /// The urge ledger: blocked attempts per service per day.
+    pub fn stats(&self) -> PathBuf {
+        self.root.join("stats.json")
+    }
+
+    /// The control socket of `ncdd --dev` when no other is given.
+    pub fn dev_control_socket(&self) -> PathBuf {
+        self.root.join("control.sock")
+    }
+
+    /// The last good download of the URL list `url`.
+    pub fn url_list_copy(&self, url: &str) -> PathBuf {
+        // A stable file name per URL, readable enough in a directory listing.
+        self.root
+            .join("lists")
+            .join(format!("{:016x}.txt", crate::checksum(url.as_bytes())))
+    }
+}
+
+impl AsRef<Path> for StateDir {
+    fn as_ref(&self) -> &Path {
+        &self.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_copies_keep_their_names_across_versions() {
+        // Copies downloaded by earlier versions must still be found after an upgrade.
+        let dir = StateDir::new("/s");
+        assert_eq!(
+            dir.url_list_copy("http://127.0.0.1:9/list.txt"),
+            PathBuf::from("/s/lists").join(format!("{:016x}.txt", crate::checksum(b"http://127.0.0.1:9/list.txt")))
+        );
+        assert_eq!(dir.period_copies()[1], PathBuf::from("/s/period.copy.json"));
+    }
+}
