@@ -503,3 +503,122 @@ fn the_guard_puts_back_drifted_resolver_settings_during_a_period_and_keeps_the_s
     ok(&fake.ncd(&["uninstall"]));
     assert_eq!(fake.read("etc/resolv.conf"), "nameserver 10.0.0.1\nsearch lan\n");
 }
+
+/// The numbered steps a run printed.
+fn steps(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| {
+            l.trim_start()
+                .split_once(". ")
+                .is_some_and(|(n, _)| n.parse::<u32>().is_ok())
+        })
+        .collect()
+}
+
+/// `ncd uninstall --dry-run` prints exactly the steps the real uninstall then prints
+/// and carries out (here with a kept config and a put-back original too).
+#[test]
+fn uninstall_dry_run_prints_the_steps_the_real_uninstall_performs() {
+    for fake in [Fake::resolved(), Fake::network_manager(), Fake::plain()] {
+        let before = walk(&fake.root);
+        ok(&fake.install(&[]));
+        fake.write("etc/ncd/ncd.toml", "[block]\nservices = [\"instagram\"]\n", 0o644);
+        let dry = ok(&fake.ncd(&["uninstall", "--dry-run"]));
+        let real = ok(&fake.ncd(&["uninstall"]));
+        assert!(steps(&dry).len() > 5, "{dry}");
+        assert_eq!(steps(&dry), steps(&real));
+        assert!(dry.contains("Keep /etc/ncd/ncd.toml"), "{dry}");
+        assert!(real.contains("/etc/ncd/ncd.toml was kept"), "{real}");
+        std::fs::remove_file(fake.root.join("etc/ncd/ncd.toml")).unwrap();
+        let mut after = walk(&fake.root);
+        after.remove(Path::new("etc/ncd"));
+        assert_eq!(after, before);
+    }
+}
+
+/// The manifest keeps the resolver and platform names it has always stored, and a
+/// manifest written with them is read back by the guard and by uninstall.
+#[test]
+fn a_manifest_with_the_old_flavour_names_still_loads() {
+    let manifest = "var/lib/ncd-root/install-manifest.json";
+    for (fake, name) in [
+        (Fake::resolved(), "systemd-resolved"),
+        (Fake::network_manager(), "networkmanager"),
+        (Fake::plain(), "resolv.conf"),
+        (Fake::new(), "resolv.conf"),
+    ] {
+        let before = walk(&fake.root);
+        ok(&fake.install(&[]));
+        let mut json: serde_json::Value = serde_json::from_str(&fake.read(manifest)).unwrap();
+        assert_eq!(json["resolver"], name);
+        assert_eq!(json["platform"], "linux");
+        // Written back by hand, the names as plain strings: what every ncd so far wrote.
+        json["resolver"] = serde_json::Value::String(name.into());
+        fake.write(manifest, &json.to_string(), 0o600);
+        assert!(ok(&fake.ncd(&["guard"])).contains("nothing to guard"));
+        ok(&fake.ncd(&["uninstall"]));
+        assert_eq!(walk(&fake.root), before);
+    }
+    // macOS (under a root that is not the live system, so nothing is run).
+    let fake = Fake::new();
+    ok(&fake.install(&["--platform", "macos", "--macos-services", "Wi-Fi=Empty"]));
+    let json: serde_json::Value = serde_json::from_str(&fake.read(manifest)).unwrap();
+    assert_eq!(json["resolver"], "macos");
+    assert_eq!(json["platform"], "macos");
+}
+
+/// An unknown resolver name is refused as a damaged manifest, not guessed at.
+#[test]
+fn a_manifest_with_an_unknown_flavour_is_refused() {
+    let fake = Fake::plain();
+    ok(&fake.install(&[]));
+    let manifest = "var/lib/ncd-root/install-manifest.json";
+    let mut json: serde_json::Value = serde_json::from_str(&fake.read(manifest)).unwrap();
+    json["resolver"] = serde_json::Value::String("openresolv".into());
+    fake.write(manifest, &json.to_string(), 0o600);
+    let installed = walk(&fake.root);
+    let err = refused(&fake.ncd(&["uninstall"]));
+    assert!(err.contains("install manifest") && err.contains("damaged"), "{err}");
+    assert_eq!(walk(&fake.root), installed);
+}
+
+/// systemd-resolved: during a period the guard rewrites a drifted drop-in with the
+/// routes of the config as it is now.
+#[test]
+fn the_guard_puts_back_a_drifted_resolved_dropin() {
+    let fake = Fake::resolved();
+    fake.write("etc/ncd/ncd.toml", "[block]\nservices = [\"instagram\"]\n", 0o644);
+    let before = walk(&fake.root);
+    ok(&fake.install(&[]));
+    let managed = fake.read("etc/systemd/resolved.conf.d/99-ncd.conf");
+    let store = Store::new(&ncd_state::StateDir::new(fake.root.join("var/lib/ncd")));
+    store
+        .save(&State {
+            seq: 1,
+            commitment: Some(commitment()),
+            ..State::default()
+        })
+        .unwrap();
+    fake.write(
+        "etc/systemd/resolved.conf.d/99-ncd.conf",
+        "[Resolve]\nDNS=9.9.9.9\n",
+        0o644,
+    );
+    let out = fake.ncd(&["guard"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("99-ncd.conf had been changed; ncd put it back"));
+    assert_eq!(fake.read("etc/systemd/resolved.conf.d/99-ncd.conf"), managed);
+    assert!(ok(&fake.ncd(&["guard"])).contains("as ncd left them"));
+    store
+        .save(&State {
+            seq: 2,
+            ..State::default()
+        })
+        .unwrap();
+    ok(&fake.ncd(&["guard"]));
+    ok(&fake.ncd(&["uninstall"]));
+    // Back as it was, but for what the period left: its state and the guard's drop-in dirs.
+    let mut after = walk(&fake.root);
+    after.retain(|path, _| !path.starts_with("var") && !path.starts_with("run/systemd/system"));
+    assert_eq!(after, before);
+}

@@ -1,7 +1,6 @@
 //! Small file-system helpers: paths under the root, hashes, atomic writes, and what
 //! is at a path now.
 
-use std::io::Write;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
@@ -18,12 +17,7 @@ pub fn under(root: &Path, path: &Path) -> PathBuf {
 
 /// FNV-1a, 64 bits, as `fnv1a64:<hex>`: enough to notice an edit (not a security check).
 pub fn hash(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("fnv1a64:{h:016x}")
+    format!("fnv1a64:{:016x}", ncd_state::checksum(bytes))
 }
 
 /// What is at a path now (without following a final symlink).
@@ -69,19 +63,7 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 
 /// Writes `bytes` with `mode` to a temp file beside `path`, then renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
-    let tmp = temp_name(path);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        sync_dir(path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    ncd_state::write_atomically(path, bytes, Some(mode))
 }
 
 /// Makes `path` a symlink to `target`, atomically replacing what is there.

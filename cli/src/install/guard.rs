@@ -13,10 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ncd_period::stop_guard::StopGuard;
-
 use super::fsutil::{self, Found};
 use super::manifest::Manifest;
+use super::period::{self, PeriodRunning, period_running};
 use super::plan;
 use crate::client::Client;
 
@@ -30,8 +29,12 @@ pub struct GuardArgs {
 
 pub fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -> anyhow::Result<ExitCode> {
     let root = args.root.as_path();
-    let running = super::check_no_period(root, socket, state_dir).is_err();
-    StopGuard::at(root.to_path_buf()).set(running);
+    // Fail closed: a period nobody can read is guarded as one that runs.
+    let running = match period_running(root, socket, state_dir) {
+        PeriodRunning::No => false,
+        PeriodRunning::Yes | PeriodRunning::Unknown { .. } => true,
+    };
+    set_stop_guard(root, running);
     if !running {
         println!("No period is running: nothing to guard.");
         return Ok(ExitCode::SUCCESS);
@@ -40,18 +43,21 @@ pub fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -> anyho
         println!("ncd is not installed here (no install manifest): only the stop guard was set.");
         return Ok(ExitCode::SUCCESS);
     };
+    let takeover = plan::takeover(root, manifest.resolver)?;
     let mut drift = Vec::new();
-    for (path, contents) in expected_resolver_files(root, &manifest.resolver)? {
-        let full = fsutil::under(root, &path);
-        let matches = matches!(fsutil::look(&full)?, Found::File { ref bytes, .. } if *bytes == contents);
+    for file in &takeover.files {
+        // Only what install wrote: a file it never recorded, uninstall could not undo.
+        let Some(record) = manifest.files.iter_mut().find(|f| f.path == file.path) else {
+            continue;
+        };
+        let full = fsutil::under(root, &file.path);
+        let matches = matches!(fsutil::look(&full)?, Found::File { ref bytes, .. } if *bytes == file.contents);
         if matches {
             continue;
         }
-        fsutil::write_atomically(&full, &contents, 0o644)?;
-        if let Some(record) = manifest.files.iter_mut().find(|f| f.path == path) {
-            record.hash = fsutil::hash(&contents);
-        }
-        drift.push(format!("{} had been changed; ncd put it back", path.display()));
+        fsutil::write_atomically(&full, &file.contents, file.mode)?;
+        record.hash = fsutil::hash(&file.contents);
+        drift.push(format!("{} had been changed; ncd put it back", file.path.display()));
     }
     if drift.is_empty() {
         println!("The resolver settings are as ncd left them.");
@@ -62,54 +68,22 @@ pub fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -> anyho
         eprintln!("ncd guard: {line}");
     }
     if root == Path::new("/") {
-        for argv in reload_commands(&manifest.resolver) {
-            let _ = std::process::Command::new(argv[0]).args(&argv[1..]).status();
+        for reload in &takeover.reload {
+            if let Some((program, args)) = reload.argv.split_first() {
+                let _ = std::process::Command::new(program).args(args).status();
+            }
         }
     }
     // Best effort: ncdd records it in the journal `ncd status` shows.
-    let socket = socket.map(Path::to_path_buf).unwrap_or_else(|| {
-        fsutil::under(
-            root,
-            &crate::client::resolve_socket(None, &fsutil::under(root, Path::new(plan::CONFIG_PATH))),
-        )
-    });
+    let socket = socket.map_or_else(|| period::default_socket(root), Path::to_path_buf);
     if let Err(error) = Client::new(socket).guard_report(drift.clone()) {
         eprintln!("ncd guard: could not tell ncdd ({error}); the system log has it");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The resolver files install wrote for this flavour, as they should read now.
-fn expected_resolver_files(root: &Path, flavour: &str) -> anyhow::Result<Vec<(PathBuf, Vec<u8>)>> {
-    Ok(match flavour {
-        "systemd-resolved" => {
-            let (config, _) = plan::effective_config(root)?;
-            let text = plan::resolved_dropin(&plan::blocked_domains(&config));
-            vec![(
-                PathBuf::from("/etc/systemd/resolved.conf.d/99-ncd.conf"),
-                text.into_bytes(),
-            )]
-        }
-        "networkmanager" => {
-            vec![(
-                PathBuf::from("/etc/NetworkManager/conf.d/99-ncd.conf"),
-                plan::NM_DROPIN.as_bytes().to_vec(),
-            )]
-        }
-        "resolv.conf" => vec![(PathBuf::from("/etc/resolv.conf"), plan::RESOLV_CONF.as_bytes().to_vec())],
-        _ => Vec::new(),
-    })
-}
-
-fn reload_commands(flavour: &str) -> Vec<Vec<&'static str>> {
-    match flavour {
-        "systemd-resolved" => {
-            vec![
-                vec!["systemctl", "reload-or-restart", "systemd-resolved"],
-                vec!["resolvectl", "flush-caches"],
-            ]
-        }
-        "networkmanager" => vec![vec!["nmcli", "general", "reload"]],
-        _ => Vec::new(),
-    }
+/// Puts the stop-guard drop-ins in place while a period runs, and removes them after.
+fn set_stop_guard(root: &Path, period_running: bool) {
+    use ncd_period::stop_guard::StopGuard;
+    StopGuard::at(root.to_path_buf()).set(period_running);
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::flavour::Flavour;
 use super::fsutil;
+use super::plan::Platform;
 
 /// Where the manifest lives, relative to the root: root's own directory (0700, see
 /// systemd/ncd.tmpfiles), not /var/lib/ncd, which systemd hands to the `ncd` user.
@@ -20,11 +22,11 @@ pub const FORMAT: u32 = 1;
 pub struct Manifest {
     /// Bumped when the layout changes; uninstall refuses a format it does not know.
     pub format: u32,
-    /// "linux" or "macos".
-    pub platform: String,
-    /// The resolver flavour taken over: "systemd-resolved", "networkmanager",
-    /// "resolv.conf" or "macos".
-    pub resolver: String,
+    /// Stored as "linux" or "macos".
+    pub platform: Platform,
+    /// The resolver flavour taken over, stored as "systemd-resolved",
+    /// "networkmanager", "resolv.conf" or "macos".
+    pub resolver: Flavour,
     /// Directories install created, parents first. Uninstall removes them, last
     /// first, when they are empty.
     pub dirs_created: Vec<PathBuf>,
@@ -83,6 +85,21 @@ pub struct CommandRecord {
 }
 
 impl Manifest {
+    /// The record of an install that has not written anything yet.
+    pub fn new(platform: Platform, resolver: Flavour) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            platform,
+            resolver,
+            dirs_created: Vec::new(),
+            files: Vec::new(),
+            settings: Vec::new(),
+            commands: Vec::new(),
+            uninstall_before: Vec::new(),
+            uninstall_after: Vec::new(),
+        }
+    }
+
     pub fn path(root: &Path) -> PathBuf {
         fsutil::under(root, Path::new(MANIFEST))
     }

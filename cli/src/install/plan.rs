@@ -1,53 +1,30 @@
-//! What install would do, worked out from the layout under the root, before anything
-//! is touched: a list of [`Step`]s that `--dry-run` prints and apply carries out.
+//! What install would do, worked out from the layout under the root before anything
+//! is touched: a [`Plan`] of [`Step`]s that `--dry-run` prints and apply carries out.
+//! Each part of the install (binaries, config, service units, resolver takeover, the
+//! directories they need) is one small function returning its steps.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ncd_config::Config;
+use serde::{Deserialize, Serialize};
 
+use super::flavour::{Flavour, Takeover};
 use super::fsutil::{self, Found};
-use super::units;
+use super::{Describe, Where, show, size, units};
 
 /// The example config and the list it names, installed when there is no config.
 const EXAMPLE_CONFIG: &str = include_str!("../../../examples/ncd.toml");
 const EXAMPLE_LIST: &str = include_str!("../../../examples/lists/social.hosts");
 pub const CONFIG_PATH: &str = "/etc/ncd/ncd.toml";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The system installed for; stored in the manifest as "linux" or "macos".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Platform {
     Linux,
     Macos,
-}
-
-/// Who manages the system resolver, and so how ncd takes it over.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Flavour {
-    Resolved,
-    NetworkManager,
-    ResolvConf,
-    Macos,
-}
-
-impl Flavour {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Flavour::Resolved => "systemd-resolved",
-            Flavour::NetworkManager => "networkmanager",
-            Flavour::ResolvConf => "resolv.conf",
-            Flavour::Macos => "macos",
-        }
-    }
-
-    pub fn words(&self) -> &'static str {
-        match self {
-            Flavour::Resolved => "systemd-resolved manages DNS here",
-            Flavour::NetworkManager => "NetworkManager writes /etc/resolv.conf here",
-            Flavour::ResolvConf => "/etc/resolv.conf is a plain file here",
-            Flavour::Macos => "macOS: DNS is set per network service",
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -74,11 +51,46 @@ pub enum Step {
     Run { argv: Vec<String>, why: String },
 }
 
+impl Describe for Step {
+    fn describe(&self, at: &Where) -> anyhow::Result<String> {
+        Ok(match self {
+            Step::Dir { path } => format!("Create the directory {}", show(path)),
+            Step::Write {
+                path,
+                contents,
+                mode,
+                what,
+                ..
+            } => {
+                let replacing = match fsutil::look(&fsutil::under(at.root, path))? {
+                    Found::Absent => String::new(),
+                    Found::Symlink { target } => {
+                        format!(", replacing the link to {} (kept to put back)", target.display())
+                    }
+                    _ => ", replacing what is there (a copy is kept to put back)".into(),
+                };
+                format!(
+                    "Write {} — {what} ({}, mode {mode:04o}){replacing}",
+                    show(path),
+                    size(contents.len())
+                )
+            }
+            Step::Setting {
+                what, previous, new, ..
+            } => format!("Set the {what} to {new} (now: {previous}; saved to put back)"),
+            Step::Run { argv, why } => format!("Run `{}` to {why}{}", argv.join(" "), at.listed()),
+        })
+    }
+}
+
+/// Everything install would do, as if nothing were installed yet.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub flavour: Flavour,
     pub steps: Vec<Step>,
+    /// Commands uninstall runs before putting files back (stop the service).
     pub uninstall_before: Vec<Vec<String>>,
+    /// Commands uninstall runs after putting files back (reload the resolver).
     pub uninstall_after: Vec<Vec<String>>,
 }
 
@@ -100,36 +112,20 @@ fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| (*w).to_string()).collect()
 }
 
-/// Works out who manages the resolver under `root`.
-pub fn detect(root: &Path, platform: Platform) -> anyhow::Result<Flavour> {
-    if platform == Platform::Macos {
-        return Ok(Flavour::Macos);
+fn run(words: &[&str], why: &str) -> Step {
+    Step::Run {
+        argv: argv(words),
+        why: why.into(),
     }
-    let resolv = fsutil::under(root, Path::new("/etc/resolv.conf"));
-    let found = fsutil::look(&resolv).with_context(|| format!("Could not look at {}", resolv.display()))?;
-    let nm = fsutil::under(root, Path::new("/etc/NetworkManager")).is_dir();
-    match found {
-        Found::Symlink { target } => {
-            let t = target.to_string_lossy();
-            if t.contains("run/systemd/resolve/") {
-                Ok(Flavour::Resolved)
-            } else if nm && t.contains("run/NetworkManager/") {
-                Ok(Flavour::NetworkManager)
-            } else {
-                anyhow::bail!(
-                    "{} links to {}, a resolver manager ncd does not know how to take over (it knows \
-                     systemd-resolved, NetworkManager and a plain file). Nothing was changed.",
-                    resolv.display(),
-                    target.display()
-                )
-            }
-        }
-        Found::File { .. } if nm => Ok(Flavour::NetworkManager),
-        Found::File { .. } | Found::Absent => Ok(Flavour::ResolvConf),
-        Found::Other => anyhow::bail!(
-            "{} is neither a file nor a link. Nothing was changed.",
-            resolv.display()
-        ),
+}
+
+fn write(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>, mode: u32, what: &str) -> Step {
+    Step::Write {
+        path: path.into(),
+        contents: contents.into(),
+        mode,
+        what: what.to_string(),
+        keep_if_edited: false,
     }
 }
 
@@ -148,43 +144,6 @@ pub fn blocked_domains(config: &Config) -> Vec<String> {
     set.into_iter().collect()
 }
 
-pub fn resolved_dropin(domains: &[String]) -> String {
-    let routes: Vec<String> = domains.iter().map(|d| format!("~{d}")).collect();
-    // Only in the settings: the template's comments name the placeholder too.
-    let mut text = String::new();
-    for line in units::RESOLVED_DROPIN.lines() {
-        if line.starts_with('#') {
-            text.push_str(line);
-        } else {
-            text.push_str(&line.replace("@BLOCKED_DOMAINS@", &routes.join(" ")));
-        }
-        text.push('\n');
-    }
-    text
-}
-
-pub const NM_DROPIN: &str = "\
-# Installed by `ncd install`; `ncd uninstall` removes it.
-# Global DNS overrides every connection's own: all queries go to ncd.
-[global-dns]
-
-[global-dns-domain-*]
-servers=127.0.0.1,::1
-";
-
-pub const RESOLV_CONF: &str = "\
-# Managed by ncd: every query goes to the ncd DNS filter on this machine.
-# The original is kept in /var/lib/ncd-root/install-backup/etc/resolv.conf;
-# `sudo ncd uninstall` puts it back.
-nameserver 127.0.0.1
-nameserver ::1
-options edns0 trust-ad
-";
-
-pub fn macos_resolver_file() -> &'static str {
-    "# Installed by `ncd install`: names in this domain go to ncd.\nnameserver 127.0.0.1\nnameserver ::1\n"
-}
-
 /// The config install will leave in place: the person's own, else the example.
 pub fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
     let path = fsutil::under(root, Path::new(CONFIG_PATH));
@@ -199,247 +158,243 @@ pub fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
         })?;
         Ok((config, true))
     } else {
-        let config = Config::parse(EXAMPLE_CONFIG, Path::new("/etc/ncd/ncd.toml"))
+        let config = Config::parse(EXAMPLE_CONFIG, Path::new(CONFIG_PATH))
             .map_err(|e| anyhow::anyhow!("the example config does not parse: {e}"))?;
         Ok((config, false))
     }
 }
 
-fn read_binary(from: &Path, name: &str) -> anyhow::Result<Vec<u8>> {
-    let path = from.join(name);
-    std::fs::read(&path).with_context(|| {
-        format!(
-            "Could not read {} to install it. Build both binaries first (`cargo build --release`), \
-             or say where they are with --from DIR",
-            path.display()
-        )
-    })
-}
-
-fn write(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>, mode: u32, what: &str) -> Step {
-    Step::Write {
-        path: path.into(),
-        contents: contents.into(),
-        mode,
-        what: what.to_string(),
-        keep_if_edited: false,
-    }
+/// The resolver takeover for the config install leaves in place: what install
+/// writes, and what `ncd guard` expects to find.
+pub fn takeover(root: &Path, flavour: Flavour) -> anyhow::Result<Takeover> {
+    let (config, _) = effective_config(root)?;
+    Ok(flavour.takeover(&blocked_domains(&config)))
 }
 
 /// The full plan, as if nothing were installed yet.
 pub fn plan(request: &Request) -> anyhow::Result<Plan> {
     let root = &request.root;
-    let flavour = detect(root, request.platform)?;
+    let flavour = Flavour::detect(root, request.platform)?;
     let (config, config_exists) = effective_config(root)?;
-    let domains = blocked_domains(&config);
+    let takeover = flavour.takeover(&blocked_domains(&config));
     let bin = &request.bin_dir;
-    let ncdd_path = bin.join("ncdd");
-    let mut steps = vec![
-        write(
-            bin.join("ncd"),
-            read_binary(&request.from, "ncd")?,
-            0o755,
-            "the ncd command",
-        ),
-        write(
-            &ncdd_path,
-            read_binary(&request.from, "ncdd")?,
-            0o755,
-            "the ncdd daemon",
-        ),
-    ];
+    let mut steps = binaries(request)?;
     if !config_exists {
-        steps.push(Step::Write {
-            path: CONFIG_PATH.into(),
-            contents: EXAMPLE_CONFIG.into(),
-            mode: 0o644,
-            what: "the config, from the example; yours to edit".into(),
-            keep_if_edited: true,
-        });
-        steps.push(Step::Write {
-            path: "/etc/ncd/lists/social.hosts".into(),
-            contents: EXAMPLE_LIST.into(),
-            mode: 0o644,
-            what: "the blocklist the example config names".into(),
-            keep_if_edited: true,
-        });
+        steps.extend(example_config());
     }
-    let mut uninstall_before = Vec::new();
-    let mut uninstall_after = Vec::new();
-    let ncdd = ncdd_path.to_string_lossy().into_owned();
-    let ncd = format!("{} ", bin.join("ncd").to_string_lossy());
+    let (mut uninstall_before, mut uninstall_after) = (Vec::new(), Vec::new());
     match request.platform {
         Platform::Linux => {
-            for (name, text) in units::SYSTEMD_UNITS {
-                // ncdd first: "/usr/bin/ncd" is a prefix of "/usr/bin/ncdd".
-                let text = text
-                    .replace(units::PACKAGED_NCDD, &ncdd)
-                    .replace(units::PACKAGED_NCD, &ncd);
-                steps.push(write(
-                    format!("/etc/systemd/system/{name}"),
-                    text,
-                    0o644,
-                    &format!("the systemd unit {name}"),
-                ));
-            }
-            steps.push(write(
-                "/etc/sysusers.d/ncd.conf",
-                units::SYSUSERS,
-                0o644,
-                "the ncd system user",
-            ));
-            steps.push(write(
-                "/etc/tmpfiles.d/ncd.conf",
-                units::TMPFILES,
-                0o644,
-                "the directories ncd needs (/etc/ncd, /run/ncd, /var/lib/ncd-root)",
-            ));
-            for (words, why) in [
-                (
-                    &["systemd-sysusers", "/etc/sysusers.d/ncd.conf"][..],
-                    "create the ncd user",
-                ),
-                (
-                    &["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/ncd.conf"][..],
-                    "create those directories",
-                ),
-                (&["systemctl", "daemon-reload"][..], "let systemd read the new units"),
-                (
-                    &[
-                        "systemctl",
-                        "enable",
-                        "--now",
-                        "ncd.socket",
-                        "ncd-control.socket",
-                        "ncd.service",
-                        "ncd-guard.path",
-                        "ncd-guard.timer",
-                    ][..],
-                    "start ncd now and at every boot",
-                ),
-            ] {
-                steps.push(Step::Run {
-                    argv: argv(words),
-                    why: why.into(),
-                });
-            }
-            uninstall_before.push(argv(&[
-                "systemctl",
-                "disable",
-                "--now",
-                "ncd-guard.timer",
-                "ncd-guard.path",
-                "ncd.service",
-                "ncd.socket",
-                "ncd-control.socket",
-            ]));
+            steps.extend(systemd_units(bin));
+            steps.extend(state_dirs());
+            steps.extend(enable_commands());
+            uninstall_before.push(disable_command());
             uninstall_after.push(argv(&["systemctl", "daemon-reload"]));
         }
         Platform::Macos => {
-            let plist = format!("/Library/LaunchDaemons/{}.plist", units::LAUNCHD_LABEL);
-            steps.push(write(
-                &plist,
-                units::LAUNCHD_PLIST.replace(units::PLIST_NCDD, &ncdd),
-                0o644,
-                "the launchd job",
-            ));
-            steps.push(Step::Run {
-                argv: argv(&["launchctl", "bootstrap", "system", &plist]),
-                why: "start ncd now and at every boot".into(),
-            });
-            uninstall_before.push(argv(&[
-                "launchctl",
-                "bootout",
-                &format!("system/{}", units::LAUNCHD_LABEL),
-            ]));
+            steps.extend(launchd_job(bin));
+            uninstall_before.push(bootout_command());
         }
     }
     // The resolver last: ncd is already answering when the system starts asking it.
-    match flavour {
-        Flavour::Resolved => {
-            steps.push(write(
-                "/etc/systemd/resolved.conf.d/99-ncd.conf",
-                resolved_dropin(&domains),
+    steps.extend(resolver_takeover(&takeover, request)?);
+    uninstall_after.extend(takeover.reload.iter().map(|r| r.argv.clone()));
+    Ok(Plan {
+        flavour,
+        steps: with_dirs(root, steps),
+        uninstall_before,
+        uninstall_after,
+    })
+}
+
+/// `ncd` and `ncdd`, copied from `request.from`.
+fn binaries(request: &Request) -> anyhow::Result<Vec<Step>> {
+    let read = |name: &str| {
+        let path = request.from.join(name);
+        std::fs::read(&path).with_context(|| {
+            format!(
+                "Could not read {} to install it. Build both binaries first (`cargo build --release`), \
+                 or say where they are with --from DIR",
+                path.display()
+            )
+        })
+    };
+    Ok(vec![
+        write(request.bin_dir.join("ncd"), read("ncd")?, 0o755, "the ncd command"),
+        write(request.bin_dir.join("ncdd"), read("ncdd")?, 0o755, "the ncdd daemon"),
+    ])
+}
+
+/// The example config and its list, when there is no config: the person's to edit.
+fn example_config() -> Vec<Step> {
+    let keep = |path: &str, contents: &str, what: &str| Step::Write {
+        path: path.into(),
+        contents: contents.into(),
+        mode: 0o644,
+        what: what.into(),
+        keep_if_edited: true,
+    };
+    vec![
+        keep(
+            CONFIG_PATH,
+            EXAMPLE_CONFIG,
+            "the config, from the example; yours to edit",
+        ),
+        keep(
+            "/etc/ncd/lists/social.hosts",
+            EXAMPLE_LIST,
+            "the blocklist the example config names",
+        ),
+    ]
+}
+
+/// The service, socket and guard units, naming the installed binaries.
+fn systemd_units(bin: &Path) -> Vec<Step> {
+    let ncdd = bin.join("ncdd").to_string_lossy().into_owned();
+    let ncd = format!("{} ", bin.join("ncd").to_string_lossy());
+    units::SYSTEMD_UNITS
+        .iter()
+        .map(|(name, text)| {
+            // ncdd first: "/usr/bin/ncd" is a prefix of "/usr/bin/ncdd".
+            let text = text
+                .replace(units::PACKAGED_NCDD, &ncdd)
+                .replace(units::PACKAGED_NCD, &ncd);
+            write(
+                format!("/etc/systemd/system/{name}"),
+                text,
                 0o644,
-                "the systemd-resolved drop-in sending DNS to ncd",
-            ));
-            let reload = [
-                argv(&["systemctl", "reload-or-restart", "systemd-resolved"]),
-                argv(&["resolvectl", "flush-caches"]),
-            ];
-            for (a, why) in reload
-                .iter()
-                .zip(["make systemd-resolved read it", "forget cached answers"])
-            {
-                steps.push(Step::Run {
-                    argv: a.clone(),
-                    why: why.into(),
-                });
-            }
-            uninstall_after.extend(reload);
-        }
-        Flavour::NetworkManager => {
-            steps.push(write(
-                "/etc/NetworkManager/conf.d/99-ncd.conf",
-                NM_DROPIN,
-                0o644,
-                "the NetworkManager global DNS setting",
-            ));
-            let reload = argv(&["nmcli", "general", "reload"]);
-            steps.push(Step::Run {
-                argv: reload.clone(),
-                why: "make NetworkManager rewrite /etc/resolv.conf".into(),
-            });
-            uninstall_after.push(reload);
-        }
-        Flavour::ResolvConf => {
-            steps.push(write(
-                "/etc/resolv.conf",
-                RESOLV_CONF,
-                0o644,
-                "the resolver file, pointing at ncd",
-            ));
-        }
-        Flavour::Macos => {
-            for domain in &domains {
-                steps.push(write(
-                    format!("/etc/resolver/{domain}"),
-                    macos_resolver_file(),
-                    0o644,
-                    &format!("the resolver for {domain}"),
-                ));
-            }
-            let services = match &request.macos_services {
-                Some(services) => services.clone(),
-                None => macos_services()?,
-            };
-            for (service, previous) in services {
-                steps.push(Step::Setting {
-                    what: format!("DNS servers of the network service \"{service}\""),
-                    new: "127.0.0.1 ::1".into(),
-                    apply: argv(&["networksetup", "-setdnsservers", &service, "127.0.0.1", "::1"]),
-                    restore: ["networksetup", "-setdnsservers", &service]
-                        .into_iter()
-                        .map(str::to_string)
-                        .chain(previous.split_whitespace().map(str::to_string))
-                        .collect(),
-                    previous,
-                });
-            }
-            let flush = [
-                argv(&["dscacheutil", "-flushcache"]),
-                argv(&["killall", "-HUP", "mDNSResponder"]),
-            ];
-            for a in &flush {
-                steps.push(Step::Run {
-                    argv: a.clone(),
-                    why: "forget cached answers".into(),
-                });
-            }
-            uninstall_after.extend(flush);
-        }
+                &format!("the systemd unit {name}"),
+            )
+        })
+        .collect()
+}
+
+/// The `ncd` user and the directories systemd makes for it.
+fn state_dirs() -> Vec<Step> {
+    vec![
+        write(
+            "/etc/sysusers.d/ncd.conf",
+            units::SYSUSERS,
+            0o644,
+            "the ncd system user",
+        ),
+        write(
+            "/etc/tmpfiles.d/ncd.conf",
+            units::TMPFILES,
+            0o644,
+            "the directories ncd needs (/etc/ncd, /run/ncd, /var/lib/ncd-root)",
+        ),
+    ]
+}
+
+/// Create the user and directories, then enable and start the units.
+fn enable_commands() -> Vec<Step> {
+    vec![
+        run(&["systemd-sysusers", "/etc/sysusers.d/ncd.conf"], "create the ncd user"),
+        run(
+            &["systemd-tmpfiles", "--create", "/etc/tmpfiles.d/ncd.conf"],
+            "create those directories",
+        ),
+        run(&["systemctl", "daemon-reload"], "let systemd read the new units"),
+        run(
+            &[
+                "systemctl",
+                "enable",
+                "--now",
+                "ncd.socket",
+                "ncd-control.socket",
+                "ncd.service",
+                "ncd-guard.path",
+                "ncd-guard.timer",
+            ],
+            "start ncd now and at every boot",
+        ),
+    ]
+}
+
+/// What uninstall runs first on Linux: stop and disable every unit.
+fn disable_command() -> Vec<String> {
+    argv(&[
+        "systemctl",
+        "disable",
+        "--now",
+        "ncd-guard.timer",
+        "ncd-guard.path",
+        "ncd.service",
+        "ncd.socket",
+        "ncd-control.socket",
+    ])
+}
+
+fn launchd_plist() -> String {
+    format!("/Library/LaunchDaemons/{}.plist", units::LAUNCHD_LABEL)
+}
+
+/// The launchd job on macOS, naming the installed daemon, and its start.
+fn launchd_job(bin: &Path) -> Vec<Step> {
+    let plist = launchd_plist();
+    let ncdd = bin.join("ncdd").to_string_lossy().into_owned();
+    vec![
+        write(
+            &plist,
+            units::LAUNCHD_PLIST.replace(units::PLIST_NCDD, &ncdd),
+            0o644,
+            "the launchd job",
+        ),
+        run(
+            &["launchctl", "bootstrap", "system", &plist],
+            "start ncd now and at every boot",
+        ),
+    ]
+}
+
+/// What uninstall runs first on macOS: stop the job.
+fn bootout_command() -> Vec<String> {
+    argv(&["launchctl", "bootout", &format!("system/{}", units::LAUNCHD_LABEL)])
+}
+
+/// The takeover's files, the macOS network services' DNS servers, then the reloads.
+fn resolver_takeover(takeover: &Takeover, request: &Request) -> anyhow::Result<Vec<Step>> {
+    let mut steps: Vec<Step> = takeover
+        .files
+        .iter()
+        .map(|f| write(&f.path, f.contents.clone(), f.mode, &f.what))
+        .collect();
+    if request.platform == Platform::Macos {
+        let services = match &request.macos_services {
+            Some(services) => services.clone(),
+            None => macos_services()?,
+        };
+        steps.extend(
+            services
+                .into_iter()
+                .map(|(service, previous)| dns_servers(&service, previous)),
+        );
     }
-    // Directories the writes need, parents first, plus the manifest's.
+    steps.extend(takeover.reload.iter().map(|r| Step::Run {
+        argv: r.argv.clone(),
+        why: r.why.into(),
+    }));
+    Ok(steps)
+}
+
+/// Point a macOS network service's DNS servers at ncd, saving the old ones.
+fn dns_servers(service: &str, previous: String) -> Step {
+    Step::Setting {
+        what: format!("DNS servers of the network service \"{service}\""),
+        new: "127.0.0.1 ::1".into(),
+        apply: argv(&["networksetup", "-setdnsservers", service, "127.0.0.1", "::1"]),
+        restore: argv(&["networksetup", "-setdnsservers", service])
+            .into_iter()
+            .chain(previous.split_whitespace().map(str::to_string))
+            .collect(),
+        previous,
+    }
+}
+
+/// `steps` after the directories their writes (and the manifest) need that are
+/// missing under the root, parents first.
+fn with_dirs(root: &Path, steps: Vec<Step>) -> Vec<Step> {
     let mut dirs = BTreeSet::new();
     let targets = steps
         .iter()
@@ -458,12 +413,7 @@ pub fn plan(request: &Request) -> anyhow::Result<Plan> {
     // BTreeSet order puts every parent before its children.
     let mut all: Vec<Step> = dirs.into_iter().map(|path| Step::Dir { path }).collect();
     all.extend(steps);
-    Ok(Plan {
-        flavour,
-        steps: all,
-        uninstall_before,
-        uninstall_after,
-    })
+    all
 }
 
 /// Network services and their current DNS servers, from `networksetup` (macOS only).

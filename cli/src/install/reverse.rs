@@ -1,0 +1,190 @@
+//! Uninstall as a plan: the manifest undone in reverse, worked out before anything is
+//! touched as a list of [`Undo`] steps. The same list is printed (for `--dry-run` and
+//! for the real run, by `print_plan`) and then carried out by [`undo`].
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use super::fsutil::{self, Found};
+use super::manifest::{self, FileRecord, Manifest, Previous};
+use super::{Describe, Where, run, show};
+
+/// One step of an uninstall.
+#[derive(Debug, Clone)]
+pub enum Undo {
+    /// Run a command the manifest names (stop the service, reload the resolver).
+    Run { argv: Vec<String> },
+    /// Set a setting back with the command the manifest saved.
+    SetBack {
+        what: String,
+        previous: String,
+        restore: Vec<String>,
+    },
+    /// Remove a file install wrote, or put back what it replaced.
+    Restore(FileRecord),
+    /// Leave a file the person edited since (their config): nothing is done.
+    Keep { path: PathBuf },
+    /// Remove the manifest, then the directories install created, when empty.
+    Forget { dirs: Vec<PathBuf> },
+}
+
+impl Describe for Undo {
+    fn describe(&self, at: &Where) -> anyhow::Result<String> {
+        let listed = at.listed();
+        Ok(match self {
+            Undo::Run { argv } => format!("Run `{}`{listed}", argv.join(" ")),
+            Undo::SetBack {
+                what,
+                previous,
+                restore,
+            } => format!("Set the {what} back to {previous} with `{}`{listed}", restore.join(" ")),
+            Undo::Restore(record) => match &record.previous {
+                Previous::Absent => format!("Remove {} ({})", show(&record.path), record.what),
+                Previous::File { backup, mode, .. } => format!(
+                    "Put back the original {} (mode {mode:04o}) from {}",
+                    show(&record.path),
+                    show(backup)
+                ),
+                Previous::Symlink { target } => {
+                    format!("Put back {} as a link to {}", show(&record.path), target.display())
+                }
+            },
+            Undo::Keep { path } => format!("Keep {}: it is yours now (you edited it)", show(path)),
+            Undo::Forget { .. } => format!(
+                "Remove the install record {} and the directories ncd created, when empty",
+                show(Path::new(manifest::MANIFEST))
+            ),
+        })
+    }
+}
+
+/// The manifest undone, last things first: stop the service, set settings back, put
+/// files back (in the reverse of the order they were written), reload, forget.
+/// Refuses, changing nothing, when a file ncd wrote was edited since (unless `force`).
+pub fn reverse(root: &Path, manifest: &Manifest, force: bool) -> anyhow::Result<Vec<Undo>> {
+    let mut restore = Vec::new();
+    let mut kept = Vec::new();
+    let mut edited = Vec::new();
+    for record in &manifest.files {
+        match file_state(root, record, force)? {
+            FileState::Restore => restore.push(Undo::Restore(record.clone())),
+            FileState::Gone => {}
+            FileState::Keep => kept.push(Undo::Keep {
+                path: record.path.clone(),
+            }),
+            FileState::Edited => edited.push(record.path.clone()),
+        }
+    }
+    if !edited.is_empty() {
+        let list: Vec<String> = edited
+            .iter()
+            .map(|p| format!("  {}", show(&fsutil::under(root, p))))
+            .collect();
+        anyhow::bail!(
+            "These files were installed by ncd and changed since, so ncd will not remove them:\n{}\n\
+             Put back what ncd wrote, or run `ncd uninstall --force` to remove them anyway. Nothing was changed.",
+            list.join("\n")
+        );
+    }
+    let runs = |commands: &[Vec<String>]| {
+        commands
+            .iter()
+            .map(|argv| Undo::Run { argv: argv.clone() })
+            .collect::<Vec<_>>()
+    };
+    let mut steps = runs(&manifest.uninstall_before);
+    steps.extend(manifest.settings.iter().map(|s| Undo::SetBack {
+        what: s.what.clone(),
+        previous: s.previous.clone(),
+        restore: s.restore.clone(),
+    }));
+    steps.extend(restore.into_iter().rev());
+    steps.extend(kept);
+    steps.extend(runs(&manifest.uninstall_after));
+    steps.push(Undo::Forget {
+        dirs: manifest.dirs_created.clone(),
+    });
+    Ok(steps)
+}
+
+enum FileState {
+    /// Still as written (or forced): removed or put back.
+    Restore,
+    /// Gone already, and nothing to put back.
+    Gone,
+    /// The person's, edited since: left in place.
+    Keep,
+    /// Ours, edited since: uninstall refuses.
+    Edited,
+}
+
+fn file_state(root: &Path, record: &FileRecord, force: bool) -> anyhow::Result<FileState> {
+    let disk = fsutil::under(root, &record.path);
+    let found = fsutil::look(&disk).with_context(|| format!("Could not look at {}", disk.display()))?;
+    let intact = matches!(&found, Found::File { bytes, .. } if fsutil::hash(bytes) == record.hash);
+    Ok(if intact || force && !record.keep_if_edited {
+        FileState::Restore
+    } else if found == Found::Absent && record.previous == Previous::Absent {
+        FileState::Gone
+    } else if record.keep_if_edited {
+        FileState::Keep
+    } else {
+        FileState::Edited
+    })
+}
+
+/// Carries out `steps`, dropping each file from the manifest (saved) once it is
+/// back, so an interrupted uninstall can be run again. Returns whether a command failed.
+pub fn undo(root: &Path, steps: &[Undo], manifest: &mut Manifest, live: bool) -> anyhow::Result<bool> {
+    let mut failed = false;
+    // Uninstall's commands are not recorded: the record goes at the end.
+    let mut log = Vec::new();
+    for step in steps {
+        match step {
+            Undo::Run { argv } => failed |= !run(argv, live, &mut log)?,
+            Undo::SetBack { restore, .. } => failed |= !run(restore, live, &mut log)?,
+            Undo::Restore(record) => {
+                put_back(root, record)?;
+                manifest.files.retain(|f| f.path != record.path);
+                manifest.save(root)?;
+            }
+            Undo::Keep { .. } => {}
+            Undo::Forget { dirs } => {
+                let manifest_disk = Manifest::path(root);
+                fsutil::remove(&manifest_disk)
+                    .with_context(|| format!("Could not remove {}", manifest_disk.display()))?;
+                for dir in dirs.iter().rev() {
+                    // Only empty ones: anything else in them is not ours to delete.
+                    let _ = std::fs::remove_dir(fsutil::under(root, dir));
+                }
+            }
+        }
+    }
+    Ok(failed)
+}
+
+/// Removes the file `record` describes, or puts back what was there before.
+fn put_back(root: &Path, record: &FileRecord) -> anyhow::Result<()> {
+    let disk = fsutil::under(root, &record.path);
+    match &record.previous {
+        Previous::Absent => fsutil::remove(&disk).with_context(|| format!("Could not remove {}", disk.display())),
+        Previous::Symlink { target } => fsutil::symlink_atomically(&disk, target)
+            .with_context(|| format!("Could not put back the link {}", disk.display())),
+        Previous::File { backup, mode, hash } => {
+            let backup_disk = fsutil::under(root, backup);
+            let bytes = std::fs::read(&backup_disk)
+                .with_context(|| format!("Could not read the kept original {}", backup_disk.display()))?;
+            anyhow::ensure!(
+                fsutil::hash(&bytes) == *hash,
+                "The kept original {} was changed since install; {} was left as it is.",
+                backup_disk.display(),
+                disk.display()
+            );
+            fsutil::write_atomically(&disk, &bytes, *mode)
+                .with_context(|| format!("Could not put back {}", disk.display()))?;
+            fsutil::remove(&backup_disk)
+                .with_context(|| format!("Could not remove the kept copy {}", backup_disk.display()))
+        }
+    }
+}
