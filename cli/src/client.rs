@@ -21,15 +21,30 @@ use serde_json::Value;
 pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The socket to talk to: the explicit one (`--socket` or `NCD_SOCKET`), else the
-/// config file's `[control] socket` when the file parses, else the default.
+/// config file's `[control] socket` when the file parses, else the default; and
+/// when that one is not there, the per-user socket of `ncdd --dev` if it is.
 pub fn resolve_socket(explicit: Option<&Path>, config: &Path) -> PathBuf {
     if let Some(path) = explicit {
         return path.to_path_buf();
     }
-    match Config::load(config) {
+    let system = match Config::load(config) {
         Ok(config) => config.control.socket,
         Err(_) => PathBuf::from(ncd_config::DEFAULT_CONTROL_SOCKET),
-    }
+    };
+    let dev = ncd_state::dev_control_socket();
+    if !system.exists() && is_ours(&dev) { dev } else { system }
+}
+
+/// True when `socket` exists in a folder this user owns (another user's
+/// look-alike under /tmp is never talked to).
+fn is_ours(socket: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = rustix::process::geteuid().as_raw();
+    socket.exists()
+        && socket
+            .parent()
+            .and_then(|d| d.metadata().ok())
+            .is_some_and(|m| m.uid() == me)
 }
 
 /// Why a request got no useful answer. `Display` is the sentence the person reads.

@@ -46,7 +46,7 @@ struct Cli {
     #[arg(long, global = true, default_value = ncd_config::DEFAULT_CONFIG_PATH)]
     config: PathBuf,
     /// The daemon's control socket [default: `[control] socket` of the config file,
-    /// else /run/ncd/control.sock].
+    /// else /run/ncd/control.sock; when that is missing, the socket of `ncdd --dev`].
     #[arg(long, global = true, env = "NCD_SOCKET")]
     socket: Option<PathBuf>,
     /// The daemon's state dir (for downloaded lists).

@@ -18,6 +18,7 @@ pub fn render(status: &Status, style: Style) -> String {
     let mut out = Screen::default();
     period(&mut out, &status.period, style);
     damage(&mut out, &status.daemon.damage, style);
+    config_error(&mut out, status.config.last_error.as_deref(), style);
     unlock(&mut out, &status.unlock);
     pending(&mut out, &status.pending);
     blocked(&mut out, status, style);
@@ -120,6 +121,16 @@ fn damage(out: &mut Screen, damage: &[String], style: Style) {
     lines.push("It is blocking with the strictest policy it could still read, so the boundary holds.".to_string());
     lines.push("`journalctl -u ncd` has the details.".to_string());
     out.paragraph(&lines);
+}
+
+/// An edit of the config file that did not load: the person may think it applies.
+fn config_error(out: &mut Screen, error: Option<&str>, style: Style) {
+    let Some(error) = error else { return };
+    out.paragraph(&[
+        style.notice("Your last edit of the config is not in force: it has an error."),
+        format!("  {}", error.trim()),
+        "ncdd keeps using the last config that loaded. Fix the file and save it; it is picked up at once.".to_string(),
+    ]);
 }
 
 fn scope_words(scope: Option<UnlockScope>) -> Option<&'static str> {
@@ -273,6 +284,17 @@ mod tests {
     use super::*;
 
     const DAY: u64 = 86_400;
+
+    #[test]
+    fn a_failed_edit_is_shown_until_one_loads() {
+        let mut status = active();
+        let plain = render(&status, Style::plain());
+        assert!(!plain.contains("not in force"), "{plain}");
+        status.config.last_error = Some("/etc/ncd/ncd.toml:3:12: unknown service \"instagran\"".into());
+        let text = render(&status, Style::plain());
+        assert!(text.contains("Your last edit of the config is not in force"), "{text}");
+        assert!(text.contains("/etc/ncd/ncd.toml:3:12: unknown service"), "{text}");
+    }
 
     fn active() -> Status {
         Status {

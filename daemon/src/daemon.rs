@@ -122,11 +122,11 @@ impl Daemon {
     }
 
     /// The control socket: `--control-socket`, else the per-user dev socket
-    /// under `--dev`, else `[control] socket`.
+    /// under `--dev` (which `ncd` finds by itself), else `[control] socket`.
     fn control_socket(&self) -> PathBuf {
         match (&self.options.control_socket, &self.options.config) {
             (Some(path), _) => path.clone(),
-            (None, ConfigSource::Dev) => StateDir::new(&self.options.state_dir).dev_control_socket(),
+            (None, ConfigSource::Dev) => ncd_state::dev_control_socket(),
             (None, ConfigSource::File(_)) => self.generations.current().config.control.socket.clone(),
         }
     }
@@ -196,11 +196,27 @@ impl Daemon {
         tasks: &TaskTracker,
         cancel: &CancellationToken,
     ) -> Option<PathBuf> {
-        let socket = self.control_socket();
+        let mut socket = self.control_socket();
         let bound_ourselves = inherited.is_none();
         let listener = match inherited {
             Some(listener) => tokio::net::UnixListener::from_std(listener).context("adopting the control socket"),
-            None => control::bind(&socket).await,
+            None => match (control::bind(&socket).await, &self.options) {
+                // A second `ncdd --dev` (or a folder not ours): its own socket, in its state dir.
+                (
+                    Err(error),
+                    Options {
+                        config: ConfigSource::Dev,
+                        control_socket: None,
+                        ..
+                    },
+                ) => {
+                    let own = StateDir::new(&self.options.state_dir).dev_control_socket();
+                    tracing::warn!("{error:#}; this ncdd --dev answers on {} instead", own.display());
+                    socket = own;
+                    control::bind(&socket).await
+                }
+                (bound, _) => bound,
+            },
         };
         match listener {
             Ok(listener) => {

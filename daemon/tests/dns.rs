@@ -719,6 +719,41 @@ fn a_broken_edit_keeps_the_last_good_config_serving() {
 }
 
 #[test]
+fn ncd_status_shows_a_failed_edit_until_one_loads() {
+    let upstream = FakeUpstream::start();
+    let ncdd = Ncdd::start(&config(&upstream, "", "[block]\ndomains = [\"kept.test\"]"));
+    let socket = ncdd.control_socket();
+    let shown = || support::cli::ncd(&socket, &["status", "--json"]);
+    let last_error = |run: &support::cli::Run| -> Option<String> {
+        let status: serde_json::Value = serde_json::from_str(&run.stdout).expect("status --json parses");
+        status["config"]["last_error"].as_str().map(str::to_string)
+    };
+    assert_eq!(last_error(&shown()), None, "a good config has no error to show");
+
+    // Line 2 names a service the catalog does not have.
+    ncdd.rewrite_config(&format!(
+        "[dns]\nupstreams = [\"{}\"]\n[block]\nservices = [\"instagran\"]\n",
+        upstream.url()
+    ));
+    let path = ncdd.config_path().display().to_string();
+    let error = eventually(RELOAD_DEADLINE, || last_error(&shown()))
+        .unwrap_or_else(|| panic!("status never showed the failed edit:\n{}", ncdd.stderr()));
+    assert!(error.starts_with(&format!("{path}:4:")), "{error}");
+    let screen = support::cli::ncd(&socket, &["status"]);
+    assert!(
+        screen.stdout.contains("Your last edit of the config is not in force") && screen.stdout.contains(&error),
+        "{}",
+        screen.stdout
+    );
+    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test while the edit is broken");
+
+    // The next good edit clears it.
+    ncdd.rewrite_config(&config(&upstream, "", "[block]\ndomains = [\"later.test\"]"));
+    wait_until_blocked(&ncdd, "later.test");
+    assert_eq!(last_error(&shown()), None, "a good edit clears the error");
+}
+
+#[test]
 fn sighup_reloads_the_config() {
     // No file changes here: the reload in the log can only come from the signal.
     let upstream = FakeUpstream::start();
@@ -990,4 +1025,57 @@ fn a_sigterm_right_after_ready_still_exits_cleanly() {
         status.success(),
         "a SIGTERM right after `ready` ended ncdd with {status:?}"
     );
+}
+
+// ----- The first five minutes ----------------------------------------------------------
+
+/// The README's quick start: `ncdd --dev` serves the catalog at once, and `ncd`
+/// finds it by itself (the per-user dev socket), with no flag and no file edited.
+#[test]
+fn ncd_finds_a_dev_daemon_by_itself() {
+    use std::io::BufRead;
+    let runtime = tempfile::tempdir().expect("temp runtime dir");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ncdd"))
+        .args(["--dev", "--listen", "127.0.0.1:0"])
+        .env("XDG_RUNTIME_DIR", runtime.path())
+        .env_remove("NCD_SOCKET")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn ncdd --dev");
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut addr = None;
+    for line in stdout.lines() {
+        let line = line.expect("read ncdd's stdout");
+        if let Some(a) = line.strip_prefix("ncdd: listening on ") {
+            addr = Some(a.parse::<std::net::SocketAddr>().expect("an address"));
+        }
+        if line == "ncdd: ready" {
+            break;
+        }
+    }
+    let addr = addr.expect("ncdd --dev said where it listens");
+    assert_blocked_a(&a(addr, "instagram.com"), "instagram.com from the built-in catalog");
+
+    // A config whose socket is not there stands for "no system ncdd here".
+    let config = runtime.path().join("ncd.toml");
+    std::fs::write(&config, "[control]\nsocket = \"/nonexistent/ncd/control.sock\"\n").expect("write config");
+    let ncd = |args: &[&str]| {
+        std::process::Command::new(support::cli::ncd_path())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env_remove("NCD_SOCKET")
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run ncd")
+    };
+    let status = ncd(&["status", "--json"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(status.status.success(), "{status:?}");
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).expect("status --json");
+    assert_eq!(status["daemon"]["listening"][0], addr.to_string(), "{status}");
 }

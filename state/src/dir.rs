@@ -54,6 +54,18 @@ impl StateDir {
     }
 }
 
+/// The control socket `ncdd --dev` serves when none is given, and the one `ncd`
+/// tries when the system's is not there: per user, in `$XDG_RUNTIME_DIR`, else in
+/// a folder of the user's own under the temp dir (`/tmp/ncd-dev-UID/`).
+pub fn dev_control_socket() -> PathBuf {
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("ncd-dev.sock"),
+        None => std::env::temp_dir()
+            .join(format!("ncd-dev-{}", rustix::process::geteuid().as_raw()))
+            .join("control.sock"),
+    }
+}
+
 impl AsRef<Path> for StateDir {
     fn as_ref(&self) -> &Path {
         &self.root

@@ -4,6 +4,8 @@
 //!   spells a file name.
 //! - [`write_atomically`] writes a file so that a crash leaves the old or the new
 //!   content, never half of either, and never leaves its temp file behind.
+//! - [`dev_control_socket`] is where `ncdd --dev` answers and `ncd` looks after
+//!   the system socket, so a newcomer's two commands find each other.
 //! - [`checksum`] is the FNV-1a hash that notices truncation, bit rot and hand edits.
 //!
 //! The daemon, the CLI (install, guard) and the policy all depend on this crate;
@@ -12,7 +14,7 @@
 mod dir;
 mod write;
 
-pub use dir::StateDir;
+pub use dir::{StateDir, dev_control_socket};
 pub use write::{remove_stale_temp_files, write_atomically};
 
 /// FNV-1a, 64 bits: notices truncation, bit rot and hand edits. Not a security
