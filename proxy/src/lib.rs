@@ -11,6 +11,7 @@
 //! - [`origin`]: the pooled client to the real origins, through an injected resolver.
 //! - [`server`]: listeners, TLS termination, the per-request path.
 
+pub mod ca;
 pub mod sites;
 
 pub use sites::{Judgement, Kind, ProfileRules, RequestView};
