@@ -11,7 +11,14 @@
 //! - [`origin`]: the pooled client to the real origins, through an injected resolver.
 //! - [`server`]: listeners, TLS termination, the per-request path.
 
+pub mod block_page;
 pub mod ca;
+pub mod origin;
+pub mod server;
 pub mod sites;
 
+pub use block_page::PageContext;
+pub use ca::{CaError, CaEvent, CertAuthority};
+pub use origin::{OriginOptions, OriginResolver, load_roots};
+pub use server::{ProxyHooks, ProxyRules, ServeOptions, serve};
 pub use sites::{Judgement, Kind, ProfileRules, RequestView};
