@@ -12,13 +12,17 @@
 //! | at-least | unlock delay, challenge chars | max | a smaller value |
 //! | at-most | confirm window | min | a larger value |
 //! | stays on | guard.encrypted_dns | locked ∨ new | turning it off |
-//! | free | how and where ncdd serves, timeouts, the default period length | new | never |
+//! | grow-only per handle | profiles (by name), their handles per site | locked ∪ new | each removed profile or handle |
+//! | free | how and where ncdd serves, timeouts, the default period length, `[proxy]` | new | never |
 //!
 //! "Free" fields change how ncdd serves, not what it blocks; they apply at once.
 
 use std::fmt::Display;
 
-use crate::schema::{BlockConfig, Config, ControlConfig, DnsConfig, GuardConfig, PeriodConfig, UnlockConfig};
+use crate::profile::{Profile, ProfileSite};
+use crate::schema::{
+    BlockConfig, Config, ControlConfig, DnsConfig, GuardConfig, PeriodConfig, ProxyConfig, UnlockConfig,
+};
 
 /// A new config held to a locked one.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +68,16 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
             confirm_within,
             challenge_chars,
         },
+        profiles,
+        // Free: `[proxy]` only changes how allowed traffic is served. Which requests
+        // are blocked is decided by the profiles above; the DNS side steers the
+        // profile hosts to wherever the proxy listens, so moving it changes no
+        // verdict, and `origin_roots` only adds trust for the real origins of
+        // requests that are allowed anyway (never for the proxy's own CA).
+        proxy: ProxyConfig {
+            listen: proxy_listen,
+            origin_roots,
+        },
     } = new.clone();
 
     let effective = Config {
@@ -94,6 +108,11 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
             delay: r.at_least("the unlock delay", locked.unlock.delay, delay),
             confirm_within: r.at_most("the confirmation window", locked.unlock.confirm_within, confirm_within),
             challenge_chars: r.at_least("the passage length", locked.unlock.challenge_chars, challenge_chars),
+        },
+        profiles: r.profiles(&locked.profiles, profiles),
+        proxy: ProxyConfig {
+            listen: proxy_listen,
+            origin_roots,
         },
     };
     Ratcheted {
@@ -128,8 +147,28 @@ pub fn rebase(target: &Config, base: &Config, head: &Config) -> Config {
             confirm_within,
             challenge_chars,
         },
+        profiles,
+        proxy: _,
     } = head;
     let mut result = target.clone();
+    // Profiles and handles added since the request stay.
+    for profile in profiles {
+        match base.profiles.iter().find(|p| p.name == profile.name) {
+            None => {
+                merge_profile(&mut result.profiles, &profile.name);
+                for (site, handle) in profile.entries() {
+                    merge_handle(&mut result.profiles, &profile.name, site, handle);
+                }
+            }
+            Some(before) => {
+                for (site, handle) in profile.entries() {
+                    if !before.handles(site).contains(handle) {
+                        merge_handle(&mut result.profiles, &profile.name, site, handle);
+                    }
+                }
+            }
+        }
+    }
     result.block.services = grown(&target.block.services, &base.block.services, services);
     result.block.domains = grown(&target.block.domains, &base.block.domains, domains);
     result.block.lists = grown(&target.block.lists, &base.block.lists, lists);
@@ -165,6 +204,27 @@ fn grown<T: PartialEq + Clone>(target: &[T], base: &[T], head: &[T]) -> Vec<T> {
     out
 }
 
+/// Makes sure `profiles` has one named `name`; true when it was added.
+fn merge_profile(profiles: &mut Vec<Profile>, name: &str) -> bool {
+    if profiles.iter().any(|p| p.name == name) {
+        return false;
+    }
+    profiles.push(Profile::named(name));
+    true
+}
+
+/// Adds `handle` on `site` to the profile `name` (made if missing); true when added.
+fn merge_handle(profiles: &mut Vec<Profile>, name: &str, site: ProfileSite, handle: &crate::profile::Handle) -> bool {
+    merge_profile(profiles, name);
+    match profiles.iter_mut().find(|p| p.name == name) {
+        Some(profile) if !profile.handles(site).contains(handle) => {
+            profile.handles_mut(site).push(handle.clone());
+            true
+        }
+        _ => false,
+    }
+}
+
 #[derive(Default)]
 struct Changes {
     tightened: Vec<String>,
@@ -194,6 +254,36 @@ impl Changes {
             self.tightened.push(format!("remove {what} {item}"));
         }
         locked.iter().filter(|item| new.contains(item)).cloned().collect()
+    }
+
+    /// Profiles are grow-only, profile by profile (by name) and handle by handle.
+    fn profiles(&mut self, locked: &[Profile], new: Vec<Profile>) -> Vec<Profile> {
+        let mut effective = locked.to_vec();
+        for held in locked {
+            match new.iter().find(|p| p.name == held.name) {
+                None => self.pending.push(format!("remove profile {:?}", held.name)),
+                Some(edited) => {
+                    for (site, handle) in held.entries() {
+                        if !edited.handles(site).contains(handle) {
+                            self.pending
+                                .push(format!("remove {site} handle {handle} from profile {:?}", held.name));
+                        }
+                    }
+                }
+            }
+        }
+        for profile in &new {
+            if merge_profile(&mut effective, &profile.name) {
+                self.tightened.push(format!("add profile {:?}", profile.name));
+            }
+            for (site, handle) in profile.entries() {
+                if merge_handle(&mut effective, &profile.name, site, handle) {
+                    self.tightened
+                        .push(format!("add {site} handle {handle} to profile {:?}", profile.name));
+                }
+            }
+        }
+        effective
     }
 
     fn stays_on(&mut self, what: &str, locked: bool, new: bool) -> bool {

@@ -13,6 +13,7 @@ use crate::catalog;
 use crate::domain::DomainRule;
 use crate::duration::HumanDuration;
 use crate::error::ConfigError;
+use crate::profile::Profile;
 use crate::upstream::Upstream;
 
 /// Where `ncd` and `ncdd` look for the config when not told otherwise.
@@ -37,6 +38,11 @@ pub struct Config {
     pub control: ControlConfig,
     pub period: PeriodConfig,
     pub unlock: UnlockConfig,
+    /// `[[profile]]` tables: one person's handles per site, blocked by the proxy.
+    #[serde(rename = "profile", deserialize_with = "crate::profile::profiles")]
+    pub profiles: Vec<Profile>,
+    /// How the profile proxy serves.
+    pub proxy: ProxyConfig,
 }
 
 /// How a blocked name is answered.
@@ -199,6 +205,30 @@ impl Default for UnlockConfig {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Addresses the HTTPS proxy serves on (TCP). Default `127.0.0.1:443` and `[::1]:443`.
+    #[serde(deserialize_with = "checks::proxy_listen")]
+    pub listen: Vec<SocketAddr>,
+    /// Extra trust anchors (PEM files) for the origins the proxy forwards to, besides
+    /// the platform roots: a corporate root, or a test origin's CA. Relative paths are
+    /// taken from the config file's directory.
+    pub origin_roots: Vec<PathBuf>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                SocketAddr::from(([127, 0, 0, 1], 443)),
+                SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 443)),
+            ],
+            origin_roots: Vec::new(),
+        }
+    }
+}
+
 /// A catalog service name, checked against the catalog when the file is read.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(transparent)]
@@ -302,6 +332,11 @@ impl Config {
                     *file = dir.join(&*file);
                 }
             }
+            for root in &mut config.proxy.origin_roots {
+                if root.is_relative() && !dir.as_os_str().is_empty() {
+                    *root = dir.join(&*root);
+                }
+            }
         }
         Ok(config)
     }
@@ -336,6 +371,21 @@ mod checks {
             return Err(serde::de::Error::custom(
                 "listen is empty: ncdd needs at least one address to serve on",
             ));
+        }
+        Ok(listen)
+    }
+
+    pub fn proxy_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+        let listen = Vec::<SocketAddr>::deserialize(d)?;
+        if listen.is_empty() {
+            return Err(serde::de::Error::custom(
+                "listen is empty: the proxy needs at least one address to serve on",
+            ));
+        }
+        if let Some(addr) = listen.iter().find(|a| a.port() == 0) {
+            return Err(serde::de::Error::custom(format!(
+                "{addr}: the proxy needs a fixed port (DNS steers browsers to it)"
+            )));
         }
         Ok(listen)
     }

@@ -1,0 +1,186 @@
+//! The way to the real origins: a pooled HTTP/1.1 + HTTP/2 client over rustls.
+//!
+//! Names are resolved only through the [`OriginResolver`] the caller injects (the
+//! daemon's upstreams; the system resolver may be ncdd itself, and a steered name
+//! resolves to this proxy). Addresses the proxy itself listens on are refused, so
+//! a misrouted name can never loop. Origins are verified against the platform
+//! roots (webpki-roots) plus the configured `origin_roots` — never against ncd's
+//! own CA, which is filtered out even if someone lists it.
+
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::ca;
+
+/// A request or response body as the proxy passes it on.
+pub type Body = BoxBody<Bytes, BoxError>;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Resolves an origin's host name to addresses, never through the system resolver.
+#[async_trait::async_trait]
+pub trait OriginResolver: Send + Sync + 'static {
+    async fn resolve(&self, host: &str) -> io::Result<Vec<IpAddr>>;
+}
+
+/// The resolver as hyper-util's connector asks for it.
+#[derive(Clone)]
+pub(crate) struct ResolveWith {
+    resolver: Arc<dyn OriginResolver>,
+    port: u16,
+    own: Arc<Vec<SocketAddr>>,
+}
+
+impl tower_service::Service<Name> for ResolveWith {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let ips = this.resolver.resolve(name.as_str()).await?;
+            let addrs: Vec<SocketAddr> = ips
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, this.port))
+                .filter(|a| {
+                    !this
+                        .own
+                        .iter()
+                        .any(|own| own == a || (own.ip().is_unspecified() && own.port() == a.port()))
+                })
+                .collect();
+            if addrs.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    "the origin resolved to no address but the proxy's own",
+                ));
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+/// How to reach origins.
+#[derive(Debug, Clone)]
+pub struct OriginOptions {
+    /// Trust anchors besides the platform roots (`[proxy] origin_roots`).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// The port origins serve on: 443, or a test origin's.
+    pub port: u16,
+}
+
+impl Default for OriginOptions {
+    fn default() -> Self {
+        Self {
+            extra_roots: Vec::new(),
+            port: 443,
+        }
+    }
+}
+
+/// Reads PEM trust anchors (the `origin_roots` files).
+pub fn load_roots(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let mut roots = Vec::new();
+    for path in paths {
+        let mut found = 0;
+        for cert in CertificateDer::pem_file_iter(path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot read certificates: {e}", path.display()))?
+        {
+            roots.push(cert.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+            found += 1;
+        }
+        if found == 0 {
+            anyhow::bail!("{}: no certificate in the file", path.display());
+        }
+    }
+    Ok(roots)
+}
+
+pub(crate) type Connector = HttpsConnector<HttpConnector<ResolveWith>>;
+
+/// Pooled clients to the origins: one for HTTP/1.1 and HTTP/2 by ALPN, one
+/// HTTP/1.1-only for upgrades (WebSocket).
+#[derive(Clone)]
+pub struct Origin {
+    pub(crate) client: Client<Connector, Body>,
+    pub(crate) upgrade_client: Client<Connector, Body>,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Origin").finish_non_exhaustive()
+    }
+}
+
+impl Origin {
+    /// `own` are the proxy's listen addresses (never connected to); `never_trust`
+    /// are certificates (ncd's CA) removed from the trust anchors whatever the config says.
+    pub fn new(
+        resolver: Arc<dyn OriginResolver>,
+        options: &OriginOptions,
+        own: Vec<SocketAddr>,
+        never_trust: &[CertificateDer<'static>],
+    ) -> anyhow::Result<Self> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        for root in options.extra_roots.iter().filter(|r| !never_trust.contains(r)) {
+            roots.add(root.clone())?;
+        }
+        let roots = Arc::new(roots);
+        let tls = || -> anyhow::Result<rustls::ClientConfig> {
+            Ok(rustls::ClientConfig::builder_with_provider(ca::provider())
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth())
+        };
+        let resolve = ResolveWith {
+            resolver,
+            port: options.port,
+            own: Arc::new(own),
+        };
+        let http = || {
+            let mut http = HttpConnector::new_with_resolver(resolve.clone());
+            http.enforce_http(false);
+            http.set_connect_timeout(Some(Duration::from_secs(10)));
+            http.set_nodelay(true);
+            http
+        };
+        let both = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls()?)
+            .https_only()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http());
+        let h1 = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls()?)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http());
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(both);
+        let upgrade_client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(h1);
+        Ok(Self { client, upgrade_client })
+    }
+}

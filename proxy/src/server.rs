@@ -1,0 +1,463 @@
+//! The listeners and the per-request path.
+//!
+//! Each accepted connection: the client must be loopback (or in the caller's
+//! allow list); the ClientHello is peeked (rustls `LazyConfigAcceptor`); a name
+//! outside the current rules or the CA's constraints, or no SNI at all, is closed
+//! without an answer (the DNS side only steers names in scope, so anything else is
+//! misrouted; relaying it would need a name we could not vouch for). In scope, TLS
+//! is terminated with a cached leaf and HTTP/1.1 or HTTP/2 served (hyper-util
+//! auto, upgrades on). Each request is judged against the rules current at that
+//! moment: blocked navigations get the block page, blocked API calls the site's
+//! "not found", batched calls lose the profile's entries, the rest is forwarded.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ipnet::IpNet;
+use ncd_config::{Config, ProfileSite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::LazyConfigAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::block_page::{self, PageContext};
+use crate::ca::{CaError, CaEvent, CertAuthority};
+use crate::origin::{Body, BoxError, Origin, OriginOptions, OriginResolver};
+use crate::sites::{Judgement, Kind, ProfileRules, RequestView, normalize_host};
+
+/// Bodies up to this size are buffered and judged; larger ones pass as a stream.
+pub const MAX_INSPECTED_BODY: usize = 1 << 20;
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One generation of what the proxy enforces: the profile rules and a CA that
+/// covers their sites. The daemon swaps it with each rebuild.
+#[derive(Debug, Clone)]
+pub struct ProxyRules {
+    pub profiles: ProfileRules,
+    pub ca: Arc<CertAuthority>,
+}
+
+impl ProxyRules {
+    /// Compiles `config`'s profiles and makes sure the CA in `ca_dir` covers them
+    /// (reusing `previous`'s when it does). Returns `None` when no profile names
+    /// anything: there is nothing to serve and no CA is made.
+    pub fn build(
+        config: &Config,
+        ca_dir: &Path,
+        previous: Option<&ProxyRules>,
+    ) -> Result<Option<(Self, Vec<CaEvent>)>, CaError> {
+        let profiles = ProfileRules::compile(config);
+        if profiles.is_empty() {
+            return Ok(None);
+        }
+        let domains = profiles.registrable_domains();
+        if let Some(prev) = previous
+            && domains.iter().all(|d| prev.ca.permitted_domains().contains(d))
+        {
+            return Ok(Some((
+                Self {
+                    profiles,
+                    ca: prev.ca.clone(),
+                },
+                Vec::new(),
+            )));
+        }
+        let (ca, events) = CertAuthority::load_or_create(ca_dir, &domains)?;
+        Ok(Some((
+            Self {
+                profiles,
+                ca: Arc::new(ca),
+            },
+            events,
+        )))
+    }
+}
+
+/// What the daemon hears from the proxy, and what it tells the block page.
+pub trait ProxyHooks: Send + Sync + 'static {
+    /// A request was blocked (for the urge ledger). No URL, no handle.
+    fn on_block(&self, site: ProfileSite, kind: Kind);
+    /// Day N of M and the reason, for the block page.
+    fn page_context(&self) -> PageContext {
+        PageContext::default()
+    }
+}
+
+/// How to serve, besides the rules.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Networks besides loopback whose clients are served.
+    pub allow_clients: Vec<IpNet>,
+    pub origin: OriginOptions,
+}
+
+struct Shared {
+    rules: Arc<ArcSwap<ProxyRules>>,
+    origin: Origin,
+    hooks: Arc<dyn ProxyHooks>,
+    allow: Vec<IpNet>,
+}
+
+/// Serves on `listeners` until `shutdown` is cancelled. Rules are read per
+/// connection and per request from `rules`, so a swap applies at once.
+pub async fn serve(
+    listeners: Vec<TcpListener>,
+    rules: Arc<ArcSwap<ProxyRules>>,
+    resolver: Arc<dyn OriginResolver>,
+    hooks: Arc<dyn ProxyHooks>,
+    options: ServeOptions,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let own: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+    let never_trust = vec![rules.load().ca.cert_der().clone()];
+    let origin = Origin::new(resolver, &options.origin, own, &never_trust)?;
+    let shared = Arc::new(Shared {
+        rules,
+        origin,
+        hooks,
+        allow: options.allow_clients,
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    for listener in listeners {
+        tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+    }
+    shutdown.cancelled().await;
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "proxy accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if !client_allowed(peer.ip(), &shared.allow) {
+            tracing::debug!(%peer, "proxy client not allowed");
+            continue;
+        }
+        let shared = shared.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = connection(tcp, shared) => {}
+            }
+        });
+    }
+}
+
+fn client_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    ip.is_loopback() || allow.iter().any(|net| net.contains(&ip))
+}
+
+async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+    let start = match tokio::time::timeout(HELLO_TIMEOUT, acceptor).await {
+        Ok(Ok(start)) => start,
+        _ => return,
+    };
+    let rules = shared.rules.load_full();
+    let host = start.client_hello().server_name().map(normalize_host);
+    let Some(host) = host.filter(|h| rules.profiles.site_for_host(h).is_some() && rules.ca.permits(h)) else {
+        tracing::debug!("proxy closed a connection for a name out of scope");
+        return;
+    };
+    let config = match rules.ca.server_config(&host) {
+        Ok(config) => config,
+        Err(e) => {
+            tracing::warn!(error = %e, "proxy cannot mint a leaf");
+            return;
+        }
+    };
+    let tls = match start.into_stream(config).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::debug!(error = %e, "proxy TLS handshake failed");
+            return;
+        }
+    };
+    let host: Arc<str> = host.into();
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        let host = host.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(req, &host, &shared).await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
+        tracing::debug!(error = %e, "proxy connection ended with an error");
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut resp = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
+}
+
+fn is_navigation(headers: &HeaderMap) -> bool {
+    match headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) {
+        Some(mode) => mode.eq_ignore_ascii_case("navigate"),
+        None => headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html")),
+    }
+}
+
+async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Response<Body> {
+    // The request must be for the name the TLS session was made for.
+    let authority = req.uri().authority().map(|a| a.as_str().to_string()).or_else(|| {
+        req.headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    });
+    if authority.is_some_and(|a| normalize_host(&a) != host) {
+        return text(StatusCode::MISDIRECTED_REQUEST, "misdirected request\n");
+    }
+    let rules = shared.rules.load_full();
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let wants_body = rules.profiles.wants_body(host, content_type.as_deref())
+        && declared_len.is_none_or(|n| n <= MAX_INSPECTED_BODY as u64)
+        && req.method() != http::Method::GET
+        && req.method() != http::Method::HEAD;
+    let upgrade = req.headers().contains_key(header::UPGRADE);
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let (buffered, mut forward_body): (Option<Bytes>, Option<Body>) = if wants_body {
+        match Limited::new(body, MAX_INSPECTED_BODY).collect().await {
+            Ok(collected) => (Some(collected.to_bytes()), None),
+            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large to inspect\n"),
+        }
+    } else {
+        (None, Some(body.map_err(|e| Box::new(e) as BoxError).boxed()))
+    };
+
+    let view = RequestView {
+        method: parts.method.as_str(),
+        host,
+        path: parts.uri.path(),
+        query: parts.uri.query(),
+        content_type: content_type.as_deref(),
+        body: buffered.as_deref(),
+        navigation: is_navigation(&parts.headers),
+    };
+    let mut query = parts.uri.query().map(str::to_string);
+    let mut body_bytes = buffered.clone();
+    match rules.profiles.judge(&view) {
+        Judgement::Pass => {}
+        Judgement::Block { profile, site, kind } => {
+            tracing::info!(site = site.key(), kind = ?kind, "proxy blocked a profile request");
+            shared.hooks.on_block(site, kind);
+            return blocked(&profile, site, kind, &shared.hooks.page_context());
+        }
+        Judgement::Rewrite {
+            query: new_query,
+            body: new_body,
+        } => {
+            if new_query.is_some() {
+                query = new_query;
+            }
+            if let Some(b) = new_body {
+                body_bytes = Some(Bytes::from(b));
+            }
+        }
+    }
+
+    // Forward to the origin named by the SNI.
+    let path_and_query = match &query {
+        Some(q) => format!("{}?{q}", parts.uri.path()),
+        None => parts.uri.path().to_string(),
+    };
+    let Ok(uri) = Uri::builder()
+        .scheme("https")
+        .authority(host)
+        .path_and_query(path_and_query)
+        .build()
+    else {
+        return text(StatusCode::BAD_REQUEST, "bad request\n");
+    };
+    let mut out = Request::builder().method(parts.method.clone()).uri(uri);
+    if let Some(headers) = out.headers_mut() {
+        copy_end_to_end(&parts.headers, headers, upgrade);
+        headers.remove(header::HOST);
+        if let Some(b) = &body_bytes {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+        }
+    }
+    let body = match body_bytes {
+        Some(b) => full(b),
+        None => forward_body.take().unwrap_or_else(|| full(Bytes::new())),
+    };
+    let Ok(out) = out.body(body) else {
+        return text(StatusCode::BAD_REQUEST, "bad request\n");
+    };
+    let client = if upgrade {
+        &shared.origin.upgrade_client
+    } else {
+        &shared.origin.client
+    };
+    let mut resp = match client.request(out).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(error = %e, "proxy could not reach the origin");
+            return text(StatusCode::BAD_GATEWAY, "the site could not be reached\n");
+        }
+    };
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS
+        && let Some(client_upgrade) = client_upgrade
+    {
+        let origin_upgrade = hyper::upgrade::on(&mut resp);
+        tokio::spawn(async move {
+            if let (Ok(a), Ok(b)) = (client_upgrade.await, origin_upgrade.await) {
+                let _ = tokio::io::copy_bidirectional(&mut TokioIo::new(a), &mut TokioIo::new(b)).await;
+            }
+        });
+        let mut back = Response::new(full(Bytes::new()));
+        *back.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *back.headers_mut() = resp.headers().clone();
+        return back;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let mut headers = HeaderMap::new();
+    copy_end_to_end(&parts.headers, &mut headers, false);
+    // No HTTP/3 advertisements: browsers would try QUIC to the real site.
+    headers.remove(header::ALT_SVC);
+    parts.headers = headers;
+    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+}
+
+fn blocked(profile: &str, site: ProfileSite, kind: Kind, ctx: &PageContext) -> Response<Body> {
+    let (status, content_type, body) = match kind {
+        Kind::Navigation => (
+            StatusCode::FORBIDDEN,
+            "text/html; charset=utf-8",
+            Bytes::from(block_page::html(profile, site, ctx)),
+        ),
+        Kind::Api => {
+            let (status, ct, body) = block_page::not_found(site);
+            (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND),
+                ct,
+                Bytes::from_static(body.as_bytes()),
+            )
+        }
+    };
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
+}
+
+/// Hop-by-hop headers (RFC 9110 §7.6.1) stay on their hop.
+fn copy_end_to_end(from: &HeaderMap, to: &mut HeaderMap, keep_upgrade: bool) {
+    let mut named_in_connection: Vec<HeaderName> = Vec::new();
+    for value in from.get_all(header::CONNECTION) {
+        if let Ok(v) = value.to_str() {
+            named_in_connection.extend(v.split(',').filter_map(|n| HeaderName::try_from(n.trim()).ok()));
+        }
+    }
+    for (name, value) in from {
+        let hop = matches!(
+            name.as_str(),
+            "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade"
+        ) || name == header::PROXY_AUTHENTICATE
+            || name == header::PROXY_AUTHORIZATION
+            || named_in_connection.contains(name);
+        if !hop {
+            to.append(name.clone(), value.clone());
+        }
+    }
+    if keep_upgrade && let Some(up) = from.get(header::UPGRADE) {
+        to.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        to.insert(header::UPGRADE, up.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_and_allowed_networks_are_served() {
+        let allow: Vec<IpNet> = vec!["192.168.1.0/24".parse().unwrap()];
+        for ip in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1", "192.168.1.7"] {
+            assert!(client_allowed(ip.parse().unwrap(), &allow), "{ip}");
+        }
+        for ip in ["192.168.2.1", "10.0.0.1", "::ffff:10.0.0.1", "2001:db8::1"] {
+            assert!(!client_allowed(ip.parse().unwrap(), &allow), "{ip}");
+        }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_behind() {
+        let mut from = HeaderMap::new();
+        from.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-hop"));
+        from.insert("x-hop", HeaderValue::from_static("1"));
+        from.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        from.insert(header::COOKIE, HeaderValue::from_static("a=b"));
+        let mut to = HeaderMap::new();
+        copy_end_to_end(&from, &mut to, false);
+        assert_eq!(to.len(), 1);
+        assert!(to.contains_key(header::COOKIE));
+    }
+
+    #[test]
+    fn navigation_is_read_from_fetch_metadata_then_accept() {
+        let mut h = HeaderMap::new();
+        h.insert(header::ACCEPT, HeaderValue::from_static("text/html,*/*"));
+        assert!(is_navigation(&h));
+        h.insert("sec-fetch-mode", HeaderValue::from_static("cors"));
+        assert!(!is_navigation(&h));
+        h.insert("sec-fetch-mode", HeaderValue::from_static("navigate"));
+        assert!(is_navigation(&h));
+        assert!(!is_navigation(&HeaderMap::new()));
+    }
+}

@@ -1,0 +1,642 @@
+//! Per-site facts and the request matcher.
+//!
+//! This module owns what the proxy knows about each site: the hosts the DNS side
+//! steers to the proxy, the registrable domains the CA may sign for, and which
+//! requests reach a named person's profile — page routes, the API and GraphQL calls
+//! behind in-app navigation, by handle or numeric id, in paths, query strings, form
+//! and JSON bodies, and entries of batched calls.
+//!
+//! It is pure: [`ProfileRules::judge`] looks at a [`RequestView`] and answers a
+//! [`Judgement`]; no I/O, no clock. Every comparison is on one normal form: the path
+//! percent-decoded, split on `/` with empty segments (`//`) and `;params` dropped,
+//! lower-cased; identity values without `@`, surrounding blanks and a trailing `/`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use ncd_config::{Config, ProfileSite};
+use serde_json::Value;
+
+/// Facts about one site: where its profiles live.
+#[derive(Debug, Clone, Copy)]
+pub struct SiteFacts {
+    pub site: ProfileSite,
+    /// Hosts the DNS side steers to the proxy (profile pages and their APIs).
+    pub hosts: &'static [&'static str],
+    /// Registrable domains: the CA's name constraints permit exactly these.
+    pub domains: &'static [&'static str],
+}
+
+/// The sites, in the order of [`ProfileSite::ALL`].
+pub const SITES: [SiteFacts; 7] = [
+    SiteFacts {
+        site: ProfileSite::Instagram,
+        hosts: &["www.instagram.com", "instagram.com", "i.instagram.com"],
+        domains: &["instagram.com"],
+    },
+    SiteFacts {
+        site: ProfileSite::Threads,
+        hosts: &["www.threads.com", "threads.com", "www.threads.net", "threads.net"],
+        domains: &["threads.com", "threads.net"],
+    },
+    SiteFacts {
+        site: ProfileSite::X,
+        hosts: &[
+            "x.com",
+            "www.x.com",
+            "mobile.x.com",
+            "api.x.com",
+            "twitter.com",
+            "www.twitter.com",
+            "mobile.twitter.com",
+            "api.twitter.com",
+        ],
+        domains: &["x.com", "twitter.com"],
+    },
+    SiteFacts {
+        site: ProfileSite::Facebook,
+        hosts: &[
+            "www.facebook.com",
+            "facebook.com",
+            "web.facebook.com",
+            "m.facebook.com",
+            "mbasic.facebook.com",
+        ],
+        domains: &["facebook.com"],
+    },
+    SiteFacts {
+        site: ProfileSite::Tiktok,
+        hosts: &["www.tiktok.com", "tiktok.com", "m.tiktok.com"],
+        domains: &["tiktok.com"],
+    },
+    SiteFacts {
+        site: ProfileSite::Linkedin,
+        hosts: &["www.linkedin.com", "linkedin.com"],
+        domains: &["linkedin.com"],
+    },
+    SiteFacts {
+        site: ProfileSite::Snapchat,
+        hosts: &["www.snapchat.com", "snapchat.com", "story.snapchat.com"],
+        domains: &["snapchat.com"],
+    },
+];
+
+/// The facts of `site`.
+pub fn facts(site: ProfileSite) -> &'static SiteFacts {
+    // Invariant: SITES lists every ProfileSite once, in ALL's order.
+    SITES.iter().find(|f| f.site == site).unwrap_or(&SITES[0])
+}
+
+/// A host name in normal form: lower-case, without a port or a trailing dot.
+pub fn normalize_host(host: &str) -> String {
+    let host = host.trim();
+    let host = match host.rsplit_once(':') {
+        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The site a host belongs to, among all known sites (whether or not a rule names it).
+pub fn site_of_host(host: &str) -> Option<ProfileSite> {
+    let host = normalize_host(host);
+    SITES.iter().find(|f| f.hosts.contains(&host.as_str())).map(|f| f.site)
+}
+
+/// What the matcher needs to see of a request.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    /// The host the request is for (SNI or `:authority`); any case, port or trailing dot.
+    pub host: &'a str,
+    /// The path as sent, still percent-encoded.
+    pub path: &'a str,
+    /// The query string as sent, without `?`.
+    pub query: Option<&'a str>,
+    pub content_type: Option<&'a str>,
+    /// The body, when it was buffered for inspection.
+    pub body: Option<&'a [u8]>,
+    /// True for a top-level navigation (`Sec-Fetch-Mode: navigate`, or no fetch
+    /// metadata and an `Accept` that wants HTML): a block shows the block page.
+    pub navigation: bool,
+}
+
+/// How a blocked request is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A page load: the calm block page.
+    Navigation,
+    /// An API or data call: the site's own "not found".
+    Api,
+}
+
+/// The matcher's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    /// Forward as sent.
+    Pass,
+    /// The request reaches `profile`'s profile on `site`.
+    Block {
+        profile: String,
+        site: ProfileSite,
+        kind: Kind,
+    },
+    /// A batched call named the profile among others: forward it with the profile's
+    /// entries removed. `query` (without `?`) and `body` replace the request's own
+    /// when set.
+    Rewrite {
+        query: Option<String>,
+        body: Option<Vec<u8>>,
+    },
+}
+
+/// The handles and ids to block on one site, each with its profile's name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct SiteRules {
+    tokens: HashMap<String, String>,
+}
+
+/// Profile rules compiled from a config: per site, the handles and ids to block.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProfileRules {
+    sites: HashMap<ProfileSite, SiteRules>,
+}
+
+impl ProfileRules {
+    /// Compiles the `[[profile]]` tables of `config`.
+    pub fn compile(config: &Config) -> Self {
+        let mut sites: HashMap<ProfileSite, SiteRules> = HashMap::new();
+        for profile in &config.profiles {
+            for (site, handle) in profile.entries() {
+                sites
+                    .entry(site)
+                    .or_default()
+                    .tokens
+                    .entry(handle.as_str().to_string())
+                    .or_insert_with(|| profile.name.clone());
+            }
+        }
+        Self { sites }
+    }
+
+    /// True when no profile names any handle: the proxy has nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.sites.is_empty()
+    }
+
+    /// The sites some profile names, in a fixed order.
+    pub fn sites(&self) -> Vec<ProfileSite> {
+        ProfileSite::ALL
+            .into_iter()
+            .filter(|s| self.sites.contains_key(s))
+            .collect()
+    }
+
+    /// The hosts to steer to the proxy (A and AAAA to its address, HTTPS/SVCB empty).
+    pub fn steered_hosts(&self) -> Vec<&'static str> {
+        self.sites()
+            .into_iter()
+            .flat_map(|s| facts(s).hosts.iter().copied())
+            .collect()
+    }
+
+    /// The registrable domains of the sites with rules, sorted: the CA's constraints.
+    pub fn registrable_domains(&self) -> Vec<String> {
+        let mut domains: Vec<String> = self
+            .sites()
+            .into_iter()
+            .flat_map(|s| facts(s).domains.iter().map(|d| d.to_string()))
+            .collect();
+        domains.sort();
+        domains.dedup();
+        domains
+    }
+
+    /// The site of `host` when some profile names it; `None` means "not ours".
+    pub fn site_for_host(&self, host: &str) -> Option<ProfileSite> {
+        site_of_host(host).filter(|s| self.sites.contains_key(s))
+    }
+
+    /// True when the proxy should buffer this request's body to judge it: a body
+    /// of a kind that can carry a handle (a form or JSON), on a site with rules.
+    pub fn wants_body(&self, host: &str, content_type: Option<&str>) -> bool {
+        self.site_for_host(host).is_some() && content_type.is_some_and(inspectable)
+    }
+
+    /// Judges one request.
+    pub fn judge(&self, req: &RequestView<'_>) -> Judgement {
+        let Some(site) = self.site_for_host(req.host) else {
+            return Judgement::Pass;
+        };
+        let Some(rules) = self.sites.get(&site) else {
+            return Judgement::Pass;
+        };
+        let m = Matcher { site, rules };
+        let kind = if req.navigation { Kind::Navigation } else { Kind::Api };
+        let block = |profile: &str| Judgement::Block {
+            profile: profile.to_string(),
+            site,
+            kind,
+        };
+
+        if let Some(profile) = m.path_hit(req.path) {
+            return block(profile);
+        }
+        let mut found = Found::default();
+        let query = req.query.map(|q| m.params(q.as_bytes(), &mut found));
+        let body = match (req.body, req.content_type) {
+            (Some(body), Some(ct)) if is_form(ct) => Some(m.params(body, &mut found).map(String::into_bytes)),
+            (Some(body), Some(ct)) if is_json(ct) || looks_like_json(body) => m.json_body(body, &mut found),
+            (Some(body), None) if looks_like_json(body) => m.json_body(body, &mut found),
+            _ => None,
+        };
+        if let Some(profile) = found.blocked {
+            return block(profile);
+        }
+        let query = query.flatten();
+        let body = body.flatten();
+        if query.is_some() || body.is_some() {
+            return Judgement::Rewrite { query, body };
+        }
+        Judgement::Pass
+    }
+}
+
+fn inspectable(content_type: &str) -> bool {
+    is_form(content_type) || is_json(content_type) || content_type.to_ascii_lowercase().starts_with("text/plain")
+}
+
+fn is_form(content_type: &str) -> bool {
+    content_type
+        .to_ascii_lowercase()
+        .starts_with("application/x-www-form-urlencoded")
+}
+
+fn is_json(content_type: &str) -> bool {
+    let ct = content_type.to_ascii_lowercase();
+    ct.starts_with("application/json") || ct.contains("+json")
+}
+
+fn looks_like_json(body: &[u8]) -> bool {
+    matches!(body.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['))
+}
+
+/// What inspecting a query or body found.
+#[derive(Debug, Default)]
+struct Found<'a> {
+    /// A profile a single-valued identity field named.
+    blocked: Option<&'a str>,
+    /// A profile whose entries were removed from a batch.
+    removed: Option<&'a str>,
+}
+
+impl<'a> Found<'a> {
+    fn block(&mut self, profile: &'a str) {
+        if self.blocked.is_none() {
+            self.blocked = Some(profile);
+        }
+    }
+
+    fn remove(&mut self, profile: &'a str) {
+        if self.removed.is_none() {
+            self.removed = Some(profile);
+        }
+    }
+
+    /// A batch lost every entry: nothing is left to ask for, so block.
+    fn emptied(&mut self) {
+        if let Some(profile) = self.removed {
+            self.block(profile);
+        }
+    }
+}
+
+/// Keys whose value is a person (handle, id, URN), compared without case, `_` or `-`.
+const IDENTITY_KEYS: &[&str] = &[
+    "username",
+    "screenname",
+    "uniqueid",
+    "secuid",
+    "userid",
+    "uid",
+    "targetuserid",
+    "id",
+    "pk",
+    "restid",
+    "selectedid",
+    "profileid",
+    "ownerid",
+    "vanityname",
+    "memberidentity",
+    "handle",
+    "userids",
+    "restids",
+    "reelids",
+    "ids",
+    "profileurn",
+];
+
+/// Keys whose value is a route (a path, maybe with a query) the app is about to open.
+const ROUTE_KEYS: &[&str] = &["routeurls", "routeurl", "route"];
+
+/// Keys whose value is a list: a match removes the entry, the rest passes.
+const BATCH_KEYS: &[&str] = &["userids", "restids", "reelids", "ids", "routeurls"];
+
+/// `route_urls[3]` → `routeurls`: lower case, no `_`/`-`, no index.
+fn key_form(key: &str) -> String {
+    let key = key.split('[').next().unwrap_or(key);
+    key.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+/// An identity value in normal form.
+fn value_form(value: &str) -> String {
+    let v = value.trim();
+    let v = v.strip_prefix('@').unwrap_or(v);
+    v.trim_end_matches('/').to_ascii_lowercase()
+}
+
+/// The path's segments in normal form.
+fn segments(path: &str) -> Vec<String> {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    decoded
+        .split('/')
+        .map(|s| s.split(';').next().unwrap_or(s).trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+struct Matcher<'a> {
+    site: ProfileSite,
+    rules: &'a SiteRules,
+}
+
+impl<'a> Matcher<'a> {
+    /// The profile `value` (any spelling) names on this site.
+    fn token(&self, value: &str) -> Option<&'a str> {
+        self.rules.tokens.get(&value_form(value)).map(String::as_str)
+    }
+
+    /// `@handle` segments (TikTok, Threads, Snapchat) name a profile too.
+    fn at_token(&self, seg: &str) -> Option<&'a str> {
+        seg.strip_prefix('@').and_then(|s| self.token(s))
+    }
+
+    /// The profile a path reaches: page routes and id-bearing API paths.
+    fn path_hit(&self, path: &str) -> Option<&'a str> {
+        let segs = segments(path);
+        let seg = |i: usize| segs.get(i).map(String::as_str).unwrap_or("");
+        let any = |f: &dyn Fn(&str) -> Option<&'a str>| segs.iter().find_map(|s| f(s));
+        // A segment of a data path, with a `.json` suffix (X, Next.js data routes) off.
+        let bare = |s: &str| -> Option<&'a str> { self.token(s.strip_suffix(".json").unwrap_or(s)) };
+        match self.site {
+            ProfileSite::Instagram => match seg(0) {
+                // /{u}/ and everything under it: reels, tagged, followers, p/{code} …
+                "stories" if seg(1) == "highlights" => self.token(seg(2)),
+                "stories" | "_u" => self.token(seg(1)),
+                "api" | "graphql" => any(&bare),
+                first => self.token(first),
+            },
+            ProfileSite::Threads => match seg(0) {
+                "api" => any(&bare),
+                first => self.at_token(first),
+            },
+            ProfileSite::X => match (seg(0), seg(1)) {
+                ("i", "user") => self.token(seg(2)),
+                ("i", "api") | ("1.1", _) | ("2", _) | ("graphql", _) => any(&bare),
+                (first, _) => self.token(first),
+            },
+            ProfileSite::Facebook => match seg(0) {
+                "people" => self.token(seg(2)),
+                "stories" => self.token(seg(1)),
+                "api" | "ajax" => any(&bare),
+                first => self.token(first),
+            },
+            ProfileSite::Tiktok => any(&|s| self.at_token(s)).or_else(|| match seg(0) {
+                "api" => any(&bare),
+                _ => None,
+            }),
+            ProfileSite::Linkedin => match seg(0) {
+                "in" => self.token(seg(1)),
+                "voyager" => any(&bare).or_else(|| self.urn_hit(&segs.join("/"))),
+                _ => None,
+            },
+            ProfileSite::Snapchat => {
+                let at = any(&|s| self.at_token(s.strip_suffix(".json").unwrap_or(s)));
+                at.or_else(|| {
+                    segs.windows(2).find_map(|w| match w[0].as_str() {
+                        "add" | "s" | "u" => bare(&w[1]),
+                        _ => None,
+                    })
+                })
+            }
+        }
+    }
+
+    /// LinkedIn names a member by `urn:li:fsd_profile:{id}`, and Rest.li query
+    /// values by `vanityName:{v}` / `memberIdentity:{v}` inside `(…)`.
+    fn urn_hit(&self, text: &str) -> Option<&'a str> {
+        let lower = text.to_ascii_lowercase();
+        for marker in [
+            "fsd_profile:",
+            "fs_profile:",
+            "member:",
+            "vanityname:",
+            "memberidentity:",
+        ] {
+            let mut rest = lower.as_str();
+            while let Some(at) = rest.find(marker) {
+                let after = &rest[at + marker.len()..];
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+                    .unwrap_or(after.len());
+                if let Some(profile) = self.token(&after[..end]) {
+                    return Some(profile);
+                }
+                rest = after;
+            }
+        }
+        None
+    }
+
+    /// A route an app is about to open (`/exname/`, `https://host/exname/?x=1`).
+    fn route_hit(&self, route: &str) -> Option<&'a str> {
+        let route = route.trim();
+        let without_origin = match route.split_once("://") {
+            Some((_, rest)) => rest.find('/').map_or("/", |i| &rest[i..]),
+            None => route,
+        };
+        let (path, query) = match without_origin.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (without_origin, None),
+        };
+        self.path_hit(path).or_else(|| {
+            // Identity keys in the route's own query (profile.php?id=…).
+            let mut found = Found::default();
+            let _ = self.params(query.unwrap_or("").as_bytes(), &mut found);
+            found.blocked
+        })
+    }
+
+    /// Inspects `key=value&…` (a query string or a form body). Returns the rewritten
+    /// text when batch entries naming a profile were removed.
+    fn params(&self, text: &[u8], found: &mut Found<'a>) -> Option<String> {
+        let mut kept: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
+        let mut removed = false;
+        for (key, value) in form_urlencoded::parse(text) {
+            let k = key_form(&key);
+            let mut value = value;
+            if ROUTE_KEYS.contains(&k.as_str()) {
+                if let Some(profile) = self.route_hit(&value) {
+                    if BATCH_KEYS.contains(&k.as_str()) {
+                        removed = true;
+                        found.remove(profile);
+                        continue;
+                    }
+                    found.block(profile);
+                }
+            } else if IDENTITY_KEYS.contains(&k.as_str()) {
+                if BATCH_KEYS.contains(&k.as_str()) {
+                    // Repeated keys or a comma-separated list: drop the profile's entries.
+                    let parts: Vec<&str> = value.split(',').collect();
+                    let mut keep = Vec::new();
+                    for part in &parts {
+                        match self.token(part) {
+                            Some(profile) => found.remove(profile),
+                            None => keep.push(*part),
+                        }
+                    }
+                    if keep.len() != parts.len() {
+                        removed = true;
+                        if keep.is_empty() {
+                            continue;
+                        }
+                        value = Cow::Owned(keep.join(","));
+                    }
+                } else if let Some(profile) = self.token(&value) {
+                    found.block(profile);
+                }
+            } else if looks_like_json(value.as_bytes())
+                && let Ok(mut json) = serde_json::from_str::<Value>(&value)
+                && self.walk(&mut json, None, found)
+            {
+                removed = true;
+                value = Cow::Owned(json.to_string());
+            }
+            if found.blocked.is_none()
+                && self.site == ProfileSite::Linkedin
+                && let Some(profile) = self.urn_hit(&value)
+            {
+                found.block(profile);
+            }
+            kept.push((key, value));
+        }
+        if !removed {
+            return None;
+        }
+        let mut out = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &kept {
+            out.append_pair(k, v);
+        }
+        // Every entry of a batch was the profile's: nothing is left to ask for.
+        let batch_left = |k: &str| kept.iter().any(|(kk, _)| key_form(kk) == k);
+        let emptied = form_urlencoded::parse(text).any(|(k, _)| {
+            let k = key_form(&k);
+            BATCH_KEYS.contains(&k.as_str()) && !batch_left(&k)
+        });
+        if emptied {
+            found.emptied();
+        }
+        Some(out.finish())
+    }
+
+    /// Inspects a JSON body; returns the rewritten body when entries were removed.
+    fn json_body(&self, body: &[u8], found: &mut Found<'a>) -> Option<Option<Vec<u8>>> {
+        let mut json: Value = serde_json::from_slice(body).ok()?;
+        if self.walk(&mut json, None, found) {
+            Some(Some(json.to_string().into_bytes()))
+        } else {
+            Some(None)
+        }
+    }
+
+    /// Walks JSON (GraphQL `variables`, API bodies). Scalars under identity keys
+    /// that name a profile block; array entries that do are removed (true when any
+    /// was). JSON inside strings (`"variables":"{…}"`) is walked too.
+    fn walk(&self, value: &mut Value, key: Option<&str>, found: &mut Found<'a>) -> bool {
+        let k = key.map(key_form).unwrap_or_default();
+        let identity = IDENTITY_KEYS.contains(&k.as_str());
+        let route = ROUTE_KEYS.contains(&k.as_str());
+        let hit = |v: &Value| -> Option<&'a str> {
+            let text = match v {
+                Value::String(s) => Cow::Borrowed(s.as_str()),
+                Value::Number(n) => Cow::Owned(n.to_string()),
+                _ => return None,
+            };
+            if route {
+                self.route_hit(&text)
+            } else if identity {
+                self.token(&text).or_else(|| {
+                    (self.site == ProfileSite::Linkedin)
+                        .then(|| self.urn_hit(&text))
+                        .flatten()
+                })
+            } else if self.site == ProfileSite::Linkedin {
+                self.urn_hit(&text)
+            } else {
+                None
+            }
+        };
+        match value {
+            Value::Object(map) => {
+                let mut changed = false;
+                for (child_key, child) in map.iter_mut() {
+                    changed |= self.walk(child, Some(child_key), found);
+                }
+                changed
+            }
+            Value::Array(items) => {
+                let before = items.len();
+                if identity || route {
+                    items.retain(|item| match hit(item) {
+                        Some(profile) => {
+                            found.remove(profile);
+                            false
+                        }
+                        None => true,
+                    });
+                }
+                let mut changed = items.len() != before;
+                if changed && items.is_empty() {
+                    found.emptied();
+                }
+                for item in items.iter_mut() {
+                    changed |= self.walk(item, key, found);
+                }
+                changed
+            }
+            Value::String(s) if looks_like_json(s.as_bytes()) => {
+                let Ok(mut inner) = serde_json::from_str::<Value>(s) else {
+                    return false;
+                };
+                if self.walk(&mut inner, None, found) {
+                    *s = inner.to_string();
+                    true
+                } else {
+                    false
+                }
+            }
+            scalar => {
+                if let Some(profile) = hit(scalar) {
+                    found.block(profile);
+                }
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

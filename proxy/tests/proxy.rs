@@ -1,0 +1,292 @@
+//! The proxy end to end, on loopback only: a fake origin with its own test CA (given
+//! as an origin root), the proxy with a CA in a temp dir and a resolver that maps
+//! every name to 127.0.0.1, and a client that trusts only ncd's CA and connects to
+//! the proxy with the SNI of www.instagram.com. No real DNS, no other address.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use ncd_config::{Config, ProfileSite};
+use ncd_proxy::block_page::BLOCK_MARKER;
+use ncd_proxy::{Kind, OriginOptions, OriginResolver, PageContext, ProxyHooks, ProxyRules, ServeOptions};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+const CONFIG: &str = r#"
+[[profile]]
+name = "ex"
+instagram = ["exname", "1234567890"]
+"#;
+
+/// Bytes the origin serves for another person's profile: not text, not the same twice.
+fn other_profile_bytes() -> Vec<u8> {
+    (0..70_000u32).map(|i| (i * 7 + i / 251) as u8).collect()
+}
+
+struct Loopback;
+
+#[async_trait::async_trait]
+impl OriginResolver for Loopback {
+    async fn resolve(&self, _host: &str) -> io::Result<Vec<IpAddr>> {
+        Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)])
+    }
+}
+
+#[derive(Default)]
+struct Ledger(Mutex<Vec<(ProfileSite, Kind)>>);
+
+impl ProxyHooks for Ledger {
+    fn on_block(&self, site: ProfileSite, kind: Kind) {
+        self.0.lock().unwrap().push((site, kind));
+    }
+    fn page_context(&self) -> PageContext {
+        PageContext {
+            day: Some((3, 60)),
+            reason: Some("I want my evenings back".into()),
+        }
+    }
+}
+
+/// A stand-in for the real site: its own CA, h1 and h2, a few routes.
+async fn fake_origin() -> (SocketAddr, CertificateDer<'static>) {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["www.instagram.com".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &issuer)
+        .unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let path = req.uri().path().to_string();
+                    let query = req.uri().query().unwrap_or("").to_string();
+                    let body = req.into_body().collect().await?.to_bytes();
+                    let reply: Vec<u8> = match path.as_str() {
+                        "/otherperson/" => other_profile_bytes(),
+                        "/exname/" => b"the ex's profile: the proxy must never show this".to_vec(),
+                        "/api/v1/feed/reels_media/" => format!("origin saw: {query}").into_bytes(),
+                        _ => [b"echo: ".as_slice(), &body].concat(),
+                    };
+                    let mut resp = Response::new(Full::new(Bytes::from(reply)));
+                    resp.headers_mut().insert("alt-svc", "h3=\":443\"".parse().unwrap());
+                    Ok::<_, hyper::Error>(resp)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    (addr, ca_cert.der().clone())
+}
+
+struct Running {
+    proxy: SocketAddr,
+    ca_pem: String,
+    ledger: Arc<Ledger>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Running {
+    let (origin, origin_root) = fake_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
+    let (rules, events) = ProxyRules::build(&config, dir.path(), None).unwrap().unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    let ca_pem = rules.ca.cert_pem().to_string();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = listener.local_addr().unwrap();
+    let ledger = Arc::new(Ledger::default());
+    let shutdown = CancellationToken::new();
+    let options = ServeOptions {
+        allow_clients: Vec::new(),
+        origin: OriginOptions {
+            extra_roots: vec![origin_root],
+            port: origin.port(),
+        },
+    };
+    tokio::spawn(ncd_proxy::serve(
+        vec![listener],
+        Arc::new(ArcSwap::from_pointee(rules)),
+        Arc::new(Loopback),
+        ledger.clone(),
+        options,
+        shutdown.clone(),
+    ));
+    Running {
+        proxy,
+        ca_pem,
+        ledger,
+        shutdown,
+        _dir: dir,
+    }
+}
+
+fn client(run: &Running, host: &str, http2: bool) -> reqwest::Client {
+    let builder = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(run.ca_pem.as_bytes()).unwrap())
+        .resolve(host, run.proxy)
+        .no_proxy();
+    let builder = if http2 {
+        builder.http2_prior_knowledge()
+    } else {
+        builder.http1_only()
+    };
+    builder.build().unwrap()
+}
+
+fn url(run: &Running, path: &str) -> String {
+    format!("https://www.instagram.com:{}{path}", run.proxy.port())
+}
+
+async fn each_protocol(check: impl AsyncFn(&Running, reqwest::Client, reqwest::Version)) {
+    let run = start().await;
+    for (http2, version) in [(false, reqwest::Version::HTTP_11), (true, reqwest::Version::HTTP_2)] {
+        check(&run, client(&run, "www.instagram.com", http2), version).await;
+    }
+    run.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn the_profile_page_gets_the_block_page() {
+    each_protocol(async |run, client, version| {
+        let resp = client
+            .get(url(run, "/ExName/"))
+            .header("accept", "text/html")
+            .header("sec-fetch-mode", "navigate")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), version);
+        assert_eq!(resp.status(), 403);
+        let page = resp.text().await.unwrap();
+        assert!(page.contains(BLOCK_MARKER), "{page}");
+        assert!(page.contains("Day 3 of 60.") && page.contains("I want my evenings back"));
+        assert!(!page.contains("never show this"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_api_call_for_the_profile_gets_the_sites_not_found() {
+    let run = start().await;
+    for http2 in [false, true] {
+        let resp = client(&run, "www.instagram.com", http2)
+            .get(url(&run, "/api/v1/users/web_profile_info/?username=exname"))
+            .header("sec-fetch-mode", "cors")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["status"], "fail");
+    }
+    let ledger = run.ledger.0.lock().unwrap().clone();
+    assert_eq!(ledger, [(ProfileSite::Instagram, Kind::Api); 2]);
+    run.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn another_profile_passes_byte_for_byte() {
+    each_protocol(async |run, client, version| {
+        let resp = client
+            .get(url(run, "/otherperson/"))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), version);
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("alt-svc").is_none(), "no HTTP/3 advertisement");
+        assert_eq!(resp.bytes().await.unwrap().to_vec(), other_profile_bytes());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_post_body_passes_through_and_a_batch_loses_only_the_profile() {
+    each_protocol(async |run, client, _| {
+        let body = "doc_id=1&variables=%7B%22username%22%3A%22someone%22%7D";
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(resp.text().await.unwrap(), format!("echo: {body}"));
+
+        let blocked = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("doc_id=1&variables=%7B%22id%22%3A%221234567890%22%7D")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(blocked.status(), 404);
+
+        let resp = client
+            .get(url(
+                run,
+                "/api/v1/feed/reels_media/?reel_ids=111&reel_ids=1234567890&reel_ids=222",
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), "origin saw: reel_ids=111&reel_ids=222");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_name_out_of_scope_is_closed() {
+    let run = start().await;
+    let err = client(&run, "www.example.org", false)
+        .get(format!("https://www.example.org:{}/", run.proxy.port()))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.is_connect() || err.is_request(), "{err:?}");
+    // A site without profile rules is out of scope too.
+    assert!(
+        client(&run, "x.com", false)
+            .get(format!("https://x.com:{}/", run.proxy.port()))
+            .send()
+            .await
+            .is_err()
+    );
+    run.shutdown.cancel();
+}
