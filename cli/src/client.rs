@@ -18,12 +18,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// How long one request may take, connecting, writing and waiting for the answer.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The socket to talk to: the explicit one (`--socket` or `NCD_SOCKET`), else the
 /// config file's `[control] socket` when the file parses, else the default; and
 /// when that one is not there, the per-user socket of `ncdd --dev` if it is.
-pub fn resolve_socket(explicit: Option<&Path>, config: &Path) -> PathBuf {
+pub(crate) fn resolve_socket(explicit: Option<&Path>, config: &Path) -> PathBuf {
     if let Some(path) = explicit {
         return path.to_path_buf();
     }
@@ -49,7 +49,7 @@ fn is_ours(socket: &Path) -> bool {
 
 /// Why a request got no useful answer. `Display` is the sentence the person reads.
 #[derive(Debug)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// No socket file, or nothing listening on it.
     NotRunning {
         socket: PathBuf,
@@ -101,19 +101,19 @@ impl std::error::Error for ClientError {}
 
 /// One control socket; each request uses its own connection.
 #[derive(Debug, Clone)]
-pub struct Client {
+pub(crate) struct Client {
     socket: PathBuf,
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Client {
-    pub fn new(socket: PathBuf) -> Self {
+    pub(crate) fn new(socket: PathBuf) -> Self {
         Self { socket }
     }
 
     /// Sends `method` and returns the daemon's `result` (`null` when it sent none).
-    pub fn call(&self, method: Method) -> Result<Value, ClientError> {
+    pub(crate) fn call(&self, method: Method) -> Result<Value, ClientError> {
         let stream = UnixStream::connect(&self.socket).map_err(|e| self.connect_error(e))?;
         stream
             .set_read_timeout(Some(TIMEOUT))
@@ -181,41 +181,41 @@ impl Client {
     }
 
     /// The daemon's status, parsed.
-    pub fn status(&self) -> Result<Status, ClientError> {
+    pub(crate) fn status(&self) -> Result<Status, ClientError> {
         self.ask(Method::Status)
     }
 
     /// Whether `name` is blocked under the policy in force.
-    pub fn check(&self, name: &str) -> Result<Explanation, ClientError> {
+    pub(crate) fn check(&self, name: &str) -> Result<Explanation, ClientError> {
         self.ask(Method::Check { name: name.into() })
     }
 
-    pub fn start(&self, length_secs: Option<u64>, reason: String) -> Result<Started, ClientError> {
+    pub(crate) fn start(&self, length_secs: Option<u64>, reason: String) -> Result<Started, ClientError> {
         self.ask(Method::Start { length_secs, reason })
     }
 
-    pub fn extend(&self, by_secs: u64) -> Result<Extended, ClientError> {
+    pub(crate) fn extend(&self, by_secs: u64) -> Result<Extended, ClientError> {
         self.ask(Method::Extend { by_secs })
     }
 
     /// Asks for an unlock; the answer is the request as it now stands.
-    pub fn unlock(&self, scope: UnlockScope, why: String) -> Result<UnlockStatus, ClientError> {
+    pub(crate) fn unlock(&self, scope: UnlockScope, why: String) -> Result<UnlockStatus, ClientError> {
         self.ask(Method::Unlock { scope, why })
     }
 
-    pub fn unlock_cancel(&self) -> Result<Done, ClientError> {
+    pub(crate) fn unlock_cancel(&self) -> Result<Done, ClientError> {
         self.ask(Method::UnlockCancel)
     }
 
-    pub fn unlock_challenge(&self) -> Result<Challenge, ClientError> {
+    pub(crate) fn unlock_challenge(&self) -> Result<Challenge, ClientError> {
         self.ask(Method::UnlockChallenge)
     }
 
-    pub fn unlock_confirm(&self, typed: String) -> Result<Confirmed, ClientError> {
+    pub(crate) fn unlock_confirm(&self, typed: String) -> Result<Confirmed, ClientError> {
         self.ask(Method::UnlockConfirm { typed })
     }
 
-    pub fn guard_report(&self, drift: Vec<String>) -> Result<Done, ClientError> {
+    pub(crate) fn guard_report(&self, drift: Vec<String>) -> Result<Done, ClientError> {
         self.ask(Method::GuardReport { drift })
     }
 

@@ -19,15 +19,15 @@ use crate::terminal::RawMode;
 /// rollover or an escape sequence gives at most a few bytes at once (the longest
 /// common ones, like Ctrl-F5 `ESC [ 15 ; 5 ~`, are 7); a paste or a program
 /// writing to the terminal delivers its bytes within microseconds of each other.
-pub const BURST_BYTES: usize = 8;
+pub(crate) const BURST_BYTES: usize = 8;
 /// See [`BURST_BYTES`].
-pub const BURST_GAP: Duration = Duration::from_millis(5);
+pub(crate) const BURST_GAP: Duration = Duration::from_millis(5);
 /// A chunk shorter than [`BURST_BYTES`] (the passage's last one, say) is also
 /// refused when it is at least this long and all of it arrived as one burst.
-pub const SHORT_PASTE_CHARS: usize = 4;
+pub(crate) const SHORT_PASTE_CHARS: usize = 4;
 
 /// Runs `ncd unlock --confirm`.
-pub fn run(client: &Client) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(client: &Client) -> anyhow::Result<ExitCode> {
     if !io::stdin().is_terminal() {
         bail!("Confirming needs you at a keyboard: stdin is not a terminal.");
     }
@@ -140,7 +140,7 @@ fn show_part(out: &mut impl Write, typist: &Typist) -> io::Result<()> {
 
 /// What the terminal should show after a byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// Echo a typed character.
     Echo(char),
     /// Erase this many characters before the cursor.
@@ -287,7 +287,7 @@ impl Decoder {
 /// The passage in chunks, what has been typed of the current one, and the rhythm
 /// of the input.
 #[derive(Debug)]
-pub struct Typist {
+pub(crate) struct Typist {
     chunks: Vec<Vec<char>>,
     index: usize,
     input: Vec<char>,
@@ -299,7 +299,7 @@ pub struct Typist {
 }
 
 impl Typist {
-    pub fn new(passage: &str, chunk_chars: usize) -> Self {
+    pub(crate) fn new(passage: &str, chunk_chars: usize) -> Self {
         let chars: Vec<char> = passage.chars().collect();
         Self {
             chunks: chars.chunks(chunk_chars.max(1)).map(<[char]>::to_vec).collect(),
@@ -313,17 +313,17 @@ impl Typist {
     }
 
     /// The chunk to type now.
-    pub fn chunk(&self) -> &[char] {
+    pub(crate) fn chunk(&self) -> &[char] {
         self.chunks.get(self.index).map_or(&[], Vec::as_slice)
     }
 
     /// (this part, counting from 1; how many parts).
-    pub fn part(&self) -> (usize, usize) {
+    pub(crate) fn part(&self) -> (usize, usize) {
         ((self.index + 1).min(self.chunks.len()), self.chunks.len())
     }
 
     /// One byte of input, read at `at`.
-    pub fn feed(&mut self, byte: u8, at: Instant) -> Vec<Step> {
+    pub(crate) fn feed(&mut self, byte: u8, at: Instant) -> Vec<Step> {
         let run = self.rhythm.feed(at);
         if self.draining {
             if run > 1 {

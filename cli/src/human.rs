@@ -8,11 +8,11 @@ const MINUTE: u64 = 60;
 const HOUR: u64 = 60 * MINUTE;
 const DAY: u64 = 24 * HOUR;
 
-pub use ncd_config::duration::{count, in_words as duration};
+pub(crate) use ncd_config::duration::{count, in_words as duration};
 
 /// The length of a period in words: like [`duration`], but short test periods
 /// are counted in seconds rather than called "less than a minute".
-pub fn length(secs: u64) -> String {
+pub(crate) fn length(secs: u64) -> String {
     if secs < MINUTE {
         count(secs, "second", "seconds")
     } else {
@@ -21,17 +21,17 @@ pub fn length(secs: u64) -> String {
 }
 
 /// Days, counting a started day as a day: the "60" of "Day 12 of 60".
-pub fn days_ceil(secs: u64) -> u64 {
+pub(crate) fn days_ceil(secs: u64) -> u64 {
     secs.div_ceil(DAY)
 }
 
 /// The day a period is on, counting from 1: 0 s served is day 1.
-pub fn day_number(served_secs: u64) -> u64 {
+pub(crate) fn day_number(served_secs: u64) -> u64 {
     served_secs / DAY + 1
 }
 
 /// A bar of `width` cells, `█` for the share done and `░` for the rest.
-pub fn progress_bar(done: u64, total: u64, width: usize) -> String {
+pub(crate) fn progress_bar(done: u64, total: u64, width: usize) -> String {
     let filled = if total == 0 {
         0
     } else {
@@ -41,7 +41,7 @@ pub fn progress_bar(done: u64, total: u64, width: usize) -> String {
 }
 
 /// Whole percent done, rounded down (so 100 % only when it is).
-pub fn percent(done: u64, total: u64) -> u64 {
+pub(crate) fn percent(done: u64, total: u64) -> u64 {
     if total == 0 {
         0
     } else {
@@ -53,7 +53,7 @@ const SPARKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█
 
 /// One block character per value, scaled to the largest; zero is always the
 /// lowest block, anything above zero at least the second. All zeros: flat `▁`.
-pub fn sparkline(values: &[u64]) -> String {
+pub(crate) fn sparkline(values: &[u64]) -> String {
     let max = values.iter().copied().max().unwrap_or(0);
     values
         .iter()
@@ -70,13 +70,13 @@ pub fn sparkline(values: &[u64]) -> String {
 
 /// ANSI styling that switches itself off when it should.
 #[derive(Debug, Clone, Copy)]
-pub struct Style {
+pub(crate) struct Style {
     color: bool,
 }
 
 impl Style {
     /// Colour only when stdout is a terminal and `NO_COLOR` is unset (or empty).
-    pub fn for_stdout() -> Self {
+    pub(crate) fn for_stdout() -> Self {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
         Self {
             color: !no_color && std::io::stdout().is_terminal(),
@@ -84,7 +84,7 @@ impl Style {
     }
 
     #[cfg(test)]
-    pub fn plain() -> Self {
+    pub(crate) fn plain() -> Self {
         Self { color: false }
     }
 
@@ -96,21 +96,21 @@ impl Style {
         }
     }
 
-    pub fn bold(self, text: &str) -> String {
+    pub(crate) fn bold(self, text: &str) -> String {
         self.paint("1", text)
     }
 
-    pub fn dim(self, text: &str) -> String {
+    pub(crate) fn dim(self, text: &str) -> String {
         self.paint("2", text)
     }
 
     /// The calm accent of the progress bar and the sparkline.
-    pub fn accent(self, text: &str) -> String {
+    pub(crate) fn accent(self, text: &str) -> String {
         self.paint("36", text)
     }
 
     /// For things worth noticing (state damage): yellow, not red.
-    pub fn notice(self, text: &str) -> String {
+    pub(crate) fn notice(self, text: &str) -> String {
         self.paint("33", text)
     }
 }

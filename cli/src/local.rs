@@ -14,7 +14,13 @@ use crate::client::{Client, ClientError};
 /// `ncd check NAME`: asks the running daemon (which knows the effective policy,
 /// including a period's ratchet); when ncdd is not running, reads the config file
 /// and says so.
-pub fn check(client: &Client, config: &Path, state_dir: &Path, name: &str, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn check(
+    client: &Client,
+    config: &Path,
+    state_dir: &Path,
+    name: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let name = DomainName::parse(name).map_err(anyhow::Error::msg)?;
     let verdict = match client.check(name.as_str()) {
         Ok(verdict) => verdict,
@@ -51,7 +57,7 @@ fn in_words(verdict: &Explanation) -> String {
     }
 }
 
-pub fn config_check(file: &Path, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn config_check(file: &Path, state_dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let config = match Config::load(file) {
         Ok(config) => config,
         Err(error) => {
@@ -110,7 +116,7 @@ pub fn config_check(file: &Path, state_dir: &Path, json: bool) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn services() -> anyhow::Result<ExitCode> {
+pub(crate) fn services() -> anyhow::Result<ExitCode> {
     for service in catalog::SERVICES {
         let aliases = if service.aliases.is_empty() {
             String::new()

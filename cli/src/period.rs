@@ -14,7 +14,7 @@ use crate::client::Client;
 use crate::{human, status};
 
 /// The shortest "why now" accepted: about a sentence.
-pub const MIN_WHY_CHARS: usize = 20;
+pub(crate) const MIN_WHY_CHARS: usize = 20;
 
 fn stdin_is_terminal() -> bool {
     io::stdin().is_terminal()
@@ -34,7 +34,11 @@ fn ask(question: &str) -> io::Result<Option<String>> {
 }
 
 /// `ncd start [--for DURATION] [--reason TEXT]`.
-pub fn start(client: &Client, length: Option<HumanDuration>, reason: Option<String>) -> anyhow::Result<ExitCode> {
+pub(crate) fn start(
+    client: &Client,
+    length: Option<HumanDuration>,
+    reason: Option<String>,
+) -> anyhow::Result<ExitCode> {
     if length.is_some_and(|l| l.as_secs() == 0) {
         bail!("A period needs a length of at least a second, e.g. `--for 60d`.");
     }
@@ -67,7 +71,7 @@ pub fn start(client: &Client, length: Option<HumanDuration>, reason: Option<Stri
 }
 
 /// `ncd extend DURATION`.
-pub fn extend(client: &Client, by: HumanDuration) -> anyhow::Result<ExitCode> {
+pub(crate) fn extend(client: &Client, by: HumanDuration) -> anyhow::Result<ExitCode> {
     if by.as_secs() == 0 {
         bail!("Extend by at least a second, e.g. `ncd extend 7d`.");
     }
@@ -88,7 +92,7 @@ fn capitalise(text: &str) -> String {
 }
 
 /// `ncd unlock --cancel`.
-pub fn cancel(client: &Client) -> anyhow::Result<ExitCode> {
+pub(crate) fn cancel(client: &Client) -> anyhow::Result<ExitCode> {
     client.unlock_cancel()?;
     say!("Withdrawn. Nothing changed.");
     Ok(ExitCode::SUCCESS)
@@ -102,7 +106,7 @@ fn check_why(why: &str) -> anyhow::Result<()> {
 }
 
 /// `ncd unlock`, the request: interactive at a terminal, else `--scope` and `--why`.
-pub fn request(client: &Client, scope: Option<UnlockScope>, why: Option<String>) -> anyhow::Result<ExitCode> {
+pub(crate) fn request(client: &Client, scope: Option<UnlockScope>, why: Option<String>) -> anyhow::Result<ExitCode> {
     if let Some(why) = &why {
         check_why(why)?;
     }

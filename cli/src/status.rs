@@ -14,7 +14,7 @@ const BAR_WIDTH: usize = 30;
 const TAMPER_SHOWN: usize = 5;
 
 /// The whole screen, ending with a newline.
-pub fn render(status: &Status, style: Style) -> String {
+pub(crate) fn render(status: &Status, style: Style) -> String {
     let mut out = Screen::default();
     period(&mut out, &status.period, style);
     damage(&mut out, &status.daemon.damage, style);
@@ -142,7 +142,7 @@ fn scope_words(scope: Option<UnlockScope>) -> Option<&'static str> {
 
 /// The unlock lines, shared with `ncd unlock` (which shows them when a request is
 /// already under way).
-pub fn unlock_lines(unlock: &UnlockStatus) -> Vec<String> {
+pub(crate) fn unlock_lines(unlock: &UnlockStatus) -> Vec<String> {
     let mut lines = Vec::new();
     match unlock.state {
         UnlockState::None => {}
@@ -173,7 +173,7 @@ fn unlock(out: &mut Screen, unlock: &UnlockStatus) {
 }
 
 /// The held loosenings, shared with `ncd unlock`.
-pub fn pending_lines(pending: &[String]) -> Vec<String> {
+pub(crate) fn pending_lines(pending: &[String]) -> Vec<String> {
     match pending {
         [] => Vec::new(),
         [one] => vec![format!("Held until the period ends or an unlock: {one}")],

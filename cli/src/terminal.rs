@@ -18,13 +18,13 @@ type Saved = Arc<Mutex<Option<Termios>>>;
 
 /// Stdin in raw mode until dropped (or [`RawMode::restore`]d).
 #[derive(Debug)]
-pub struct RawMode {
+pub(crate) struct RawMode {
     saved: Saved,
 }
 
 impl RawMode {
     /// Puts stdin (a terminal) in raw mode.
-    pub fn enter() -> io::Result<Self> {
+    pub(crate) fn enter() -> io::Result<Self> {
         let stdin = io::stdin();
         let original = termios::tcgetattr(stdin.as_fd())?;
         let saved: Saved = Arc::new(Mutex::new(Some(original.clone())));
@@ -39,7 +39,7 @@ impl RawMode {
     }
 
     /// Reads one byte, unbuffered, and the moment it was read. `None` at end of input.
-    pub fn read_byte(&self) -> io::Result<Option<(u8, Instant)>> {
+    pub(crate) fn read_byte(&self) -> io::Result<Option<(u8, Instant)>> {
         let mut byte = [0u8; 1];
         loop {
             match rustix::io::read(io::stdin().as_fd(), &mut byte) {
@@ -52,12 +52,12 @@ impl RawMode {
     }
 
     /// Throws away what was typed (or pasted) but not read yet.
-    pub fn discard_input(&self) {
+    pub(crate) fn discard_input(&self) {
         let _ = termios::tcflush(io::stdin().as_fd(), QueueSelector::IFlush);
     }
 
     /// Puts the terminal back as it was. Safe to call more than once.
-    pub fn restore(&self) -> io::Result<()> {
+    pub(crate) fn restore(&self) -> io::Result<()> {
         restore(&self.saved)
     }
 }

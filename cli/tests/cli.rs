@@ -1,6 +1,9 @@
 //! End-to-end tests of the `ncd` command line: the real binary, config and list
 //! files in a temp dir, exit statuses, text and JSON output.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 

@@ -1,6 +1,9 @@
 //! `ncd install` / `ncd uninstall` into temp roots, one per resolver flavour. Nothing
 //! here touches the real /etc, resolver or service manager: every run passes --root.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{PermissionsExt, symlink};

@@ -2,6 +2,9 @@
 //! thread that records every request and answers from a script. The typing of
 //! `ncd unlock --confirm` is driven through a pseudo-terminal.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};

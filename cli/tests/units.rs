@@ -5,6 +5,9 @@
 //! `systemd-analyze` comes with the Debian package `systemd`; without it these tests fail
 //! and say so.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -365,7 +365,7 @@ mod checks {
     use crate::duration::HumanDuration;
     use crate::error::parse_str;
 
-    pub fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    pub(super) fn listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
         let listen = Vec::<SocketAddr>::deserialize(d)?;
         if listen.is_empty() {
             return Err(serde::de::Error::custom(
@@ -375,7 +375,7 @@ mod checks {
         Ok(listen)
     }
 
-    pub fn proxy_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    pub(super) fn proxy_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
         let listen = Vec::<SocketAddr>::deserialize(d)?;
         if listen.is_empty() {
             return Err(serde::de::Error::custom(
@@ -406,7 +406,7 @@ mod checks {
         Ok(d)
     }
 
-    pub fn upstream_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    pub(super) fn upstream_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
         parse_str(d, |t| {
             let d: HumanDuration = t.parse()?;
             if d.0.is_zero() {
@@ -416,21 +416,21 @@ mod checks {
         })
     }
 
-    pub fn refresh<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    pub(super) fn refresh<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
         parse_str(d, |t| {
             at_least_because(t, Duration::from_secs(60), "refresh", "list servers deserve some peace")
         })
     }
 
-    pub fn period_length<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    pub(super) fn period_length<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
         parse_str(d, |t| at_least(t, Duration::from_secs(1), "a period's length"))
     }
 
-    pub fn confirm_within<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    pub(super) fn confirm_within<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
         parse_str(d, |t| at_least(t, Duration::from_secs(1), "confirm_within"))
     }
 
-    pub fn challenge_chars<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    pub(super) fn challenge_chars<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
         let chars = usize::deserialize(d)?;
         if !(1..=10_000).contains(&chars) {
             return Err(serde::de::Error::custom("challenge_chars must be between 1 and 10000"));

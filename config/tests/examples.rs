@@ -3,6 +3,9 @@
 //! file (after hickory-dns's `test_reject_unknown_fields`), and a bad value in each
 //! typed field.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::{Path, PathBuf};
 
 use ncd_config::{Config, ConfigError, ListSource};

@@ -1,6 +1,9 @@
 //! `[[profile]]` and `[proxy]`: parsing, normal forms, located errors, and how the
 //! ratchet holds profiles during a period.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 

@@ -8,6 +8,9 @@
 //!
 //! The whole-daemon comparison with unbound and dnsmasq is bench/run.sh.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -4,6 +4,9 @@
 //! Every test runs its own upstream and its own ncdd on free ports in its own temp
 //! dir, so they run in parallel. Waits are polls with a deadline, never fixed sleeps.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::net::{Ipv4Addr, Ipv6Addr};

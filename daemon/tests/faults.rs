@@ -11,6 +11,9 @@
 //! Nothing here times how fast ncdd is. Bounds are on memory, on answers coming at
 //! all, and (generously) on answers coming within the upstream timeout.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 // Each test binary uses its own part of the shared harness.
 #[allow(dead_code)]
 mod support;

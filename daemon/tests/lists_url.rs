@@ -6,6 +6,9 @@
 //! ages the cached copy and restarts ncdd. Every test has its own HTTP server, list
 //! file name, upstream and ncdd.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 // Each test binary uses its own part of the shared harness.
 #[allow(dead_code)]
 mod support;

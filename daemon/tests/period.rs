@@ -8,6 +8,9 @@
 //! Waits are polls with a deadline; the only sleeps are the random kill moments and
 //! the gaps between typed keys.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 // Each test binary uses its own part of the shared harness.
 #[allow(dead_code)]
 mod support;

@@ -2,6 +2,9 @@
 //! `systemd-socket-activate`, readiness and watchdog on a fake `NOTIFY_SOCKET`,
 //! the stop guard written under a temp root, and the open-resolver refusal.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[allow(dead_code)] // each test binary uses part of the shared harness
 mod support;
 

@@ -3,6 +3,9 @@
 //! every name to 127.0.0.1, and a client that trusts only ncd's CA and connects to
 //! the proxy with the SNI of www.instagram.com. No real DNS, no other address.
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;

@@ -43,7 +43,7 @@ fn backup_path(path: &Path) -> PathBuf {
 
 /// Carries out `steps`, saving the manifest after each so a crash leaves a true record.
 /// Returns whether a command failed.
-pub fn apply(root: &Path, steps: &[Step], manifest: &mut Manifest, live: bool) -> anyhow::Result<bool> {
+pub(super) fn apply(root: &Path, steps: &[Step], manifest: &mut Manifest, live: bool) -> anyhow::Result<bool> {
     let mut failed = false;
     ensure_dir(root, parent(Path::new(manifest::MANIFEST)), manifest)?;
     manifest.save(root)?;

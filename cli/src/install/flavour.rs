@@ -15,7 +15,7 @@ use super::units;
 /// Who manages the system resolver, and so how ncd takes it over. Stored in the
 /// manifest under the names given here, which are the ones it has always used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Flavour {
+pub(super) enum Flavour {
     #[serde(rename = "systemd-resolved")]
     Resolved,
     #[serde(rename = "networkmanager")]
@@ -28,7 +28,7 @@ pub enum Flavour {
 
 /// A file a takeover writes, as it should read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolverFile {
+pub(super) struct ResolverFile {
     /// As on the target system (absolute, without the root).
     pub path: PathBuf,
     pub contents: Vec<u8>,
@@ -39,7 +39,7 @@ pub struct ResolverFile {
 
 /// A command that makes the resolver read the files (again).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reload {
+pub(super) struct Reload {
     pub argv: Vec<String>,
     pub why: &'static str,
 }
@@ -47,14 +47,14 @@ pub struct Reload {
 /// What taking over the resolver takes: the files, then the commands that reload it.
 /// Uninstall runs the reloads again once the files are back.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Takeover {
+pub(super) struct Takeover {
     pub files: Vec<ResolverFile>,
     pub reload: Vec<Reload>,
 }
 
 impl Flavour {
     /// Works out who manages the resolver under `root`.
-    pub fn detect(root: &Path, platform: Platform) -> anyhow::Result<Flavour> {
+    pub(super) fn detect(root: &Path, platform: Platform) -> anyhow::Result<Flavour> {
         if platform == Platform::Macos {
             return Ok(Flavour::Macos);
         }
@@ -87,7 +87,7 @@ impl Flavour {
     }
 
     /// The flavour in words, for the plan's heading.
-    pub fn words(self) -> &'static str {
+    pub(super) fn words(self) -> &'static str {
         match self {
             Flavour::Resolved => "systemd-resolved manages DNS here",
             Flavour::NetworkManager => "NetworkManager writes /etc/resolv.conf here",
@@ -99,7 +99,7 @@ impl Flavour {
     /// The files that send DNS to ncd, with `domains` (the blocked apexes) routed to
     /// it by name where the flavour can, and the commands that reload the resolver.
     /// (macOS network services' DNS servers are settings, not files: see `plan`.)
-    pub fn takeover(self, domains: &[String]) -> Takeover {
+    pub(super) fn takeover(self, domains: &[String]) -> Takeover {
         let file = |path: &str, contents: &str, what: &str| ResolverFile {
             path: path.into(),
             contents: contents.as_bytes().to_vec(),

@@ -5,7 +5,7 @@ use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
 /// `path` (absolute, as on the target system) inside `root`.
-pub fn under(root: &Path, path: &Path) -> PathBuf {
+pub(super) fn under(root: &Path, path: &Path) -> PathBuf {
     let mut out = root.to_path_buf();
     for part in path.components() {
         if let Component::Normal(part) = part {
@@ -16,20 +16,20 @@ pub fn under(root: &Path, path: &Path) -> PathBuf {
 }
 
 /// FNV-1a, 64 bits, as `fnv1a64:<hex>`: enough to notice an edit (not a security check).
-pub fn hash(bytes: &[u8]) -> String {
+pub(super) fn hash(bytes: &[u8]) -> String {
     format!("fnv1a64:{:016x}", ncd_state::checksum(bytes))
 }
 
 /// What is at a path now (without following a final symlink).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Found {
+pub(super) enum Found {
     Absent,
     File { bytes: Vec<u8>, mode: u32 },
     Symlink { target: PathBuf },
     Other,
 }
 
-pub fn look(path: &Path) -> std::io::Result<Found> {
+pub(super) fn look(path: &Path) -> std::io::Result<Found> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Found::Absent),
@@ -62,12 +62,12 @@ fn sync_dir(path: &Path) -> std::io::Result<()> {
 }
 
 /// Writes `bytes` with `mode` to a temp file beside `path`, then renames it over `path`.
-pub fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+pub(super) fn write_atomically(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
     ncd_state::write_atomically(path, bytes, Some(mode))
 }
 
 /// Makes `path` a symlink to `target`, atomically replacing what is there.
-pub fn symlink_atomically(path: &Path, target: &Path) -> std::io::Result<()> {
+pub(super) fn symlink_atomically(path: &Path, target: &Path) -> std::io::Result<()> {
     let tmp = temp_name(path);
     let _ = std::fs::remove_file(&tmp);
     symlink(target, &tmp)?;
@@ -79,7 +79,7 @@ pub fn symlink_atomically(path: &Path, target: &Path) -> std::io::Result<()> {
 }
 
 /// Removes a file (or symlink); gone already is fine.
-pub fn remove(path: &Path) -> std::io::Result<()> {
+pub(super) fn remove(path: &Path) -> std::io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),

@@ -20,14 +20,14 @@ use super::plan;
 use crate::client::Client;
 
 #[derive(Debug, clap::Args)]
-pub struct GuardArgs {
+pub(crate) struct GuardArgs {
     /// Guard the system under this directory as if it were `/` (commands are then
     /// listed, not run).
     #[arg(long, default_value = "/")]
     root: PathBuf,
 }
 
-pub fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -> anyhow::Result<ExitCode> {
     let root = args.root.as_path();
     // Fail closed: a period nobody can read is guarded as one that runs.
     let running = match period_running(root, socket, state_dir) {

@@ -13,13 +13,13 @@ use super::plan::Platform;
 
 /// Where the manifest lives, relative to the root: root's own directory (0700, see
 /// systemd/ncd.tmpfiles), not /var/lib/ncd, which systemd hands to the `ncd` user.
-pub const MANIFEST: &str = "/var/lib/ncd-root/install-manifest.json";
+pub(super) const MANIFEST: &str = "/var/lib/ncd-root/install-manifest.json";
 /// Where originals replaced by install are kept, relative to the root.
-pub const BACKUP_DIR: &str = "/var/lib/ncd-root/install-backup";
-pub const FORMAT: u32 = 1;
+pub(super) const BACKUP_DIR: &str = "/var/lib/ncd-root/install-backup";
+pub(super) const FORMAT: u32 = 1;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
+pub(super) struct Manifest {
     /// Bumped when the layout changes; uninstall refuses a format it does not know.
     pub format: u32,
     /// Stored as "linux" or "macos".
@@ -41,7 +41,7 @@ pub struct Manifest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FileRecord {
+pub(super) struct FileRecord {
     pub path: PathBuf,
     /// What the file is, in words ("the ncdd daemon", "the resolver drop-in").
     pub what: String,
@@ -58,7 +58,7 @@ pub struct FileRecord {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Previous {
+pub(super) enum Previous {
     /// Nothing: uninstall deletes the file.
     Absent,
     /// A regular file, copied byte for byte to `backup`.
@@ -68,7 +68,7 @@ pub enum Previous {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SettingRecord {
+pub(super) struct SettingRecord {
     pub what: String,
     pub previous: String,
     pub new: String,
@@ -77,7 +77,7 @@ pub struct SettingRecord {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CommandRecord {
+pub(super) struct CommandRecord {
     pub argv: Vec<String>,
     pub ran: bool,
     /// The exit status when it ran (`None`: not run, or killed by a signal).
@@ -86,7 +86,7 @@ pub struct CommandRecord {
 
 impl Manifest {
     /// The record of an install that has not written anything yet.
-    pub fn new(platform: Platform, resolver: Flavour) -> Manifest {
+    pub(super) fn new(platform: Platform, resolver: Flavour) -> Manifest {
         Manifest {
             format: FORMAT,
             platform,
@@ -100,12 +100,12 @@ impl Manifest {
         }
     }
 
-    pub fn path(root: &Path) -> PathBuf {
+    pub(super) fn path(root: &Path) -> PathBuf {
         fsutil::under(root, Path::new(MANIFEST))
     }
 
     /// The manifest under `root`, or `None` when nothing is installed there.
-    pub fn load(root: &Path) -> anyhow::Result<Option<Manifest>> {
+    pub(super) fn load(root: &Path) -> anyhow::Result<Option<Manifest>> {
         let path = Self::path(root);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
@@ -123,7 +123,7 @@ impl Manifest {
         Ok(Some(manifest))
     }
 
-    pub fn save(&self, root: &Path) -> anyhow::Result<()> {
+    pub(super) fn save(&self, root: &Path) -> anyhow::Result<()> {
         let path = Self::path(root);
         let mut bytes = serde_json::to_vec_pretty(self)?;
         bytes.push(b'\n');
@@ -131,7 +131,7 @@ impl Manifest {
             .with_context(|| format!("Could not write the install manifest {}", path.display()))
     }
 
-    pub fn file(&self, path: &Path) -> Option<&FileRecord> {
+    pub(super) fn file(&self, path: &Path) -> Option<&FileRecord> {
         self.files.iter().find(|f| f.path == path)
     }
 }

@@ -14,7 +14,7 @@
 mod apply;
 mod flavour;
 mod fsutil;
-pub mod guard;
+pub(crate) mod guard;
 mod manifest;
 mod period;
 mod plan;
@@ -34,13 +34,13 @@ use period::{PeriodRunning, period_running};
 use plan::{Platform, Step};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum PlatformArg {
+pub(crate) enum PlatformArg {
     Linux,
     Macos,
 }
 
 #[derive(Debug, Args)]
-pub struct InstallArgs {
+pub(crate) struct InstallArgs {
     /// Install into this directory as if it were `/` (commands are then listed, not run).
     #[arg(long, default_value = "/")]
     root: PathBuf,
@@ -66,7 +66,7 @@ pub struct InstallArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct UninstallArgs {
+pub(crate) struct UninstallArgs {
     /// Uninstall from this directory as if it were `/` (commands are then listed, not run).
     #[arg(long, default_value = "/")]
     root: PathBuf,
@@ -147,7 +147,7 @@ fn write_state(
     })
 }
 
-pub fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
     let platform = platform(args.platform);
     let root = &args.root;
     anyhow::ensure!(root.is_dir(), "The root {} is not a directory.", root.display());
@@ -350,7 +350,7 @@ fn need_root(verb: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn uninstall(args: &UninstallArgs, socket: Option<&Path>, state_dir: &Path) -> anyhow::Result<ExitCode> {
+pub(crate) fn uninstall(args: &UninstallArgs, socket: Option<&Path>, state_dir: &Path) -> anyhow::Result<ExitCode> {
     let root = &args.root;
     let Some(mut manifest) = Manifest::load(root)? else {
         say!(

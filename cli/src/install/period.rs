@@ -9,7 +9,7 @@ use crate::client::{Client, ClientError};
 
 /// What is known of the period.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeriodRunning {
+pub(super) enum PeriodRunning {
     Yes,
     No,
     /// The state cannot be read, so nobody can tell: callers assume one runs.
@@ -21,7 +21,7 @@ pub enum PeriodRunning {
 
 /// Asks ncdd on `socket` (by default the config's, inside the root), else reads
 /// the period state under `root` + `state_dir`.
-pub fn period_running(root: &Path, socket: Option<&Path>, state_dir: &Path) -> PeriodRunning {
+pub(super) fn period_running(root: &Path, socket: Option<&Path>, state_dir: &Path) -> PeriodRunning {
     // An explicit --socket is taken as it is; else the config's, inside the root.
     let socket = socket.map_or_else(|| default_socket(root), Path::to_path_buf);
     match Client::new(socket).status() {
@@ -35,7 +35,7 @@ pub fn period_running(root: &Path, socket: Option<&Path>, state_dir: &Path) -> P
 }
 
 /// ncdd's control socket as the config under `root` names it, inside the root.
-pub fn default_socket(root: &Path) -> PathBuf {
+pub(super) fn default_socket(root: &Path) -> PathBuf {
     fsutil::under(
         root,
         &crate::client::resolve_socket(None, &fsutil::under(root, Path::new(plan::CONFIG_PATH))),

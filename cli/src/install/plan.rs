@@ -17,18 +17,18 @@ use super::{Describe, Where, show, size, units};
 /// The example config and the list it names, installed when there is no config.
 const EXAMPLE_CONFIG: &str = include_str!("../../../examples/ncd.toml");
 const EXAMPLE_LIST: &str = include_str!("../../../examples/lists/social.hosts");
-pub const CONFIG_PATH: &str = "/etc/ncd/ncd.toml";
+pub(super) const CONFIG_PATH: &str = "/etc/ncd/ncd.toml";
 
 /// The system installed for; stored in the manifest as "linux" or "macos".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Platform {
+pub(super) enum Platform {
     Linux,
     Macos,
 }
 
 #[derive(Debug, Clone)]
-pub enum Step {
+pub(super) enum Step {
     /// Create a directory (mode 0755).
     Dir { path: PathBuf },
     /// Write a file; whatever is there is backed up first.
@@ -85,7 +85,7 @@ impl Describe for Step {
 
 /// Everything install would do, as if nothing were installed yet.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(super) struct Plan {
     pub flavour: Flavour,
     pub steps: Vec<Step>,
     /// Commands uninstall runs before putting files back (stop the service).
@@ -96,7 +96,7 @@ pub struct Plan {
 
 /// What install was asked for.
 #[derive(Debug, Clone)]
-pub struct Request {
+pub(super) struct Request {
     pub root: PathBuf,
     pub platform: Platform,
     /// Where the binaries go, on the target system.
@@ -131,7 +131,7 @@ fn write(path: impl Into<PathBuf>, contents: impl Into<Vec<u8>>, mode: u32, what
 
 /// The domains the config blocks through its catalog services and `[block] domains`:
 /// routed to ncd by name so a VPN claiming every name does not win.
-pub fn blocked_domains(config: &Config) -> Vec<String> {
+pub(super) fn blocked_domains(config: &Config) -> Vec<String> {
     let mut set = BTreeSet::new();
     for service in &config.block.services {
         for domain in service.service().domains {
@@ -145,7 +145,7 @@ pub fn blocked_domains(config: &Config) -> Vec<String> {
 }
 
 /// The config install will leave in place: the person's own, else the example.
-pub fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
+pub(super) fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
     let path = fsutil::under(root, Path::new(CONFIG_PATH));
     if path.exists() {
         let config = Config::load(&path).map_err(|e| {
@@ -166,13 +166,13 @@ pub fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
 
 /// The resolver takeover for the config install leaves in place: what install
 /// writes, and what `ncd guard` expects to find.
-pub fn takeover(root: &Path, flavour: Flavour) -> anyhow::Result<Takeover> {
+pub(super) fn takeover(root: &Path, flavour: Flavour) -> anyhow::Result<Takeover> {
     let (config, _) = effective_config(root)?;
     Ok(flavour.takeover(&blocked_domains(&config)))
 }
 
 /// The full plan, as if nothing were installed yet.
-pub fn plan(request: &Request) -> anyhow::Result<Plan> {
+pub(super) fn plan(request: &Request) -> anyhow::Result<Plan> {
     let root = &request.root;
     let flavour = Flavour::detect(root, request.platform)?;
     let (config, config_exists) = effective_config(root)?;

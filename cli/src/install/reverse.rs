@@ -12,7 +12,7 @@ use super::{Describe, Where, run, show};
 
 /// One step of an uninstall.
 #[derive(Debug, Clone)]
-pub enum Undo {
+pub(super) enum Undo {
     /// Run a command the manifest names (stop the service, reload the resolver).
     Run { argv: Vec<String> },
     /// Set a setting back with the command the manifest saved.
@@ -62,7 +62,7 @@ impl Describe for Undo {
 /// The manifest undone, last things first: stop the service, set settings back, put
 /// files back (in the reverse of the order they were written), reload, forget.
 /// Refuses, changing nothing, when a file ncd wrote was edited since (unless `force`).
-pub fn reverse(root: &Path, manifest: &Manifest, force: bool) -> anyhow::Result<Vec<Undo>> {
+pub(super) fn reverse(root: &Path, manifest: &Manifest, force: bool) -> anyhow::Result<Vec<Undo>> {
     let mut restore = Vec::new();
     let mut kept = Vec::new();
     let mut edited = Vec::new();
@@ -136,7 +136,7 @@ fn file_state(root: &Path, record: &FileRecord, force: bool) -> anyhow::Result<F
 
 /// Carries out `steps`, dropping each file from the manifest (saved) once it is
 /// back, so an interrupted uninstall can be run again. Returns whether a command failed.
-pub fn undo(root: &Path, steps: &[Undo], manifest: &mut Manifest, live: bool) -> anyhow::Result<bool> {
+pub(super) fn undo(root: &Path, steps: &[Undo], manifest: &mut Manifest, live: bool) -> anyhow::Result<bool> {
     let mut failed = false;
     // Uninstall's commands are not recorded: the record goes at the end.
     let mut log = Vec::new();

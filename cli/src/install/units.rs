@@ -2,7 +2,7 @@
 //! embedded so the installed `ncd` carries them.
 
 /// (file name, text) of the systemd units, installed into /etc/systemd/system.
-pub const SYSTEMD_UNITS: &[(&str, &str)] = &[
+pub(super) const SYSTEMD_UNITS: &[(&str, &str)] = &[
     ("ncd.socket", include_str!("../../../systemd/ncd.socket")),
     (
         "ncd-control.socket",
@@ -15,24 +15,24 @@ pub const SYSTEMD_UNITS: &[(&str, &str)] = &[
 ];
 
 /// The path the unit files name for the daemon; rewritten to the installed one.
-pub const PACKAGED_NCDD: &str = "/usr/bin/ncdd";
+pub(super) const PACKAGED_NCDD: &str = "/usr/bin/ncdd";
 /// The path the guard unit names for `ncd` (with the space that follows it).
-pub const PACKAGED_NCD: &str = "/usr/bin/ncd ";
+pub(super) const PACKAGED_NCD: &str = "/usr/bin/ncd ";
 
 /// systemd-sysusers(8) entry: the `ncd` system user.
-pub const SYSUSERS: &str = include_str!("../../../systemd/ncd.sysusers");
+pub(super) const SYSUSERS: &str = include_str!("../../../systemd/ncd.sysusers");
 
 /// systemd-tmpfiles(8) entry: /etc/ncd, /run/ncd, /var/lib/ncd-root.
-pub const TMPFILES: &str = include_str!("../../../systemd/ncd.tmpfiles");
+pub(super) const TMPFILES: &str = include_str!("../../../systemd/ncd.tmpfiles");
 
 /// The systemd-resolved drop-in; `@BLOCKED_DOMAINS@` becomes `~apex` for each blocked apex.
-pub const RESOLVED_DROPIN: &str = include_str!("../../../systemd/resolved-dropin.conf.in");
+pub(super) const RESOLVED_DROPIN: &str = include_str!("../../../systemd/resolved-dropin.conf.in");
 
 /// The launchd label on macOS.
-pub const LAUNCHD_LABEL: &str = "org.ncd.ncdd";
+pub(super) const LAUNCHD_LABEL: &str = "org.ncd.ncdd";
 
 /// The launchd job on macOS.
-pub const LAUNCHD_PLIST: &str = include_str!("../../../systemd/macos/org.ncd.ncdd.plist");
+pub(super) const LAUNCHD_PLIST: &str = include_str!("../../../systemd/macos/org.ncd.ncdd.plist");
 
 /// The daemon path the plist names; rewritten to the installed one.
-pub const PLIST_NCDD: &str = "/usr/local/bin/ncdd";
+pub(super) const PLIST_NCDD: &str = "/usr/local/bin/ncdd";

@@ -14,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The uid and gid of `nobody`.
-pub const NOBODY: u32 = 65_534;
+pub(crate) const NOBODY: u32 = 65_534;
 
 /// The `ncd` binary next to `ncdd`; panics with what to do when it was not built.
-pub fn ncd_path() -> PathBuf {
+pub(crate) fn ncd_path() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_ncdd")).with_file_name("ncd");
     assert!(
         path.is_file(),
@@ -29,27 +29,27 @@ pub fn ncd_path() -> PathBuf {
 
 /// What one run of `ncd` did.
 #[derive(Debug, Clone)]
-pub struct Run {
+pub(crate) struct Run {
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }
 
 impl Run {
-    pub fn success(&self) -> bool {
+    pub(crate) fn success(&self) -> bool {
         self.code == Some(0)
     }
 }
 
 /// `ncd --socket SOCKET ARGS…` with stdin from /dev/null, no colour, and no
 /// `NCD_SOCKET` from the environment.
-pub fn ncd(socket: &Path, args: &[&str]) -> Run {
+pub(crate) fn ncd(socket: &Path, args: &[&str]) -> Run {
     run(command(&ncd_path(), socket, args))
 }
 
 /// `ncd` as another user (`uid`, with the same gid and no supplementary groups).
 /// `binary` must be reachable by that user (see [`copy_for_others`]).
-pub fn ncd_as(uid: u32, binary: &Path, socket: &Path, args: &[&str]) -> Run {
+pub(crate) fn ncd_as(uid: u32, binary: &Path, socket: &Path, args: &[&str]) -> Run {
     let mut command = command(binary, socket, args);
     command.uid(uid).gid(uid).env("HOME", "/");
     run(command)
@@ -58,7 +58,7 @@ pub fn ncd_as(uid: u32, binary: &Path, socket: &Path, args: &[&str]) -> Run {
 /// The `ncd` binary as another user can run it: where it was built when every
 /// directory above it lets others through, else a copy in `dir` (mode 0755), for a
 /// build tree in a directory only root may enter.
-pub fn ncd_for_others(dir: &Path) -> PathBuf {
+pub(crate) fn ncd_for_others(dir: &Path) -> PathBuf {
     let built = ncd_path();
     let others_may = |path: &Path| std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o001 != 0);
     if built.ancestors().all(|p| p.as_os_str().is_empty() || others_may(p)) {
@@ -94,7 +94,7 @@ fn run(mut command: Command) -> Run {
 /// Sends one raw protocol line to `socket` as user `uid` (through Python's
 /// standard library, the only ready-made Unix-socket client around) and returns
 /// the response line.
-pub fn protocol_as(uid: u32, socket: &Path, line: &str) -> String {
+pub(crate) fn protocol_as(uid: u32, socket: &Path, line: &str) -> String {
     const CLIENT: &str = "import socket, sys\n\
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
         s.settimeout(10)\n\
@@ -125,7 +125,7 @@ pub fn protocol_as(uid: u32, socket: &Path, line: &str) -> String {
 }
 
 /// True when util-linux `script` is there to give a command a pseudo-terminal.
-pub fn have_script() -> bool {
+pub(crate) fn have_script() -> bool {
     Command::new("script")
         .arg("--version")
         .stdout(Stdio::null())
@@ -138,14 +138,14 @@ pub fn have_script() -> bool {
 /// test writes to the terminal's input, byte for byte as it comes, so the rhythm of
 /// the writes is what `ncd` sees. Killed when dropped.
 #[derive(Debug)]
-pub struct TtySession {
+pub(crate) struct TtySession {
     child: Child,
     input: Option<ChildStdin>,
     output: Arc<Mutex<Vec<u8>>>,
 }
 
 impl TtySession {
-    pub fn start(socket: &Path, args: &[&str]) -> Self {
+    pub(crate) fn start(socket: &Path, args: &[&str]) -> Self {
         let mut line = format!("exec '{}' --socket '{}'", ncd_path().display(), socket.display());
         for arg in args {
             line.push_str(&format!(" '{arg}'"));
@@ -182,14 +182,14 @@ impl TtySession {
     }
 
     /// Everything the terminal showed so far.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
     }
 
     /// Waits until the terminal has shown `needle`; returns the screen. Panics with
     /// the screen after `timeout`.
     #[track_caller]
-    pub fn expect(&self, needle: &str, timeout: Duration) -> String {
+    pub(crate) fn expect(&self, needle: &str, timeout: Duration) -> String {
         let seen = super::eventually(timeout, || {
             let text = self.text();
             text.contains(needle).then_some(text)
@@ -198,14 +198,14 @@ impl TtySession {
     }
 
     /// Writes `bytes` in one go, as a paste does.
-    pub fn paste(&mut self, bytes: &[u8]) {
+    pub(crate) fn paste(&mut self, bytes: &[u8]) {
         let input = self.input.as_mut().expect("terminal input open");
         input.write_all(bytes).expect("write to the terminal");
         input.flush().expect("flush the terminal input");
     }
 
     /// Writes `bytes` one at a time, `gap` apart, as a person types.
-    pub fn type_slowly(&mut self, bytes: &[u8], gap: Duration) {
+    pub(crate) fn type_slowly(&mut self, bytes: &[u8], gap: Duration) {
         for &byte in bytes {
             std::thread::sleep(gap);
             self.paste(&[byte]);
@@ -213,7 +213,7 @@ impl TtySession {
     }
 
     /// Waits for the exit; `None` if it is still running after `timeout`.
-    pub fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
         super::eventually(timeout, || self.child.try_wait().ok().flatten())
     }
 }

@@ -12,31 +12,31 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 /// How long the client waits for an answer before giving up.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The EDNS option code of Extended DNS Errors (RFC 8914).
 const EDE_OPTION: u16 = 15;
 
 /// A parsed response, with the helpers the tests use.
 #[derive(Debug, Clone)]
-pub struct Answer {
+pub(crate) struct Answer {
     pub message: Message,
 }
 
 impl Answer {
-    pub fn rcode(&self) -> ResponseCode {
+    pub(crate) fn rcode(&self) -> ResponseCode {
         self.message.metadata.response_code
     }
 
-    pub fn answers(&self) -> &[Record] {
+    pub(crate) fn answers(&self) -> &[Record] {
         &self.message.answers
     }
 
-    pub fn authorities(&self) -> &[Record] {
+    pub(crate) fn authorities(&self) -> &[Record] {
         &self.message.authorities
     }
 
     /// The info-code of the Extended DNS Error, if there is one.
-    pub fn ede(&self) -> Option<u16> {
+    pub(crate) fn ede(&self) -> Option<u16> {
         let edns = self.message.edns.as_ref()?;
         edns.options().options.iter().find_map(|(_, option)| match option {
             EdnsOption::Unknown(EDE_OPTION, data) if data.len() >= 2 => Some(u16::from_be_bytes([data[0], data[1]])),
@@ -45,7 +45,7 @@ impl Answer {
     }
 
     /// The IPv4 addresses in the answer section.
-    pub fn ipv4(&self) -> Vec<Ipv4Addr> {
+    pub(crate) fn ipv4(&self) -> Vec<Ipv4Addr> {
         self.answers()
             .iter()
             .filter_map(|r| match &r.data {
@@ -56,7 +56,7 @@ impl Answer {
     }
 
     /// The IPv6 addresses in the answer section.
-    pub fn ipv6(&self) -> Vec<Ipv6Addr> {
+    pub(crate) fn ipv6(&self) -> Vec<Ipv6Addr> {
         self.answers()
             .iter()
             .filter_map(|r| match &r.data {
@@ -67,7 +67,7 @@ impl Answer {
     }
 
     /// The SOA record of the authority section (owner TTL, data), if any.
-    pub fn soa(&self) -> Option<(u32, &SOA)> {
+    pub(crate) fn soa(&self) -> Option<(u32, &SOA)> {
         self.authorities().iter().find_map(|r| match &r.data {
             RData::SOA(soa) => Some((r.ttl, soa)),
             _ => None,
@@ -75,13 +75,13 @@ impl Answer {
     }
 
     /// True when ncdd says it blocked the name (EDE 15, "Blocked").
-    pub fn is_blocked(&self) -> bool {
+    pub(crate) fn is_blocked(&self) -> bool {
         self.ede() == Some(15)
     }
 
     /// True when the answer is the fake upstream's: not blocked, and either records
     /// or the upstream's own SOA.
-    pub fn is_from_fake_upstream(&self) -> bool {
+    pub(crate) fn is_from_fake_upstream(&self) -> bool {
         let fake_soa = self
             .soa()
             .is_some_and(|(_, soa)| soa.mname.to_ascii() == super::upstream::FAKE_SOA_MNAME);
@@ -90,7 +90,7 @@ impl Answer {
 }
 
 /// A recursive query for `name`/`rtype` with EDNS (payload 1232).
-pub fn build_query(name: &str, rtype: RecordType) -> Message {
+pub(crate) fn build_query(name: &str, rtype: RecordType) -> Message {
     let mut message = Message::query();
     message.metadata.recursion_desired = true;
     message.add_query(Query::query(qname(name), rtype));
@@ -108,7 +108,7 @@ fn qname(text: &str) -> Name {
 }
 
 /// Sends `message` over UDP and waits for the answer with the same id.
-pub fn exchange_udp(server: SocketAddr, message: &Message, timeout: Duration) -> std::io::Result<Message> {
+pub(crate) fn exchange_udp(server: SocketAddr, message: &Message, timeout: Duration) -> std::io::Result<Message> {
     let bind: SocketAddr = match server.ip() {
         IpAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         IpAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
@@ -133,7 +133,7 @@ pub fn exchange_udp(server: SocketAddr, message: &Message, timeout: Duration) ->
 }
 
 /// Sends `message` over TCP with the 2-byte length prefix (RFC 1035 §4.2.2).
-pub fn exchange_tcp(server: SocketAddr, message: &Message, timeout: Duration) -> std::io::Result<Message> {
+pub(crate) fn exchange_tcp(server: SocketAddr, message: &Message, timeout: Duration) -> std::io::Result<Message> {
     let mut stream = TcpStream::connect_timeout(&server, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -150,7 +150,7 @@ pub fn exchange_tcp(server: SocketAddr, message: &Message, timeout: Duration) ->
 }
 
 /// Asks `server` over UDP; panics when no answer comes within [`CLIENT_TIMEOUT`].
-pub fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Answer {
+pub(crate) fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Answer {
     let message = build_query(name, rtype);
     match exchange_udp(server, &message, CLIENT_TIMEOUT) {
         Ok(message) => Answer { message },
@@ -159,7 +159,7 @@ pub fn query_udp(server: SocketAddr, name: &str, rtype: RecordType) -> Answer {
 }
 
 /// Asks `server` over TCP; panics when no answer comes within [`CLIENT_TIMEOUT`].
-pub fn query_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Answer {
+pub(crate) fn query_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Answer {
     let message = build_query(name, rtype);
     match exchange_tcp(server, &message, CLIENT_TIMEOUT) {
         Ok(message) => Answer { message },
@@ -168,12 +168,12 @@ pub fn query_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> Answer {
 }
 
 /// `A` over UDP.
-pub fn a(server: SocketAddr, name: &str) -> Answer {
+pub(crate) fn a(server: SocketAddr, name: &str) -> Answer {
     query_udp(server, name, RecordType::A)
 }
 
 /// Runs the real `dig` against `server` with extra arguments; returns its stdout.
-pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+pub(crate) fn dig(server: SocketAddr, args: &[&str]) -> String {
     let output = std::process::Command::new("dig")
         .arg(format!("@{}", server.ip()))
         .args(["-p", &server.port().to_string(), "+time=3", "+tries=1"])

@@ -16,28 +16,28 @@ use ncd_config::control::Status;
 use serde_json::{Value, json};
 
 /// How long one exchange may take.
-pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// One control socket; every request uses a connection of its own.
 #[derive(Debug, Clone)]
-pub struct Control {
+pub(crate) struct Control {
     pub path: PathBuf,
 }
 
 impl Control {
-    pub fn new(path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
     }
 
     /// The socket of an ncdd started by the harness (`STATE_DIR/control.sock`).
-    pub fn in_state_dir(state_dir: &Path) -> Self {
+    pub(crate) fn in_state_dir(state_dir: &Path) -> Self {
         Self::new(state_dir.join("control.sock"))
     }
 
     /// A connection with read and write timeouts.
-    pub fn connect(&self) -> io::Result<UnixStream> {
+    pub(crate) fn connect(&self) -> io::Result<UnixStream> {
         let stream = UnixStream::connect(&self.path)?;
         stream.set_read_timeout(Some(CONTROL_TIMEOUT))?;
         stream.set_write_timeout(Some(CONTROL_TIMEOUT))?;
@@ -46,7 +46,7 @@ impl Control {
 
     /// Writes `bytes` on a new connection and reads one line back (without the
     /// newline). `Ok(None)` when the daemon closed the connection without a line.
-    pub fn exchange(&self, bytes: &[u8]) -> io::Result<Option<String>> {
+    pub(crate) fn exchange(&self, bytes: &[u8]) -> io::Result<Option<String>> {
         let mut stream = self.connect()?;
         stream.write_all(bytes)?;
         read_line(&stream)
@@ -54,7 +54,7 @@ impl Control {
 
     /// Sends `{"v":1,"id":N,"method":METHOD[,"params":PARAMS]}` and returns the whole
     /// response; checks that it carries the version and the request's id.
-    pub fn request(&self, method: &str, params: Option<Value>) -> Value {
+    pub(crate) fn request(&self, method: &str, params: Option<Value>) -> Value {
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let mut request = json!({ "v": 1, "id": id, "method": method });
         if let Some(params) = params {
@@ -75,7 +75,7 @@ impl Control {
 
     /// A request that must succeed; returns its `result`.
     #[track_caller]
-    pub fn ok(&self, method: &str, params: Option<Value>) -> Value {
+    pub(crate) fn ok(&self, method: &str, params: Option<Value>) -> Value {
         let response = self.request(method, params);
         assert_eq!(response["ok"], true, "{method} was refused: {response}");
         response["result"].clone()
@@ -83,7 +83,7 @@ impl Control {
 
     /// A request that must be refused; returns the error's (code, message).
     #[track_caller]
-    pub fn refused(&self, method: &str, params: Option<Value>) -> (String, String) {
+    pub(crate) fn refused(&self, method: &str, params: Option<Value>) -> (String, String) {
         let response = self.request(method, params);
         assert_eq!(response["ok"], false, "{method} was not refused: {response}");
         let code = response["error"]["code"].as_str().unwrap_or_default().to_string();
@@ -93,13 +93,13 @@ impl Control {
 
     /// `status`, as the shared `Status` type (so its shape is checked too).
     #[track_caller]
-    pub fn status(&self) -> Status {
+    pub(crate) fn status(&self) -> Status {
         let result = self.ok("status", None);
         serde_json::from_value(result.clone()).unwrap_or_else(|e| panic!("status has an unknown shape ({e}): {result}"))
     }
 
     /// `status`, or `None` when the socket does not answer (yet).
-    pub fn try_status(&self) -> Option<Status> {
+    pub(crate) fn try_status(&self) -> Option<Status> {
         let line = format!("{}\n", json!({ "v": 1, "id": 0, "method": "status" }));
         let answer = self.exchange(line.as_bytes()).ok()??;
         let response: Value = serde_json::from_str(&answer).ok()?;
@@ -108,7 +108,7 @@ impl Control {
 }
 
 /// Reads one line from `stream`; `Ok(None)` at end of stream before any byte.
-pub fn read_line(stream: &UnixStream) -> io::Result<Option<String>> {
+pub(crate) fn read_line(stream: &UnixStream) -> io::Result<Option<String>> {
     let mut line = Vec::new();
     BufReader::new(stream).read_until(b'\n', &mut line)?;
     if line.is_empty() {

@@ -20,7 +20,7 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{DNSClass, Name, RecordType};
 
 /// The kinds of packet in the flood, with their share (out of 100).
-pub const MIX: &[(Kind, u32)] = &[
+pub(crate) const MIX: &[(Kind, u32)] = &[
     (Kind::Blocked, 30),
     (Kind::Allowed, 20),
     (Kind::Unknown, 5),
@@ -36,7 +36,7 @@ pub const MIX: &[(Kind, u32)] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A query for a blocked name (or a random name under one).
     Blocked,
     /// A query for a name the upstream knows (answered from the cache after the first).
@@ -65,7 +65,7 @@ pub enum Kind {
 
 /// What to send, where, how fast and for how long.
 #[derive(Debug, Clone)]
-pub struct FloodPlan {
+pub(crate) struct FloodPlan {
     pub target: SocketAddr,
     /// Packets per second, all threads together.
     pub rate: u64,
@@ -82,7 +82,7 @@ pub struct FloodPlan {
 
 /// What a flood did.
 #[derive(Debug, Clone, Default)]
-pub struct FloodReport {
+pub(crate) struct FloodReport {
     pub sent: u64,
     /// Sends the kernel refused (a full socket buffer, …); not counted in `sent`.
     pub send_errors: u64,
@@ -93,12 +93,12 @@ pub struct FloodReport {
 
 impl FloodReport {
     /// Packets per second actually sent.
-    pub fn rate(&self) -> f64 {
+    pub(crate) fn rate(&self) -> f64 {
         self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
     /// Answers per second received.
-    pub fn answer_rate(&self) -> f64 {
+    pub(crate) fn answer_rate(&self) -> f64 {
         self.answers as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 }
@@ -106,7 +106,7 @@ impl FloodReport {
 /// Sends the flood and returns what was sent and answered. Each thread sends from
 /// its own loopback address (127.0.0.1, .2, …), so the flood comes from several
 /// clients, and paces itself to its share of the rate.
-pub fn flood(plan: &FloodPlan) -> FloodReport {
+pub(crate) fn flood(plan: &FloodPlan) -> FloodReport {
     let threads = plan.threads.max(1);
     let share = (plan.rate / threads as u64).max(1);
     let stop_reading = Arc::new(AtomicBool::new(false));
@@ -197,7 +197,7 @@ fn send_paced(
 }
 
 /// `count` packets drawn from [`MIX`].
-pub fn packet_pool(plan: &FloodPlan, count: usize) -> Vec<Vec<u8>> {
+pub(crate) fn packet_pool(plan: &FloodPlan, count: usize) -> Vec<Vec<u8>> {
     let total: u32 = MIX.iter().map(|(_, share)| share).sum();
     (0..count)
         .map(|_| {
@@ -219,7 +219,7 @@ pub fn packet_pool(plan: &FloodPlan, count: usize) -> Vec<Vec<u8>> {
 }
 
 /// One packet of `kind`.
-pub fn packet(plan: &FloodPlan, kind: Kind) -> Vec<u8> {
+pub(crate) fn packet(plan: &FloodPlan, kind: Kind) -> Vec<u8> {
     let pick = |names: &[String]| names[rand::random_range(0..names.len())].clone();
     let label = || format!("r{:08x}", rand::random::<u32>());
     match kind {
@@ -368,7 +368,7 @@ fn random_bytes(len: usize) -> Vec<u8> {
 /// TCP connections opened and then left idle (some after half a length prefix),
 /// as a slow or hostile client leaves them.
 #[derive(Debug)]
-pub struct IdleTcp {
+pub(crate) struct IdleTcp {
     pub streams: Vec<TcpStream>,
     /// Connections that could not even be opened.
     pub failed: usize,
@@ -376,7 +376,7 @@ pub struct IdleTcp {
 
 impl IdleTcp {
     /// Opens `count` connections to `target` (each with a short connect timeout).
-    pub fn open(target: SocketAddr, count: usize) -> Self {
+    pub(crate) fn open(target: SocketAddr, count: usize) -> Self {
         use std::io::Write;
         let mut streams = Vec::with_capacity(count);
         let mut failed = 0;
@@ -397,7 +397,7 @@ impl IdleTcp {
 
     /// How many of the connections the server has closed (EOF or reset on a
     /// non-blocking read).
-    pub fn closed_by_server(&self) -> usize {
+    pub(crate) fn closed_by_server(&self) -> usize {
         use std::io::Read;
         self.streams
             .iter()
@@ -421,7 +421,7 @@ impl IdleTcp {
 
 /// A process's memory, from `/proc/PID/status`, in KiB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// Resident now (VmRSS).
     pub rss_kib: u64,
     /// The most it was ever resident (VmHWM).
@@ -429,7 +429,7 @@ pub struct Memory {
 }
 
 /// The memory of `pid`, or `None` when it is gone.
-pub fn memory(pid: u32) -> Option<Memory> {
+pub(crate) fn memory(pid: u32) -> Option<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let field = |key: &str| {
         status
@@ -445,21 +445,21 @@ pub fn memory(pid: u32) -> Option<Memory> {
 }
 
 /// How many files `pid` has open, or `None` when it is gone.
-pub fn open_files(pid: u32) -> Option<usize> {
+pub(crate) fn open_files(pid: u32) -> Option<usize> {
     std::fs::read_dir(format!("/proc/{pid}/fd")).ok().map(Iterator::count)
 }
 
 /// Samples the resident memory of a process every 50 ms on a thread, until dropped
 /// or [`RssSampler::stop`]ped; keeps the highest sample.
 #[derive(Debug)]
-pub struct RssSampler {
+pub(crate) struct RssSampler {
     stop: Arc<AtomicBool>,
     highest: Arc<AtomicU64>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl RssSampler {
-    pub fn start(pid: u32) -> Self {
+    pub(crate) fn start(pid: u32) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let highest = Arc::new(AtomicU64::new(0));
         let (s, h) = (stop.clone(), highest.clone());
@@ -479,7 +479,7 @@ impl RssSampler {
     }
 
     /// Stops sampling; returns the highest resident size seen, in KiB.
-    pub fn stop(mut self) -> u64 {
+    pub(crate) fn stop(mut self) -> u64 {
         self.finish();
         self.highest.load(Ordering::Relaxed)
     }
@@ -500,7 +500,7 @@ impl Drop for RssSampler {
 
 /// Sets the soft limit of open files of process `pid` to `soft` (at most its hard
 /// limit, which stays); returns the old soft limit. Our own children are fine.
-pub fn set_open_files_limit(pid: u32, soft: u64) -> std::io::Result<u64> {
+pub(crate) fn set_open_files_limit(pid: u32, soft: u64) -> std::io::Result<u64> {
     use rustix::process::{Pid, Resource, Rlimit, prlimit};
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
     let line = limits

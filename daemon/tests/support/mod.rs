@@ -3,20 +3,20 @@
 //! a runner for the real `ncd` command line, a flood generator and a private mount
 //! namespace.
 
-pub mod cli;
-pub mod client;
-pub mod control;
-pub mod flood;
-pub mod mountns;
-pub mod ncdd;
-pub mod netns;
-pub mod upstream;
+pub(crate) mod cli;
+pub(crate) mod client;
+pub(crate) mod control;
+pub(crate) mod flood;
+pub(crate) mod mountns;
+pub(crate) mod ncdd;
+pub(crate) mod netns;
+pub(crate) mod upstream;
 
 use std::time::{Duration, Instant};
 
 /// Calls `check` until it returns `Some`, or `timeout` passes (then `None`). Polls
 /// every 20 ms: no test relies on a fixed sleep.
-pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+pub(crate) fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {
@@ -30,7 +30,7 @@ pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) ->
 }
 
 /// A UDP port on loopback that nothing listens on (bound once, then released).
-pub fn dead_loopback_port() -> u16 {
+pub(crate) fn dead_loopback_port() -> u16 {
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a probe socket");
     socket.local_addr().expect("probe address").port()
 }

@@ -16,13 +16,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 #[derive(Debug)]
-pub struct MountNs {
+pub(crate) struct MountNs {
     holder: Child,
 }
 
 impl MountNs {
     /// A new namespace with private propagation; `Err` says why not here.
-    pub fn create() -> Result<Self, String> {
+    pub(crate) fn create() -> Result<Self, String> {
         if !rustix::process::geteuid().is_root() {
             return Err("a mount namespace needs root".into());
         }
@@ -52,12 +52,12 @@ impl MountNs {
         Ok(Self { holder })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.holder.id()
     }
 
     /// `nsenter --target PID --mount --`: runs the command after it inside.
-    pub fn prefix(&self) -> Vec<OsString> {
+    pub(crate) fn prefix(&self) -> Vec<OsString> {
         ["nsenter", "--target", &self.pid().to_string(), "--mount", "--"]
             .iter()
             .map(OsString::from)
@@ -65,12 +65,12 @@ impl MountNs {
     }
 
     /// Runs `mount ARGS…` inside.
-    pub fn mount(&self, args: &[&str]) -> Result<(), String> {
+    pub(crate) fn mount(&self, args: &[&str]) -> Result<(), String> {
         self.run("mount", args)
     }
 
     /// Runs `program ARGS…` inside; `Err` with its output when it fails.
-    pub fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
+    pub(crate) fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
         let output = Command::new("nsenter")
             .args(["--target", &self.pid().to_string(), "--mount", "--", program])
             .args(args)
@@ -88,26 +88,26 @@ impl MountNs {
     }
 
     /// A tmpfs of `size` (as `mount -o size=` takes it, e.g. `256k`) on `dir`.
-    pub fn tmpfs(&self, dir: &Path, size: &str) -> Result<(), String> {
+    pub(crate) fn tmpfs(&self, dir: &Path, size: &str) -> Result<(), String> {
         let dir = dir.to_str().ok_or("a non-UTF-8 path")?;
         self.mount(&["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs", dir])
     }
 
     /// Makes `dir` a read-only view of itself.
-    pub fn read_only(&self, dir: &Path) -> Result<(), String> {
+    pub(crate) fn read_only(&self, dir: &Path) -> Result<(), String> {
         let dir = dir.to_str().ok_or("a non-UTF-8 path")?;
         self.mount(&["--bind", dir, dir])?;
         self.mount(&["-o", "remount,bind,ro", dir])
     }
 
     /// Undoes the last mount on `dir`.
-    pub fn unmount(&self, dir: &Path) -> Result<(), String> {
+    pub(crate) fn unmount(&self, dir: &Path) -> Result<(), String> {
         let dir = dir.to_str().ok_or("a non-UTF-8 path")?;
         self.run("umount", &[dir])
     }
 
     /// `path` as seen inside the namespace, reachable from outside.
-    pub fn path(&self, path: &Path) -> PathBuf {
+    pub(crate) fn path(&self, path: &Path) -> PathBuf {
         let relative = path.strip_prefix("/").unwrap_or(path);
         PathBuf::from(format!("/proc/{}/root", self.pid())).join(relative)
     }

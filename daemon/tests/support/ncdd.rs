@@ -29,7 +29,7 @@ const LOG_FILTER: &str = "info,hickory_server=warn,hickory_net=warn,hickory_reso
 
 /// What to run: a config, extra files next to it, and where to listen.
 #[derive(Debug)]
-pub struct Setup {
+pub(crate) struct Setup {
     dir: TempDir,
     listen: SocketAddr,
     launch: Launch,
@@ -48,14 +48,14 @@ struct Launch {
 
 /// Why ncdd did not become ready.
 #[derive(Debug)]
-pub struct StartFailure {
+pub(crate) struct StartFailure {
     pub status: Option<ExitStatus>,
     pub stderr: String,
 }
 
 impl Setup {
     /// A temp dir holding `config` as `ncd.toml`; ncdd will listen on 127.0.0.1:0.
-    pub fn new(config: &str) -> Self {
+    pub(crate) fn new(config: &str) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("ncdd-test-")
             .tempdir()
@@ -69,43 +69,43 @@ impl Setup {
     }
 
     /// The temp dir (list paths in the config are relative to it).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Writes `text` to `name` (relative to the temp dir; parent dirs are created).
-    pub fn file(self, name: &str, text: &str) -> Self {
+    pub(crate) fn file(self, name: &str, text: &str) -> Self {
         write_file(self.dir.path(), name, text);
         self
     }
 
     /// Listen on `addr` instead of 127.0.0.1:0.
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
+    pub(crate) fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
         self
     }
 
     /// Runs ncdd through `prefix` (a command that ends by exec-ing its arguments,
     /// such as `nsenter --target PID --mount --`), so the pid stays ncdd's.
-    pub fn command_prefix<S: Into<OsString>>(mut self, prefix: impl IntoIterator<Item = S>) -> Self {
+    pub(crate) fn command_prefix<S: Into<OsString>>(mut self, prefix: impl IntoIterator<Item = S>) -> Self {
         self.launch.prefix = prefix.into_iter().map(Into::into).collect();
         self
     }
 
     /// The control socket at `path` rather than in the state dir.
-    pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
+    pub(crate) fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.launch.control_socket = Some(path.into());
         self
     }
 
     /// Leaves `NCD_LOG` unset: ncdd logs at the level it picks by itself.
-    pub fn default_log(mut self) -> Self {
+    pub(crate) fn default_log(mut self) -> Self {
         self.launch.default_log = true;
         self
     }
 
     /// Spawns ncdd and waits until it is ready; panics with its stderr if it is not.
-    pub fn spawn(self) -> Ncdd {
+    pub(crate) fn spawn(self) -> Ncdd {
         match self.try_spawn() {
             Ok(ncdd) => ncdd,
             Err(failure) => {
@@ -118,7 +118,7 @@ impl Setup {
     }
 
     /// Spawns ncdd; `Err` when it exits or is not ready in time.
-    pub fn try_spawn(self) -> Result<Ncdd, StartFailure> {
+    pub(crate) fn try_spawn(self) -> Result<Ncdd, StartFailure> {
         let mut ncdd = Ncdd {
             dir: self.dir,
             listen: self.listen,
@@ -141,7 +141,7 @@ impl Setup {
 
 /// A running ncdd.
 #[derive(Debug)]
-pub struct Ncdd {
+pub(crate) struct Ncdd {
     dir: TempDir,
     listen: SocketAddr,
     launch: Launch,
@@ -156,7 +156,7 @@ pub struct Ncdd {
 
 impl Ncdd {
     /// Starts ncdd on `config` (a shorthand for `Setup::new(config).spawn()`).
-    pub fn start(config: &str) -> Self {
+    pub(crate) fn start(config: &str) -> Self {
         Setup::new(config).spawn()
     }
 
@@ -267,26 +267,26 @@ impl Ncdd {
         });
     }
 
-    pub fn pid(&self) -> Pid {
+    pub(crate) fn pid(&self) -> Pid {
         let child = self.child.as_ref().expect("ncdd is running");
         Pid::from_raw(i32::try_from(child.id()).expect("pid fits in i32"))
     }
 
-    pub fn config_path(&self) -> PathBuf {
+    pub(crate) fn config_path(&self) -> PathBuf {
         self.dir.path().join(CONFIG_FILE)
     }
 
-    pub fn state_dir(&self) -> PathBuf {
+    pub(crate) fn state_dir(&self) -> PathBuf {
         self.dir.path().join("state")
     }
 
     /// The temp dir holding the config (and, by default, the state dir).
-    pub fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// The control socket it was told to use.
-    pub fn control_socket(&self) -> PathBuf {
+    pub(crate) fn control_socket(&self) -> PathBuf {
         self.launch
             .control_socket
             .clone()
@@ -294,7 +294,7 @@ impl Ncdd {
     }
 
     /// True while the process runs (it has not exited and was not stopped).
-    pub fn is_running(&mut self) -> bool {
+    pub(crate) fn is_running(&mut self) -> bool {
         self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
@@ -305,7 +305,7 @@ impl Ncdd {
     /// or a signal right after `ready` can be lost. This rewrites the config with
     /// its own text until a reload shows in the log: after that the watcher and the
     /// signal handlers are in place.
-    pub fn settle(&self) {
+    pub(crate) fn settle(&self) {
         if self.settled.get() {
             return;
         }
@@ -332,36 +332,36 @@ impl Ncdd {
 
     /// Replaces the config file the way editors do: write a temp file, rename it
     /// over (after [`Ncdd::settle`], so that the change cannot be missed).
-    pub fn rewrite_config(&self, text: &str) {
+    pub(crate) fn rewrite_config(&self, text: &str) {
         self.settle();
         self.replace_config(text);
     }
 
     /// Replaces the config file at once, settled or not.
-    pub fn replace_config(&self, text: &str) {
+    pub(crate) fn replace_config(&self, text: &str) {
         let tmp = self.dir.path().join(".ncd.toml.test-tmp");
         std::fs::write(&tmp, text).expect("write the new config");
         std::fs::rename(&tmp, self.config_path()).expect("replace the config");
     }
 
     /// Writes a file relative to the temp dir (parent dirs are created).
-    pub fn write_file(&self, name: &str, text: &str) {
+    pub(crate) fn write_file(&self, name: &str, text: &str) {
         write_file(self.dir.path(), name, text);
     }
 
     /// Sends SIGHUP (after [`Ncdd::settle`]).
-    pub fn sighup(&self) {
+    pub(crate) fn sighup(&self) {
         self.settle();
         self.sighup_now();
     }
 
     /// Sends SIGHUP at once, settled or not.
-    pub fn sighup_now(&self) {
+    pub(crate) fn sighup_now(&self) {
         kill(self.pid(), Signal::SIGHUP).expect("send SIGHUP");
     }
 
     /// Sends SIGTERM and waits up to `timeout` for the exit; `None` if it is still running.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
+    pub(crate) fn terminate(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.settle();
         kill(self.pid(), Signal::SIGTERM).expect("send SIGTERM");
         let child = self.child.as_mut().expect("ncdd is running");
@@ -373,14 +373,14 @@ impl Ncdd {
     }
 
     /// The exit status if ncdd has exited (without waiting).
-    pub fn try_exit_status(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn try_exit_status(&mut self) -> Option<ExitStatus> {
         self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Kills ncdd (SIGKILL) and waits until it is gone, leaving it stopped (so a
     /// test can change its files); [`Ncdd::restart`] starts it again.
     #[allow(dead_code)] // not every test binary stops ncdd this way
-    pub fn kill_hard(&mut self) {
+    pub(crate) fn kill_hard(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -389,7 +389,7 @@ impl Ncdd {
 
     /// Kills ncdd (SIGKILL) and starts it again with the same config file, state dir
     /// and listen argument (with port 0 it gets a new port: see `addr`).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -408,17 +408,17 @@ impl Ncdd {
     }
 
     /// Everything ncdd wrote to stderr so far.
-    pub fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Everything ncdd wrote to stdout so far.
-    pub fn stdout(&self) -> String {
+    pub(crate) fn stdout(&self) -> String {
         self.stdout.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Waits until stderr contains `needle`; true if it did within `timeout`.
-    pub fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
+    pub(crate) fn wait_for_stderr(&self, needle: &str, timeout: Duration) -> bool {
         super::eventually(timeout, || self.stderr().contains(needle).then_some(())).is_some()
     }
 }

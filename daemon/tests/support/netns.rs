@@ -8,7 +8,7 @@ use std::process::Command;
 /// A namespace `name` with `peer_addr`, linked by veth to `host_addr` in the root
 /// namespace (a /30 inside 10.250.0.0/16).
 #[derive(Debug)]
-pub struct NetNs {
+pub(crate) struct NetNs {
     pub name: String,
     host_link: String,
     pub host_addr: Ipv4Addr,
@@ -18,7 +18,7 @@ pub struct NetNs {
 impl NetNs {
     /// Creates the namespace and the link; `Err` says why that is not possible here
     /// (not root, no CAP_SYS_ADMIN, no veth support …). A failure half-way is undone.
-    pub fn create() -> Result<Self, String> {
+    pub(crate) fn create() -> Result<Self, String> {
         let pid = std::process::id();
         // Per-process names and subnet: parallel runs of this binary do not collide.
         let subnet = u8::try_from(pid % 256).unwrap_or(0);
@@ -54,7 +54,7 @@ impl NetNs {
     }
 
     /// Runs `program args…` inside the namespace; returns (success, stdout + stderr).
-    pub fn exec(&self, program: &str, args: &[&str]) -> (bool, String) {
+    pub(crate) fn exec(&self, program: &str, args: &[&str]) -> (bool, String) {
         let output = Command::new("ip")
             .args(["netns", "exec", &self.name, program])
             .args(args)

@@ -25,11 +25,11 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 
 /// TTL of every record in the fake zone.
-pub const ZONE_TTL: u32 = 300;
+pub(crate) const ZONE_TTL: u32 = 300;
 
 /// The owner of the fake zone's SOA: negative answers from upstream carry it, so a
 /// test can tell "upstream said NXDOMAIN" from "ncdd blocked it".
-pub const FAKE_SOA_MNAME: &str = "ns.fake-upstream.test.";
+pub(crate) const FAKE_SOA_MNAME: &str = "ns.fake-upstream.test.";
 
 /// The records the fake upstream serves, as `(name, data)`.
 fn zone_records() -> Vec<(&'static str, RData)> {
@@ -68,7 +68,7 @@ fn zone_records() -> Vec<(&'static str, RData)> {
 }
 
 /// A fully qualified name from text (a trailing dot is added when missing).
-pub fn name(text: &str) -> Name {
+pub(crate) fn name(text: &str) -> Name {
     let mut name = Name::from_ascii(text).unwrap_or_else(|e| panic!("bad test name {text:?}: {e}"));
     name.set_fqdn(true);
     name
@@ -138,7 +138,7 @@ impl Zone {
 
 /// How the fake upstream treats the queries it receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// Answers from the zone at once.
     #[default]
     Normal,
@@ -156,7 +156,7 @@ pub enum Mode {
 /// header; the right answer cut in half; the right answer under another id; an
 /// answer with the right id to a question that was not asked (a forgery); the
 /// right id followed by random bytes.
-pub const GARBAGE_KINDS: usize = 5;
+pub(crate) const GARBAGE_KINDS: usize = 5;
 
 #[derive(Debug, Default)]
 struct Stats {
@@ -282,7 +282,7 @@ impl RequestHandler for ZoneHandler {
 
 /// A running fake upstream; stopped when dropped.
 #[derive(Debug)]
-pub struct FakeUpstream {
+pub(crate) struct FakeUpstream {
     pub addr: SocketAddr,
     stats: Arc<Stats>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -291,7 +291,7 @@ pub struct FakeUpstream {
 
 impl FakeUpstream {
     /// Starts serving the fake zone on 127.0.0.1, UDP and TCP on one free port.
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let (udp, tcp) = bind_pair();
         let addr = udp.local_addr().expect("fake upstream address");
         let stats = Arc::new(Stats::default());
@@ -331,33 +331,33 @@ impl FakeUpstream {
     }
 
     /// `udp://127.0.0.1:PORT`, as written in `[dns] upstreams`.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("udp://{}", self.addr)
     }
 
     /// How many queries arrived (answered or dropped).
-    pub fn queries(&self) -> usize {
+    pub(crate) fn queries(&self) -> usize {
         self.stats.queries.load(Ordering::SeqCst)
     }
 
     /// True when a query for `qname` (any type, case-insensitive) has arrived.
-    pub fn was_asked(&self, qname: &str) -> bool {
+    pub(crate) fn was_asked(&self, qname: &str) -> bool {
         let qname = qname.trim_end_matches('.').to_ascii_lowercase();
         self.stats.log.lock().unwrap().iter().any(|(n, _)| *n == qname)
     }
 
     /// When true, every query is dropped without an answer.
-    pub fn set_unresponsive(&self, unresponsive: bool) {
+    pub(crate) fn set_unresponsive(&self, unresponsive: bool) {
         self.set_mode(if unresponsive { Mode::Unresponsive } else { Mode::Normal });
     }
 
     /// Switches how queries are treated from now on.
-    pub fn set_mode(&self, mode: Mode) {
+    pub(crate) fn set_mode(&self, mode: Mode) {
         *self.stats.mode.lock().unwrap_or_else(|p| p.into_inner()) = mode;
     }
 
     /// How many garbage replies were sent so far.
-    pub fn garbage_sent(&self) -> usize {
+    pub(crate) fn garbage_sent(&self) -> usize {
         self.stats.garbage_sent.load(Ordering::SeqCst)
     }
 }

@@ -4,6 +4,9 @@
 //! Flag byte: bits 0-1 the chain, bit 2 TCP, bits 3-5 the client (see
 //! `ncd_fuzz_checks::dns_request`).
 
+// Tests may unwrap: a failed unwrap is a failed test, with its place.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};

@@ -12,12 +12,12 @@ use ncd_policy::{Policy, Verdict};
 use crate::fixture::{LISTS, fixture};
 
 /// True when `policy` blocks `name` (normal form).
-pub fn blocked(policy: &Policy, name: &str) -> bool {
+pub(crate) fn blocked(policy: &Policy, name: &str) -> bool {
     matches!(policy.verdict(name.as_bytes()), Verdict::Blocked(_))
 }
 
 /// Adds `name`, a subdomain of it, and every parent of it (at label boundaries).
-pub fn add_with_family(names: &mut BTreeSet<String>, name: &str) {
+pub(crate) fn add_with_family(names: &mut BTreeSet<String>, name: &str) {
     let sub = format!("zz.{name}");
     if DomainName::parse(&sub).is_ok() {
         names.insert(sub);
@@ -52,7 +52,7 @@ fn fixed_names() -> &'static BTreeSet<String> {
 /// Every name the configs' rules speak of (domains, exceptions, their lists'
 /// names when they are fixture lists), the guard names and the catalog's domains,
 /// each with its family.
-pub fn config_names(configs: &[&Config]) -> BTreeSet<String> {
+pub(crate) fn config_names(configs: &[&Config]) -> BTreeSet<String> {
     let mut names = fixed_names().clone();
     let fixture = fixture();
     for config in configs {
