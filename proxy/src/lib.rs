@@ -20,5 +20,5 @@ pub mod sites;
 pub use block_page::PageContext;
 pub use ca::{CaError, CaEvent, CertAuthority};
 pub use origin::{OriginOptions, OriginResolver, load_roots};
-pub use server::{ProxyHooks, ProxyRules, ServeOptions, serve};
+pub use server::{ProxyHooks, ProxyRules, RulesSource, ServeOptions, serve};
 pub use sites::{Judgement, Kind, ProfileRules, RequestView};

@@ -82,6 +82,25 @@ impl ProxyRules {
     }
 }
 
+/// Where the proxy finds the rules in force. The daemon answers from its current
+/// generation, so the proxy and the DNS side swap together; `None` means no
+/// profile names anything now (connections are closed, requests misdirected).
+pub trait RulesSource: Send + Sync + 'static {
+    fn current(&self) -> Option<Arc<ProxyRules>>;
+}
+
+impl RulesSource for ArcSwap<ProxyRules> {
+    fn current(&self) -> Option<Arc<ProxyRules>> {
+        Some(self.load_full())
+    }
+}
+
+impl RulesSource for arc_swap::ArcSwapOption<ProxyRules> {
+    fn current(&self) -> Option<Arc<ProxyRules>> {
+        self.load_full()
+    }
+}
+
 /// What the daemon hears from the proxy, and what it tells the block page.
 pub trait ProxyHooks: Send + Sync + 'static {
     /// A request was blocked (for the urge ledger). No URL, no handle.
@@ -101,7 +120,7 @@ pub struct ServeOptions {
 }
 
 struct Shared {
-    rules: Arc<ArcSwap<ProxyRules>>,
+    rules: Arc<dyn RulesSource>,
     origin: Origin,
     hooks: Arc<dyn ProxyHooks>,
     allow: Vec<IpNet>,
@@ -111,14 +130,14 @@ struct Shared {
 /// connection and per request from `rules`, so a swap applies at once.
 pub async fn serve(
     listeners: Vec<TcpListener>,
-    rules: Arc<ArcSwap<ProxyRules>>,
+    rules: Arc<dyn RulesSource>,
     resolver: Arc<dyn OriginResolver>,
     hooks: Arc<dyn ProxyHooks>,
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let own: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
-    let never_trust = vec![rules.load().ca.cert_der().clone()];
+    let never_trust: Vec<_> = rules.current().map(|r| r.ca.cert_der().clone()).into_iter().collect();
     let origin = Origin::new(resolver, &options.origin, own, &never_trust)?;
     let shared = Arc::new(Shared {
         rules,
@@ -179,7 +198,10 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
         Ok(Ok(start)) => start,
         _ => return,
     };
-    let rules = shared.rules.load_full();
+    let Some(rules) = shared.rules.current() else {
+        tracing::debug!("proxy closed a connection: no profile rules are in force");
+        return;
+    };
     let host = start.client_hello().server_name().map(normalize_host);
     let Some(host) = host.filter(|h| rules.profiles.site_for_host(h).is_some() && rules.ca.permits(h)) else {
         tracing::debug!("proxy closed a connection for a name out of scope");
@@ -246,7 +268,9 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
     if authority.is_some_and(|a| normalize_host(&a) != host) {
         return text(StatusCode::MISDIRECTED_REQUEST, "misdirected request\n");
     }
-    let rules = shared.rules.load_full();
+    let Some(rules) = shared.rules.current() else {
+        return text(StatusCode::MISDIRECTED_REQUEST, "no profile rules are in force\n");
+    };
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)

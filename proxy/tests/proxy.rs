@@ -141,7 +141,7 @@ async fn start() -> Running {
     };
     tokio::spawn(ncd_proxy::serve(
         vec![listener],
-        Arc::new(ArcSwap::from_pointee(rules)),
+        Arc::new(ArcSwap::from_pointee(rules)) as Arc<dyn ncd_proxy::RulesSource>,
         Arc::new(Loopback),
         ledger.clone(),
         options,

@@ -40,7 +40,23 @@ impl StateDir {
         self.root.join("stats.json")
     }
 
-    /// The control socket of `ncdd --dev` when no other is given.
+    /// The proxy's local CA: `ca.pem` (public) and `ca.key` (0600), made at first
+    /// need by `ncd-proxy`.
+    pub fn proxy_ca_dir(&self) -> PathBuf {
+        self.root.join("ca")
+    }
+
+    /// The CA certificate `ncd ca show` prints and `ncd ca install` trusts.
+    pub fn proxy_ca_cert(&self) -> PathBuf {
+        self.proxy_ca_dir().join("ca.pem")
+    }
+
+    /// Numeric account ids the proxy learned for the profiles' handles.
+    pub fn proxy_learned_ids(&self) -> PathBuf {
+        self.root.join("proxy-learned.json")
+    }
+
+    /// The control socket of a second `ncdd --dev`, when the per-user one is taken.
     pub fn dev_control_socket(&self) -> PathBuf {
         self.root.join("control.sock")
     }
