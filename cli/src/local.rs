@@ -11,9 +11,10 @@ use ncd_state::StateDir;
 
 use crate::client::{Client, ClientError};
 
-/// `ncd check NAME`: asks the running daemon (which knows the effective policy,
-/// including a period's ratchet); when ncdd is not running, reads the config file
-/// and says so.
+/// `ncd check NAME|URL`: asks the running daemon (which knows the effective
+/// policy, including a period's ratchet); when ncdd is not running, reads the
+/// config file and says so. A URL (`https://…`) is judged by the proxy's profile
+/// rules too, which only the daemon has.
 pub(crate) fn check(
     client: &Client,
     config: &Path,
@@ -21,6 +22,19 @@ pub(crate) fn check(
     name: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
+    if name.contains("://") {
+        let verdict = client.check(name)?;
+        if json {
+            say!("{}", serde_json::to_string(&verdict)?);
+        } else {
+            say!("{}", in_words(&verdict));
+        }
+        return Ok(if verdict.blocked {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
     let name = DomainName::parse(name).map_err(anyhow::Error::msg)?;
     let verdict = match client.check(name.as_str()) {
         Ok(verdict) => verdict,
@@ -46,7 +60,23 @@ pub(crate) fn check(
 /// `ncd check`'s sentence.
 fn in_words(verdict: &Explanation) -> String {
     let name = &verdict.name;
+    if verdict.steered && !verdict.blocked {
+        let by = verdict
+            .by
+            .as_ref()
+            .map_or(String::new(), |by| format!(" ({})", by.source));
+        return if name.contains("://") {
+            format!("{name} opens: ncd's proxy passes it{by}.")
+        } else {
+            format!(
+                "{name} is not blocked: it goes through ncd's proxy{by}, which keeps the profiles your [[profile]] rules name closed."
+            )
+        };
+    }
     match (verdict.blocked, &verdict.by, &verdict.allowed_by) {
+        (true, Some(RuleRef { rule, source }), _) if name.contains("://") => {
+            format!("{name} is blocked by {rule} ({source}).")
+        }
         (true, Some(RuleRef { rule, source }), _) => format!("{name} is blocked by the rule `{rule}` ({source})."),
         (true, None, _) => format!("{name} is blocked."),
         (false, Some(by), Some(exception)) => format!(

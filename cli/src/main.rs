@@ -84,7 +84,8 @@ enum Command {
     /// Say whether a name is blocked, and by which rule. Exit status: 0 blocked,
     /// 1 not blocked, 2 error.
     Check {
-        /// A domain name, e.g. www.instagram.com.
+        /// A domain name (www.instagram.com), or a URL (https://www.instagram.com/name/) to ask
+        /// the proxy's profile rules too.
         name: String,
         /// Print JSON.
         #[arg(long)]

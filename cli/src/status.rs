@@ -4,7 +4,7 @@
 //! its health. Counts are facts, never judgments.
 
 use chrono::{Local, TimeZone};
-use ncd_config::control::{PeriodStatus, Status, UnlockScope, UnlockState, UnlockStatus};
+use ncd_config::control::{PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus};
 
 use crate::human::{self, Style};
 
@@ -23,6 +23,7 @@ pub(crate) fn render(status: &Status, style: Style) -> String {
     pending(&mut out, &status.pending);
     blocked(&mut out, status, style);
     tamper(&mut out, status, style);
+    proxy(&mut out, &status.proxy, style);
     health(&mut out, status, style);
     out.text
 }
@@ -258,6 +259,31 @@ fn tamper(out: &mut Screen, status: &Status, style: Style) {
     out.paragraph(&lines);
 }
 
+/// The companion proxy: whose profiles it keeps closed, and whether it can.
+fn proxy(out: &mut Screen, proxy: &ProxyStatus, style: Style) {
+    if proxy.sites.is_empty() {
+        return;
+    }
+    let names = proxy.profiles.iter().map(|p| quoted(p)).collect::<Vec<_>>().join(", ");
+    let mut lines = vec![format!(
+        "Profiles kept closed: {names} on {} (the rest of those sites opens, through ncd's proxy).",
+        proxy.sites.join(", ")
+    )];
+    if let Some(error) = &proxy.error {
+        lines.push(style.notice(&format!(
+            "The proxy is not serving: {error}. Until it does, those sites do not open at all."
+        )));
+    }
+    if let Some(ca) = &proxy.ca {
+        lines.push(style.dim(&format!(
+            "Browsers must trust ncd's CA ({}): `sudo ncd ca install`. Fingerprint {}.",
+            ca.domains.join(", "),
+            ca.fingerprint_sha256
+        )));
+    }
+    out.paragraph(&lines);
+}
+
 fn health(out: &mut Screen, status: &Status, style: Style) {
     let daemon = &status.daemon;
     let mut parts = vec![
@@ -336,6 +362,7 @@ mod tests {
                 damage: vec!["commitment copy B: checksum mismatch".into()],
             },
             config: ConfigStatus::default(),
+            proxy: Default::default(),
         }
     }
 

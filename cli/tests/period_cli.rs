@@ -175,6 +175,7 @@ fn sample_status() -> Status {
             damage: vec!["commitment copy B: checksum mismatch".into()],
         },
         config: ConfigStatus::default(),
+        proxy: Default::default(),
     }
 }
 

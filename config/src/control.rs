@@ -197,6 +197,10 @@ pub struct Explanation {
     /// The exception that lets it through, when a rule covers it but it passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_by: Option<RuleRef>,
+    /// Not blocked, but answered with the proxy's addresses: a host of a site that
+    /// a `[[profile]]` names (`by` says which). The proxy blocks the profile there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub steered: bool,
 }
 
 /// One rule, in words: the rule as written and where it came from.
@@ -318,6 +322,36 @@ pub struct Status {
     /// The config file as ncdd last read it. (Absent from older daemons' answers.)
     #[serde(default)]
     pub config: ConfigStatus,
+    /// The companion proxy. (Absent from older daemons' answers.)
+    #[serde(default)]
+    pub proxy: ProxyStatus,
+}
+
+/// The companion proxy: what it blocks, where it serves, the CA browsers trust.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ProxyStatus {
+    /// The labels of the `[[profile]]` tables in force.
+    pub profiles: Vec<String>,
+    /// The sites whose hosts are steered to the proxy.
+    pub sites: Vec<String>,
+    /// Where the proxy serves; empty when it does not.
+    pub listening: Vec<String>,
+    /// Why the proxy is not serving though profile rules are in force. The steered
+    /// sites then do not open at all (fail closed).
+    pub error: Option<String>,
+    /// The local CA the browsers must trust, once one was made.
+    pub ca: Option<CaStatus>,
+}
+
+/// The proxy's local CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaStatus {
+    /// SHA-256 of the certificate (`AB:CD:…`): `ncd ca install` records it.
+    pub fingerprint_sha256: String,
+    /// The domains its name constraints permit (it can sign for nothing else).
+    pub domains: Vec<String>,
+    /// The certificate file (`ncd ca show` prints it).
+    pub path: String,
 }
 
 /// Whether the config file's last edit is in force.
@@ -429,6 +463,8 @@ pub enum EventKind {
     Period,
     /// The root guard found resolver settings changed and put them back.
     Drift,
+    /// The companion proxy: a new CA to trust, a listener that failed.
+    Proxy,
     /// A kind this version does not know (written by a newer one): kept, shown as is.
     #[serde(other)]
     Other,
@@ -461,6 +497,7 @@ impl EventKind {
             EventKind::Unlock => "unlock",
             EventKind::Period => "period",
             EventKind::Drift => "drift",
+            EventKind::Proxy => "proxy",
             EventKind::Other => "event",
         }
     }

@@ -82,6 +82,49 @@ impl ProfileSite {
         Self::Snapchat,
     ];
 
+    /// The hosts the DNS side steers to the proxy while a profile names this
+    /// site: where its profile pages and the APIs behind them are served.
+    pub const fn hosts(self) -> &'static [&'static str] {
+        match self {
+            Self::Instagram => &["www.instagram.com", "instagram.com", "i.instagram.com"],
+            Self::Threads => &["www.threads.com", "threads.com", "www.threads.net", "threads.net"],
+            Self::X => &[
+                "x.com",
+                "www.x.com",
+                "mobile.x.com",
+                "api.x.com",
+                "twitter.com",
+                "www.twitter.com",
+                "mobile.twitter.com",
+                "api.twitter.com",
+            ],
+            Self::Facebook => &[
+                "www.facebook.com",
+                "facebook.com",
+                "web.facebook.com",
+                "m.facebook.com",
+                "mbasic.facebook.com",
+            ],
+            Self::Tiktok => &["www.tiktok.com", "tiktok.com", "m.tiktok.com"],
+            Self::Linkedin => &["www.linkedin.com", "linkedin.com"],
+            Self::Snapchat => &["www.snapchat.com", "snapchat.com", "story.snapchat.com"],
+        }
+    }
+
+    /// The site's registrable domains: the proxy CA's name constraints permit
+    /// exactly these.
+    pub const fn domains(self) -> &'static [&'static str] {
+        match self {
+            Self::Instagram => &["instagram.com"],
+            Self::Threads => &["threads.com", "threads.net"],
+            Self::X => &["x.com", "twitter.com"],
+            Self::Facebook => &["facebook.com"],
+            Self::Tiktok => &["tiktok.com"],
+            Self::Linkedin => &["linkedin.com"],
+            Self::Snapchat => &["snapchat.com"],
+        }
+    }
+
     /// The config key, also the name shown in status.
     pub fn key(self) -> &'static str {
         match self {

@@ -34,6 +34,7 @@ use tokio_util::task::TaskTracker;
 use crate::control;
 use crate::dns::listen;
 use crate::generation::{ConfigSource, Generations, load_and_remember};
+use crate::proxy::ProxyRunner;
 use crate::requests::Requests;
 use crate::stats::Ledger;
 use crate::system::notify as service_manager;
@@ -61,6 +62,7 @@ pub struct Daemon {
     options: Options,
     generations: Arc<Generations>,
     requests: Arc<Requests>,
+    proxy: Arc<ProxyRunner>,
     period: Arc<Period>,
     ledger: Arc<Ledger>,
     /// SIGHUP is caught from the very start: its default action would kill ncdd
@@ -97,11 +99,18 @@ impl Daemon {
         if let Some(error) = &start_error {
             generations.note_start_error(error);
         }
-        let requests = Arc::new(Requests::new(period.clone(), ledger.clone(), generations.clone()));
+        let proxy = Arc::new(ProxyRunner::new(generations.clone(), period.clone(), ledger.clone()));
+        let requests = Arc::new(Requests::new(
+            period.clone(),
+            ledger.clone(),
+            generations.clone(),
+            proxy.clone(),
+        ));
         Ok(Arc::new(Self {
             options,
             generations,
             requests,
+            proxy,
             period,
             ledger,
             hangup: std::sync::Mutex::new(Some(hangup)),
@@ -136,6 +145,7 @@ impl Daemon {
         let activated = crate::system::activation::from_env().context("reading the sockets systemd passed")?;
         let (sockets, inherited_control) = match activated {
             Some(a) if !a.udp.is_empty() || !a.tcp.is_empty() => {
+                self.proxy.adopt(a.proxy);
                 (listen::Sockets::Inherited { udp: a.udp, tcp: a.tcp }, a.control)
             }
             other => {
@@ -144,7 +154,9 @@ impl Daemon {
                     .listen
                     .clone()
                     .unwrap_or_else(|| self.generations.current().config.dns.listen.clone());
-                (listen::Sockets::Bind(addresses), other.and_then(|a| a.control))
+                let (control, proxy) = other.map(|a| (a.control, a.proxy)).unwrap_or_default();
+                self.proxy.adopt(proxy);
+                (listen::Sockets::Bind(addresses), control)
             }
         };
         let lan_clients = !self.generations.current().config.dns.allow_clients.is_empty();
@@ -161,6 +173,7 @@ impl Daemon {
         self.spawn_reload_loop(reload_rx, reload_tx.clone(), &tasks, &cancel)?;
         self.spawn_tick_loop(&tasks, &cancel);
         self.spawn_fetch_loop(reload_tx, &tasks, &cancel);
+        self.proxy.ensure_running();
 
         for address in &listeners.bound {
             tracing::info!(%address, "serving DNS over UDP and TCP");
@@ -179,6 +192,8 @@ impl Daemon {
         if tokio::time::timeout(DRAIN, tasks.wait()).await.is_err() {
             tracing::warn!("a background task did not stop in time");
         }
+        let proxy = self.proxy.clone();
+        let _ = tokio::task::spawn_blocking(move || proxy.stop()).await;
         self.period.tick();
         self.ledger.save();
         let _ = tokio::time::timeout(DRAIN, listeners.shutdown()).await;
@@ -256,11 +271,11 @@ impl Daemon {
         if let Some(hangup) = hangup {
             tasks.spawn(cancel.clone().run_until_cancelled_owned(forward_sighup(hangup, reload)));
         }
-        let generations = self.generations.clone();
+        let (generations, proxy) = (self.generations.clone(), self.proxy.clone());
         tasks.spawn(
             cancel
                 .clone()
-                .run_until_cancelled_owned(reload_loop(generations, requests, watcher)),
+                .run_until_cancelled_owned(reload_loop(generations, proxy, requests, watcher)),
         );
         Ok(())
     }
@@ -270,6 +285,7 @@ impl Daemon {
     /// when to look.
     fn spawn_tick_loop(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
         let (period, ledger, generations) = (self.period.clone(), self.ledger.clone(), self.generations.clone());
+        let proxy = self.proxy.clone();
         let tick_loop = async move {
             let mut interval = tokio::time::interval(TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -282,6 +298,7 @@ impl Daemon {
                 if period.tick().ended {
                     tracing::info!("the period is complete: the lock lifts and the config applies as written");
                     generations.rebuild("the period ended").await;
+                    proxy.ensure_running();
                 }
                 if ticks.is_multiple_of(60) {
                     ledger.save();
@@ -314,6 +331,7 @@ impl Daemon {
 /// Debounces reload requests (editors write in bursts), then reloads once.
 async fn reload_loop(
     generations: Arc<Generations>,
+    proxy: Arc<ProxyRunner>,
     mut requests: mpsc::Receiver<&'static str>,
     watcher: Option<ConfigWatcher>,
 ) {
@@ -326,6 +344,7 @@ async fn reload_loop(
             }
         }
         generations.reload(why).await;
+        proxy.ensure_running();
         if let Some(watcher) = &watcher {
             watcher.follow_lists(&generations.file_config());
         }

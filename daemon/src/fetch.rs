@@ -11,8 +11,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use hickory_proto::op::Query;
-use hickory_proto::rr::{Name, RData, RecordType};
 use ncd_config::lists::parse_list;
 use ncd_config::{Config, ListSource};
 use tokio::sync::mpsc;
@@ -163,20 +161,12 @@ impl reqwest::dns::Resolve for UpstreamResolver {
         let upstreams = self.context.upstreams();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let qname = Name::from_ascii(&host)?;
-            let mut addrs: Vec<SocketAddr> = Vec::new();
-            for rtype in [RecordType::A, RecordType::AAAA] {
-                if let Ok(answer) = upstreams.query(Query::query(qname.clone(), rtype)).await {
-                    addrs.extend(answer.answers.iter().filter_map(|r| match &r.data {
-                        RData::A(a) => Some(SocketAddr::from((a.0, 0))),
-                        RData::AAAA(a) => Some(SocketAddr::from((a.0, 0))),
-                        _ => None,
-                    }));
-                }
-            }
-            if addrs.is_empty() {
-                return Err(format!("cannot resolve {host} through the upstreams").into());
-            }
+            let addrs: Vec<SocketAddr> = upstreams
+                .addresses(&host)
+                .await?
+                .into_iter()
+                .map(|ip| SocketAddr::new(ip, 0))
+                .collect();
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
     }

@@ -13,9 +13,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use ncd_config::control::EventKind;
 use ncd_config::{Config, ConfigError};
 use ncd_period::Period;
 use ncd_policy::Policy;
+use ncd_proxy::{CaEvent, ProxyRules};
 use ncd_state::StateDir;
 
 use crate::dns::Chain;
@@ -32,6 +34,11 @@ pub struct Generation {
     pub policy: Arc<Policy>,
     /// The DNS side: ACL, policy, caches, upstreams.
     pub chain: Chain,
+    /// The proxy side: the profile rules and the CA covering their sites; `None`
+    /// when no `[[profile]]` names anything (or the CA could not be made).
+    pub proxy: Option<Arc<ProxyRules>>,
+    /// Why there are profile rules but no proxy rules (the CA could not be made).
+    pub proxy_error: Option<String>,
 }
 
 /// Where the config comes from.
@@ -79,7 +86,7 @@ impl Generations {
         ledger: Arc<Ledger>,
     ) -> Self {
         let config = period.effective(&file);
-        let generation = build(config, &state_dir, None, ledger.clone()).await;
+        let generation = build(config, &state_dir, None, ledger.clone(), &period).await;
         Self {
             source,
             state_dir,
@@ -160,7 +167,14 @@ impl Generations {
         let _one_at_a_time = self.one_at_a_time.lock().await;
         let config = self.period.effective(&self.file.load());
         let current = self.current.load_full();
-        let generation = build(config, &self.state_dir, Some(&current), self.ledger.clone()).await;
+        let generation = build(
+            config,
+            &self.state_dir,
+            Some(&current),
+            self.ledger.clone(),
+            &self.period,
+        )
+        .await;
         tracing::info!(
             why,
             rules = generation.policy.block_rules(),
@@ -187,16 +201,79 @@ pub fn load_and_remember(path: &std::path::Path, state_dir: &StateDir) -> Result
 }
 
 /// Compiles `config` into a generation, reusing the current upstream connections
-/// when the upstream list did not change.
-async fn build(config: Config, state_dir: &StateDir, current: Option<&Generation>, ledger: Arc<Ledger>) -> Generation {
+/// when the upstream list did not change, and the current CA while it covers the
+/// sites the profiles name.
+async fn build(
+    config: Config,
+    state_dir: &StateDir,
+    current: Option<&Generation>,
+    ledger: Arc<Ledger>,
+    period: &Period,
+) -> Generation {
     let wanted = effective_upstreams(&config.dns.upstreams);
     let upstreams = match current {
         Some(generation) if generation.chain.upstreams.source == wanted => generation.chain.upstreams.clone(),
         _ => Arc::new(Upstreams::build(&wanted, config.dns.upstream_timeout.0).await),
     };
     let policy = Arc::new(compile_policy(config.clone(), state_dir.clone()).await);
-    let chain = Chain::new(policy.clone(), upstreams, &config.dns).with_ledger(ledger);
-    Generation { config, policy, chain }
+    let previous = current.and_then(|g| g.proxy.as_deref());
+    let (proxy, proxy_error) = match ProxyRules::build(&config, &state_dir.proxy_ca_dir(), previous) {
+        Ok(Some((rules, events))) => {
+            for event in events {
+                period.record(EventKind::Proxy, ca_event_words(&event));
+            }
+            (Some(Arc::new(rules)), None)
+        }
+        Ok(None) => (None, None),
+        Err(error) => {
+            tracing::error!(%error, "cannot make the proxy's CA; the sites your profile rules name will not open");
+            (None, Some(format!("cannot make the proxy's CA: {error}")))
+        }
+    };
+    let chain = Chain::new(policy.clone(), upstreams, &config.dns)
+        .steer_to(proxy_addresses(&config))
+        .with_ledger(ledger);
+    Generation {
+        config,
+        policy,
+        chain,
+        proxy,
+        proxy_error,
+    }
+}
+
+/// The addresses steered hosts are answered with: those the proxy listens on
+/// (an unspecified address stands for loopback).
+fn proxy_addresses(config: &Config) -> Vec<std::net::IpAddr> {
+    let mut ips: Vec<std::net::IpAddr> = config
+        .proxy
+        .listen
+        .iter()
+        .map(|a| match a.ip() {
+            std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        })
+        .collect();
+    ips.dedup();
+    ips
+}
+
+/// A CA event in the journal's words.
+fn ca_event_words(event: &CaEvent) -> String {
+    match event {
+        CaEvent::Created { domains } => format!(
+            "made the proxy's CA for {}; trust it with `sudo ncd ca install`",
+            domains.join(", ")
+        ),
+        CaEvent::Reissued { domains } => format!(
+            "made a new proxy CA, now for {}; browsers must trust it again: `sudo ncd ca install`",
+            domains.join(", ")
+        ),
+        CaEvent::Replaced { why } => {
+            format!("the proxy's CA was damaged ({why}) and was replaced; trust the new one: `sudo ncd ca install`")
+        }
+    }
 }
 
 /// Compiles a policy on one long-lived thread. Compiling a million-rule list takes

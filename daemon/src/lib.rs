@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod dns;
 pub mod fetch;
 pub mod generation;
+pub mod proxy;
 pub mod requests;
 pub mod stats;
 pub mod system;

@@ -16,13 +16,14 @@ use std::time::Instant;
 use async_trait::async_trait;
 use ncd_config::DomainName;
 use ncd_config::control::{
-    Answer, CHUNK_CHARS, Challenge, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Extended,
-    Method, Started, Status, UnlockScope,
+    Answer, CHUNK_CHARS, Challenge, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation,
+    Extended, Method, RuleRef, Started, Status, UnlockScope,
 };
 use ncd_period::{Period, Refusal, Report};
 
 use crate::control::Handler;
-use crate::generation::{ConfigSource, Generations};
+use crate::generation::{ConfigSource, Generation, Generations};
+use crate::proxy::ProxyRunner;
 use crate::stats::Ledger;
 
 /// The control verbs' view of the daemon.
@@ -31,17 +32,24 @@ pub struct Requests {
     period: Arc<Period>,
     ledger: Arc<Ledger>,
     generations: Arc<Generations>,
+    proxy: Arc<ProxyRunner>,
     started: Instant,
     /// The DNS addresses served, once bound.
     listening: Mutex<Vec<SocketAddr>>,
 }
 
 impl Requests {
-    pub fn new(period: Arc<Period>, ledger: Arc<Ledger>, generations: Arc<Generations>) -> Self {
+    pub fn new(
+        period: Arc<Period>,
+        ledger: Arc<Ledger>,
+        generations: Arc<Generations>,
+        proxy: Arc<ProxyRunner>,
+    ) -> Self {
         Self {
             period,
             ledger,
             generations,
+            proxy,
             started: Instant::now(),
             listening: Mutex::new(Vec::new()),
         }
@@ -98,6 +106,7 @@ impl Requests {
             config: ConfigStatus {
                 last_error: self.generations.last_error(),
             },
+            proxy: self.proxy.status(),
         }
     }
 }
@@ -133,6 +142,10 @@ impl Handler for Requests {
         let effective = &generation.config;
         let result = match method {
             Method::Status => return Ok(Answer::Status(Box::new(self.status()))),
+            Method::Check { name } if name.contains("://") => {
+                let explanation = explain_url(&generation, &name).map_err(|e| (ErrorCode::BadRequest, e))?;
+                return Ok(Answer::Explanation(explanation));
+            }
             Method::Check { name } => {
                 let name = DomainName::parse(&name).map_err(|e| (ErrorCode::BadRequest, e))?;
                 return Ok(Answer::Explanation(ncd_policy::explain(&generation.policy, &name)));
@@ -177,6 +190,7 @@ impl Handler for Requests {
                         UnlockScope::Pending => "held changes applied by unlock",
                     };
                     self.generations.rebuild(why).await;
+                    self.proxy.ensure_running();
                     Ok(Answer::Confirmed(Confirmed { scope }))
                 }
                 Err(refusal) => Err(refusal),
@@ -189,4 +203,47 @@ impl Handler for Requests {
             Refusal::Internal(m) => (ErrorCode::Internal, m),
         })
     }
+}
+
+/// `ncd check URL`: the DNS verdict for the URL's host, and for a host steered to
+/// the proxy, the proxy's verdict for the page (as a navigation would reach it).
+fn explain_url(generation: &Generation, url: &str) -> Result<Explanation, String> {
+    let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("{url:?} names no host"))?;
+    let name = DomainName::parse(host)?;
+    let dns = ncd_policy::explain(&generation.policy, &name);
+    let url = url.to_string();
+    if !dns.steered {
+        return Ok(Explanation { name: url, ..dns });
+    }
+    let Some(proxy) = &generation.proxy else {
+        // Steered, but the proxy has no rules (its CA could not be made): the
+        // connection is closed, so the page does not open.
+        return Ok(Explanation {
+            name: url,
+            blocked: true,
+            ..dns
+        });
+    };
+    let request = ncd_proxy::RequestView {
+        method: "GET",
+        host,
+        path: uri.path(),
+        query: uri.query(),
+        navigation: true,
+        ..ncd_proxy::RequestView::default()
+    };
+    Ok(match proxy.profiles.judge(&request) {
+        ncd_proxy::Judgement::Block { profile, site, .. } => Explanation {
+            name: url,
+            blocked: true,
+            by: Some(RuleRef {
+                rule: format!("the profile rule {profile:?}"),
+                source: format!("profile rules: {site}"),
+            }),
+            allowed_by: None,
+            steered: true,
+        },
+        _ => Explanation { name: url, ..dns },
+    })
 }

@@ -16,11 +16,21 @@ pub fn explain(policy: &Policy, name: &DomainName) -> Explanation {
         Verdict::Pass => (false, None, None),
         Verdict::Blocked(m) => (true, Some(rule(&m)), None),
         Verdict::Allowed { rule: r, exception } => (false, Some(rule(&r)), Some(rule(&exception))),
+        Verdict::Steer(m) => {
+            return Explanation {
+                name: name.as_str().to_string(),
+                blocked: false,
+                by: Some(rule(&m)),
+                allowed_by: None,
+                steered: true,
+            };
+        }
     };
     Explanation {
         name: name.as_str().to_string(),
         blocked,
         by,
         allowed_by,
+        steered: false,
     }
 }

@@ -24,7 +24,7 @@ mod source;
 
 use ncd_config::guards::{GUARD_RULES, GuardAnswer};
 use ncd_config::lists::parse_list;
-use ncd_config::{Config, RuleScope};
+use ncd_config::{Config, ProfileSite, RuleScope};
 use ncd_state::StateDir;
 
 pub use explain::explain;
@@ -40,6 +40,9 @@ pub enum Verdict<'a> {
     Allowed { rule: Match<'a>, exception: Match<'a> },
     /// Blocked by this rule.
     Blocked(Match<'a>),
+    /// Not blocked, and a host of a site with profile rules: answered with the
+    /// proxy's addresses ([`RuleAction::Steer`]).
+    Steer(Match<'a>),
 }
 
 /// Rule counts per source, for `ncd config check` and the logs.
@@ -61,6 +64,8 @@ pub struct Policy {
     /// The lists' exceptions, each excepting its own list's rules only.
     list_allow: SuffixSet,
     sources: Vec<SourceSummary>,
+    /// Names in `block` that only steer (counted apart from the blocked ones).
+    steered: usize,
 }
 
 /// The most bad lines logged per list; the rest are counted.
@@ -127,6 +132,19 @@ impl Policy {
                 }
             }
         }
+        // Last, so any block on the same name is already there (a block wins).
+        for site in ProfileSite::ALL {
+            if !config.profiles.iter().any(|p| !p.handles(site).is_empty()) {
+                continue;
+            }
+            let source = policy.add_source(Source::Profile(site));
+            for host in site.hosts() {
+                let before = policy.block.len();
+                policy.block.insert(host, RuleScope::Exact, RuleAction::Steer, source);
+                policy.steered += policy.block.len() - before;
+            }
+            policy.sources[source as usize].rules = site.hosts().len();
+        }
         policy.block.shrink_to_fit();
         policy.allow.shrink_to_fit();
         policy.list_allow.shrink_to_fit();
@@ -181,21 +199,33 @@ impl Policy {
     /// The verdict for `name` (normal form: lower-case, no trailing dot).
     pub fn verdict(&self, name: &[u8]) -> Verdict<'_> {
         let mut rules = self.block.covering(name);
-        let Some(rule) = rules.next() else {
-            return Verdict::Pass;
+        // Steering rules stand aside for any blocking rule covering the name.
+        let mut steer = None;
+        let rule = loop {
+            match rules.next() {
+                None => return steer.map_or(Verdict::Pass, Verdict::Steer),
+                Some(m) if m.action == RuleAction::Steer => {
+                    steer.get_or_insert(m);
+                }
+                Some(m) => break m,
+            }
+        };
+        let unblocked = |rule, exception| match steer {
+            Some(steer) => Verdict::Steer(steer),
+            None => Verdict::Allowed { rule, exception },
         };
         if let Some(exception) = self.allow.lookup(name) {
-            return Verdict::Allowed { rule, exception };
+            return unblocked(rule, exception);
         }
         // A list's exception must answer for every rule covering the name: one
         // that another source has too keeps it blocked.
         let Some(exception) = self.list_allow.lookup(name) else {
             return Verdict::Blocked(rule);
         };
-        let others = |r: &Match<'_>| r.source != exception.source || r.shared;
+        let others = |r: &Match<'_>| r.action.blocks() && (r.source != exception.source || r.shared);
         match std::iter::once(rule).chain(rules).find(others) {
             Some(unexcepted) => Verdict::Blocked(unexcepted),
-            None => Verdict::Allowed { rule, exception },
+            None => unblocked(rule, exception),
         }
     }
 
@@ -216,7 +246,12 @@ impl Policy {
 
     /// Distinct blocked names.
     pub fn block_rules(&self) -> usize {
-        self.block.len()
+        self.block.len() - self.steered
+    }
+
+    /// Hosts steered to the proxy (those no block covers by the same name).
+    pub fn steered_hosts(&self) -> usize {
+        self.steered
     }
 
     /// Distinct allow exceptions, the config's and the lists'.

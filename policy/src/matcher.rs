@@ -23,6 +23,17 @@ pub enum RuleAction {
     NxDomain,
     /// An empty answer (DDR: "no designated resolver here").
     NoData,
+    /// Not a block: answer with the proxy's addresses, so the companion proxy
+    /// sees the site's requests (a host of a site that a `[[profile]]` names).
+    /// Any blocking rule covering the same name wins over it.
+    Steer,
+}
+
+impl RuleAction {
+    /// True for the actions that block (everything but [`RuleAction::Steer`]).
+    pub fn blocks(self) -> bool {
+        !matches!(self, RuleAction::Steer)
+    }
 }
 
 /// Index of the list, service or config key a rule came from.
@@ -43,6 +54,7 @@ struct Entry {
 }
 
 const EXACT: u8 = 0b01;
+const ACTION_BITS: u8 = 0b1100;
 const SUBTREE: u8 = 0b10;
 /// Another source has the same name too.
 const SHARED: u8 = 0b1_0000;
@@ -52,6 +64,7 @@ impl Entry {
         match (self.flags >> 2) & 0b11 {
             1 => RuleAction::NxDomain,
             2 => RuleAction::NoData,
+            3 => RuleAction::Steer,
             _ => RuleAction::Block,
         }
     }
@@ -62,6 +75,7 @@ fn action_bits(action: RuleAction) -> u8 {
         RuleAction::Block => 0,
         RuleAction::NxDomain => 1 << 2,
         RuleAction::NoData => 2 << 2,
+        RuleAction::Steer => 3 << 2,
     }
 }
 
@@ -147,8 +161,9 @@ impl SuffixSet {
     }
 
     /// Adds a rule. `name` must be in normal form (see `ncd_config::domain`). The
-    /// first source and action recorded for a name are kept; scopes accumulate, and
-    /// a name from a second source is marked shared.
+    /// first source and action recorded for a name are kept — except that a
+    /// blocking rule always takes the place of a steering one; scopes accumulate,
+    /// and a name from a second source is marked shared.
     pub fn insert(&mut self, name: &str, scope: RuleScope, action: RuleAction, source: SourceId) {
         let Ok(len) = u8::try_from(name.len()) else {
             return; // longer than any valid DNS name: can never match a query
@@ -169,6 +184,11 @@ impl SuffixSet {
         let vacant = match slot {
             hashbrown::hash_table::Entry::Occupied(found) => {
                 let entry = &mut entries[*found.get() as usize];
+                if entry.action() == RuleAction::Steer && action.blocks() {
+                    // A block wins over steering, whatever the order of insertion.
+                    entry.flags = (entry.flags & !ACTION_BITS) | action_bits(action);
+                    entry.source = source;
+                }
                 entry.flags |= scope_bit(scope);
                 if entry.source != source {
                     entry.flags |= SHARED;

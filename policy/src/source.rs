@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use ncd_config::ListSource;
+use ncd_config::{ListSource, ProfileSite};
 
 /// The config entry (or built-in set) a rule came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Source {
     Allow,
     /// One entry of `[block] lists`, a file or a URL.
     List(ListSource),
+    /// The hosts of a site a `[[profile]]` names: steered to the proxy, not blocked.
+    Profile(ProfileSite),
 }
 
 /// The kinds of bypass guard.
@@ -32,7 +34,7 @@ impl Source {
     /// are not attempts a person made, so they do not count.
     pub fn ledger_label(&self) -> Option<&str> {
         match self {
-            Source::Guard(_) => None,
+            Source::Guard(_) | Source::Profile(_) => None,
             Source::Service(name) => Some(name),
             Source::List(_) => Some("your lists"),
             Source::Domains | Source::Allow => Some("your domains"),
@@ -49,6 +51,7 @@ impl fmt::Display for Source {
             Source::Domains => f.write_str("config: [block] domains"),
             Source::Allow => f.write_str("config: [block] allow"),
             Source::List(list) => write!(f, "list: {list}"),
+            Source::Profile(site) => write!(f, "profile rules: {site}"),
         }
     }
 }

@@ -213,6 +213,18 @@ impl CertAuthority {
         &self.cert_der
     }
 
+    /// The SHA-256 fingerprint of the CA certificate, as browsers and `openssl x509
+    /// -fingerprint -sha256` show it (`AB:CD:…`): how status tells CAs apart.
+    pub fn fingerprint_sha256(&self) -> String {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.cert_der.as_ref());
+        digest
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+
     /// True when `host` is one of the permitted domains or under one.
     pub fn permits(&self, host: &str) -> bool {
         let host = normalize_host(host);

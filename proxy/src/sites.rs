@@ -27,57 +27,43 @@ pub struct SiteFacts {
     pub domains: &'static [&'static str],
 }
 
-/// The sites, in the order of [`ProfileSite::ALL`].
+/// The sites, in the order of [`ProfileSite::ALL`]; the hosts and domains are
+/// `ncd_config`'s, which the DNS side steers by too.
 pub const SITES: [SiteFacts; 7] = [
     SiteFacts {
         site: ProfileSite::Instagram,
-        hosts: &["www.instagram.com", "instagram.com", "i.instagram.com"],
-        domains: &["instagram.com"],
+        hosts: ProfileSite::Instagram.hosts(),
+        domains: ProfileSite::Instagram.domains(),
     },
     SiteFacts {
         site: ProfileSite::Threads,
-        hosts: &["www.threads.com", "threads.com", "www.threads.net", "threads.net"],
-        domains: &["threads.com", "threads.net"],
+        hosts: ProfileSite::Threads.hosts(),
+        domains: ProfileSite::Threads.domains(),
     },
     SiteFacts {
         site: ProfileSite::X,
-        hosts: &[
-            "x.com",
-            "www.x.com",
-            "mobile.x.com",
-            "api.x.com",
-            "twitter.com",
-            "www.twitter.com",
-            "mobile.twitter.com",
-            "api.twitter.com",
-        ],
-        domains: &["x.com", "twitter.com"],
+        hosts: ProfileSite::X.hosts(),
+        domains: ProfileSite::X.domains(),
     },
     SiteFacts {
         site: ProfileSite::Facebook,
-        hosts: &[
-            "www.facebook.com",
-            "facebook.com",
-            "web.facebook.com",
-            "m.facebook.com",
-            "mbasic.facebook.com",
-        ],
-        domains: &["facebook.com"],
+        hosts: ProfileSite::Facebook.hosts(),
+        domains: ProfileSite::Facebook.domains(),
     },
     SiteFacts {
         site: ProfileSite::Tiktok,
-        hosts: &["www.tiktok.com", "tiktok.com", "m.tiktok.com"],
-        domains: &["tiktok.com"],
+        hosts: ProfileSite::Tiktok.hosts(),
+        domains: ProfileSite::Tiktok.domains(),
     },
     SiteFacts {
         site: ProfileSite::Linkedin,
-        hosts: &["www.linkedin.com", "linkedin.com"],
-        domains: &["linkedin.com"],
+        hosts: ProfileSite::Linkedin.hosts(),
+        domains: ProfileSite::Linkedin.domains(),
     },
     SiteFacts {
         site: ProfileSite::Snapchat,
-        hosts: &["www.snapchat.com", "snapchat.com", "story.snapchat.com"],
-        domains: &["snapchat.com"],
+        hosts: ProfileSite::Snapchat.hosts(),
+        domains: ProfileSite::Snapchat.domains(),
     },
 ];
 

@@ -51,6 +51,8 @@ pub struct Chain {
     answer: BlockAnswer,
     /// TTL of blocked answers, in seconds.
     blocked_ttl: u32,
+    /// Where steered hosts are sent: the proxy's addresses.
+    steer_to: Vec<IpAddr>,
     /// Where blocked attempts are counted (shared by every generation).
     ledger: Option<Arc<Ledger>>,
 }
@@ -70,8 +72,16 @@ impl Chain {
             max_ttl: secs(&dns.max_ttl),
             answer: dns.answer,
             blocked_ttl: secs(&dns.blocked_ttl),
+            steer_to: Vec::new(),
             ledger: None,
         }
+    }
+
+    /// Answers hosts steered by profile rules with these addresses (the proxy's).
+    /// Without any, a steered host gets no address: it fails closed.
+    pub fn steer_to(mut self, proxy: Vec<IpAddr>) -> Self {
+        self.steer_to = proxy;
+        self
     }
 
     /// Counts blocked attempts in `ledger`.
@@ -106,9 +116,13 @@ impl Chain {
             ));
         }
         let mut buf = [0u8; 256];
-        if let Verdict::Blocked(rule) = self.policy.verdict(name_bytes(qname, &mut buf)) {
-            self.count(client, rule.source);
-            return Local::Blocked(self.blocked(qname, qtype, &rule), rule.source);
+        match self.policy.verdict(name_bytes(qname, &mut buf)) {
+            Verdict::Blocked(rule) => {
+                self.count(client, rule.source);
+                return Local::Blocked(self.blocked(qname, qtype, &rule), rule.source);
+            }
+            Verdict::Steer(rule) => return Local::Steered(self.steered(qname, qtype, &rule), rule.source),
+            Verdict::Pass | Verdict::Allowed { .. } => {}
         }
         let key = (qname.clone(), qtype);
         match self.replies.get(&key, Instant::now()) {
@@ -123,12 +137,14 @@ impl Chain {
         let query = hickory_proto::op::Query::query(Name::from(qname), qtype);
         let reply = match self.upstreams.query(query).await {
             Ok(answer) => match self.inspect(&answer) {
-                Some(blocked_by) => {
+                Some(Verdict::Blocked(blocked_by)) => {
                     tracing::debug!(%qname, rule = %blocked_by, "answer leads into a blocked name");
                     self.count(client, blocked_by.source);
                     self.blocked(qname, qtype, &blocked_by)
                 }
-                None => Reply {
+                // An alias into a steered host goes to the proxy too, never around it.
+                Some(Verdict::Steer(rule)) => self.steered(qname, qtype, &rule),
+                _ => Reply {
                     rcode: answer.rcode,
                     answers: answer.answers,
                     authorities: answer.authorities,
@@ -165,12 +181,22 @@ impl Chain {
         Reply::blocked(&Name::from(qname), qtype, rule, self.answer, self.blocked_ttl)
     }
 
-    /// Looks through an upstream answer for a name the policy blocks: owners and
-    /// targets of CNAMEs (cloaking) and SVCB/HTTPS targets (alias and service mode).
-    fn inspect<'p>(&'p self, answer: &UpstreamAnswer) -> Option<Match<'p>> {
+    fn steered(&self, qname: &LowerName, qtype: RecordType, rule: &Match<'_>) -> Reply {
+        Reply::steered(&Name::from(qname), qtype, rule, &self.steer_to, self.blocked_ttl)
+    }
+
+    /// Looks through an upstream answer for a name the policy blocks or steers:
+    /// owners and targets of CNAMEs (cloaking) and SVCB/HTTPS targets (alias and
+    /// service mode). A block anywhere wins over a steer.
+    fn inspect<'p>(&'p self, answer: &UpstreamAnswer) -> Option<Verdict<'p>> {
         let mut buf = [0u8; 256];
+        let mut steer = None;
         let mut check = |name: &Name| match self.policy.verdict(name_bytes(name, &mut buf)) {
-            Verdict::Blocked(rule) => Some(rule),
+            blocked @ Verdict::Blocked(_) => Some(blocked),
+            Verdict::Steer(rule) => {
+                steer.get_or_insert(Verdict::Steer(rule));
+                None
+            }
             _ => None,
         };
         for record in &answer.answers {
@@ -187,7 +213,7 @@ impl Chain {
                 return Some(rule);
             }
         }
-        None
+        steer
     }
 }
 
@@ -208,6 +234,8 @@ pub enum Local {
     Refused(Reply),
     /// A cached upstream reply, `age` seconds old.
     Cached(Arc<Reply>, u32),
+    /// A host steered to the proxy, by a rule from `source`.
+    Steered(Reply, SourceId),
     /// Not known here: the upstreams must be asked.
     Upstream,
 }

@@ -1,7 +1,7 @@
 //! What ncdd sends back: a response code, records, and an optional Extended DNS
 //! Error. Blocked answers are synthesised here, in one place, for every query type.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::rdata::{A, AAAA, SOA};
@@ -53,7 +53,9 @@ impl Reply {
                     ede,
                 };
             }
-            RuleAction::Block => mode,
+            // A steering rule never reaches here (the policy says Steer, not
+            // Blocked); were one to, it blocks: fail closed.
+            RuleAction::Block | RuleAction::Steer => mode,
         };
         match effective {
             BlockAnswer::Refused => Self::error(ResponseCode::Refused, ede),
@@ -84,6 +86,32 @@ impl Reply {
                     },
                 }
             }
+        }
+    }
+
+    /// The answer for a host steered to the proxy: A with the proxy's IPv4
+    /// addresses, AAAA with its IPv6 ones, every other type (HTTPS and SVCB among
+    /// them: no ECH keys, no address hints that would go around the proxy) no data.
+    pub fn steered(qname: &Name, qtype: RecordType, rule: &Match<'_>, proxy: &[IpAddr], ttl: u32) -> Self {
+        let answers: Vec<Record> = proxy
+            .iter()
+            .filter_map(|ip| match (qtype, ip) {
+                (RecordType::A, IpAddr::V4(v4)) => Some(RData::A(A(*v4))),
+                (RecordType::AAAA, IpAddr::V6(v6)) => Some(RData::AAAA(AAAA(*v6))),
+                _ => None,
+            })
+            .map(|data| Record::from_rdata(qname.clone(), ttl, data))
+            .collect();
+        let authorities = if answers.is_empty() {
+            vec![soa(rule, ttl)]
+        } else {
+            Vec::new()
+        };
+        Self {
+            rcode: ResponseCode::NoError,
+            answers,
+            authorities,
+            ede: None,
         }
     }
 

@@ -191,7 +191,7 @@ pub fn start(chain: &Chain, bytes: &[u8], client: SocketAddr, transport: Transpo
         }
     };
     match chain.answer_locally(&qname, qtype, client.ip()) {
-        Local::Blocked(reply, source) => {
+        Local::Blocked(reply, source) | Local::Steered(reply, source) => {
             encode(&request, &reply, 0, transport, out);
             if let Some(key) = key {
                 keep(chain, key, out, KEEP_BLOCKED, Some(source));

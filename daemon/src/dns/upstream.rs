@@ -161,6 +161,31 @@ impl Upstreams {
         self.clients.is_empty()
     }
 
+    /// The A and AAAA addresses of `host`, asked of the upstreams (never the
+    /// system resolver, which may be ncdd): how the list fetcher and the proxy
+    /// find the real hosts behind names ncdd itself blocks or steers.
+    pub async fn addresses(&self, host: &str) -> std::io::Result<Vec<IpAddr>> {
+        let name = hickory_proto::rr::Name::from_ascii(host)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+        let mut addresses = Vec::new();
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            if let Ok(answer) = self.query(Query::query(name.clone(), rtype)).await {
+                addresses.extend(answer.answers.iter().filter_map(|r| match &r.data {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                }));
+            }
+        }
+        if addresses.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("cannot resolve {host} through the upstreams"),
+            ));
+        }
+        Ok(addresses)
+    }
+
     /// Asks the upstreams, in order with fallback, for `query`.
     pub async fn query(&self, query: Query) -> Result<UpstreamAnswer, UpstreamError> {
         if self.clients.is_empty() {

@@ -4,7 +4,7 @@
 //! stays bound across a crash or restart, so queries wait instead of failing over
 //! to another resolver. Sockets named `dns` (or unnamed inet sockets) are DNS —
 //! UDP or TCP, told apart by their type; the one named `control` is the control
-//! socket.
+//! socket; those named `proxy` are the companion proxy's TCP listeners (443).
 
 use std::net::{TcpListener, UdpSocket};
 use std::os::unix::net::UnixListener;
@@ -17,6 +17,8 @@ pub struct Activated {
     pub udp: Vec<UdpSocket>,
     pub tcp: Vec<TcpListener>,
     pub control: Option<UnixListener>,
+    /// The companion proxy's listeners.
+    pub proxy: Vec<TcpListener>,
 }
 
 /// Takes the sockets passed to this process, if any were.
@@ -38,6 +40,10 @@ pub fn from_env() -> anyhow::Result<Option<Activated>> {
                     .with_context(|| format!("socket {index} ({name})"))?;
                 activated.control = listener;
             }
+            "proxy" => match fds.take_tcp_listener(index) {
+                Ok(Some(tcp)) => activated.proxy.push(tcp),
+                _ => bail!("socket {index} (named proxy) is not a TCP listener"),
+            },
             _ => {
                 if let Ok(Some(udp)) = fds.take_udp_socket(index) {
                     activated.udp.push(udp);
@@ -52,7 +58,7 @@ pub fn from_env() -> anyhow::Result<Option<Activated>> {
     for socket in &activated.udp {
         socket.set_nonblocking(true)?;
     }
-    for listener in &activated.tcp {
+    for listener in activated.tcp.iter().chain(&activated.proxy) {
         listener.set_nonblocking(true)?;
     }
     if let Some(control) = &activated.control {

@@ -299,5 +299,6 @@ fn describe(policy: &Policy, name: &str) -> String {
             policy.source_name(exception.source)
         ),
         Verdict::Blocked(rule) => format!("blocked by {rule}"),
+        Verdict::Steer(rule) => format!("steered to the proxy by {rule}"),
     }
 }

@@ -96,6 +96,7 @@ fn echo(method: &Method) -> Answer {
         blocked: false,
         by: None,
         allowed_by: None,
+        steered: false,
     })
 }
 
