@@ -13,11 +13,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The three units ncdd needs, then the guard's.
-const UNITS: [&str; 6] = [
+/// The four units ncdd needs, then the guard's.
+const UNITS: [&str; 7] = [
     "ncd.service",
     "ncd.socket",
     "ncd-control.socket",
+    "ncd-proxy.socket",
     "ncd-guard.service",
     "ncd-guard.path",
     "ncd-guard.timer",
@@ -212,7 +213,31 @@ fn launchd_plist_has_the_expected_keys() {
     let sockets = job["Sockets"].as_dictionary().expect("Sockets is a dictionary");
     let mut names: Vec<&str> = sockets.keys().map(String::as_str).collect();
     names.sort_unstable();
-    assert_eq!(names, ["control", "dns"]);
+    assert_eq!(names, ["control", "dns", "proxy"]);
+
+    // The companion proxy: TCP 443 on loopback only, never UDP (no QUIC to go around it).
+    let proxy = sockets["proxy"].as_array().expect("proxy is an array of sockets");
+    let mut proxy: Vec<(String, String, String)> = proxy
+        .iter()
+        .map(|s| {
+            let s = s.as_dictionary().expect("each socket is a dictionary");
+            let get = |k: &str| {
+                s.get(k)
+                    .and_then(plist::Value::as_string)
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            (get("SockNodeName"), get("SockServiceName"), get("SockType"))
+        })
+        .collect();
+    proxy.sort();
+    assert_eq!(
+        proxy,
+        [
+            ("127.0.0.1".into(), "443".into(), "stream".into()),
+            ("::1".into(), "443".into(), "stream".into())
+        ]
+    );
 
     let dns = sockets["dns"].as_array().expect("dns is an array of sockets");
     let mut seen: Vec<(String, String, String)> = dns

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 /// The service and both sockets: stopping a socket would stop the service with it.
-const UNITS: [&str; 3] = ["ncd.service", "ncd.socket", "ncd-control.socket"];
+const UNITS: [&str; 4] = ["ncd.service", "ncd.socket", "ncd-control.socket", "ncd-proxy.socket"];
 const DROP_IN: &str = "50-period.conf";
 const TEXT: &str = "# Written by ncdd while a no-contact period runs; removed when it ends.\n\
                     [Unit]\nRefuseManualStop=yes\n";

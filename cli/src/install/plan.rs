@@ -304,6 +304,7 @@ fn enable_commands() -> Vec<Step> {
                 "ncd.socket",
                 "ncd-control.socket",
                 "ncd.service",
+                "ncd-proxy.socket",
                 "ncd-guard.path",
                 "ncd-guard.timer",
             ],
@@ -323,6 +324,7 @@ fn disable_command() -> Vec<String> {
         "ncd.service",
         "ncd.socket",
         "ncd-control.socket",
+        "ncd-proxy.socket",
     ])
 }
 

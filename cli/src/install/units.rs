@@ -8,6 +8,7 @@ pub(super) const SYSTEMD_UNITS: &[(&str, &str)] = &[
         "ncd-control.socket",
         include_str!("../../../systemd/ncd-control.socket"),
     ),
+    ("ncd-proxy.socket", include_str!("../../../systemd/ncd-proxy.socket")),
     ("ncd.service", include_str!("../../../systemd/ncd.service")),
     ("ncd-guard.service", include_str!("../../../systemd/ncd-guard.service")),
     ("ncd-guard.path", include_str!("../../../systemd/ncd-guard.path")),
