@@ -275,6 +275,18 @@ fn health(out: &mut Screen, status: &Status, style: Style) {
     out.paragraph(&[style.dim(&parts.join(" · "))]);
 }
 
+/// The proxy's CA, when it is not trusted where `ncd ca install` put it: a paragraph
+/// of its own after the screen (empty when all is well). The problems come from the
+/// CLI's side (`install::ca::ca_trust_problems`), not from the daemon's status.
+pub(crate) fn ca_trust(problems: &[String], style: Style) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let mut lines = vec![style.notice("The proxy's CA needs your attention:")];
+    lines.extend(problems.iter().map(|p| format!("  - {p}")));
+    format!("\n{}\n", lines.join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use ncd_config::control::{
