@@ -298,6 +298,16 @@ mod tests {
     const DAY: u64 = 86_400;
 
     #[test]
+    fn ca_trust_problems_get_a_paragraph_of_their_own() {
+        assert_eq!(ca_trust(&[], Style::plain()), "");
+        let text = ca_trust(&["ncd's CA changed since `ncd ca install`.".into()], Style::plain());
+        assert_eq!(
+            text,
+            "\nThe proxy's CA needs your attention:\n  - ncd's CA changed since `ncd ca install`.\n"
+        );
+    }
+
+    #[test]
     fn a_failed_edit_is_shown_until_one_loads() {
         let mut status = active();
         let plain = render(&status, Style::plain());

@@ -184,7 +184,10 @@ fn show_prints_the_pem_the_fingerprint_and_the_domains() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&fake.fingerprint), "{err}");
     assert!(err.contains("cdninstagram.com, instagram.com"), "{err}");
-    assert!(err.contains("update-ca-certificates") && err.contains("add-trusted-cert"), "{err}");
+    assert!(
+        err.contains("update-ca-certificates") && err.contains("add-trusted-cert"),
+        "{err}"
+    );
     assert!(err.contains("certutil -d sql:$HOME/.pki/nssdb"), "{err}");
 
     let steps = ok(&fake.ncd(&["show", "--steps"]));
@@ -224,7 +227,10 @@ fn install_in_a_debian_root_writes_the_anchor_and_uninstall_takes_it_back() {
     assert!(again.contains("nothing to do"), "{again}");
 
     let out = ok(&fake.ncd_without_certutil(&["uninstall"]));
-    assert!(out.contains("Remove /usr/local/share/ca-certificates/ncd-local-ca.crt"), "{out}");
+    assert!(
+        out.contains("Remove /usr/local/share/ca-certificates/ncd-local-ca.crt"),
+        "{out}"
+    );
     assert!(out.contains("Run `update-ca-certificates`"), "{out}");
     assert_eq!(walk(&fake.root), before);
 }
@@ -237,14 +243,20 @@ fn dry_runs_change_nothing() {
     let home = walk(&fake.home);
     let out = ok(&fake.ncd(&["install", "--dry-run"]));
     assert!(out.contains("would do this") && out.contains("dry run"), "{out}");
-    assert!(out.contains("ncd-local-ca.crt") && out.contains("policies.json"), "{out}");
+    assert!(
+        out.contains("ncd-local-ca.crt") && out.contains("policies.json"),
+        "{out}"
+    );
     assert_eq!(walk(&fake.root), before);
     assert_eq!(walk(&fake.home), home);
 
     ok(&fake.ncd_without_certutil(&["install"]));
     let installed = walk(&fake.root);
     let out = ok(&fake.ncd_without_certutil(&["uninstall", "--dry-run"]));
-    assert!(out.contains("would do this") && out.contains("Put back the original"), "{out}");
+    assert!(
+        out.contains("would do this") && out.contains("Put back the original"),
+        "{out}"
+    );
     assert_eq!(walk(&fake.root), installed);
 }
 
@@ -371,6 +383,13 @@ fn nss_databases_really_get_the_ca_and_lose_it_again() {
         text.contains("no longer in the NSS database") && text.contains("abcd.default-release"),
         "{text}"
     );
+    // Install puts it back there, and only there.
+    let out = ok(&fake.ncd(&["install"]));
+    assert!(
+        out.contains("abcd.default-release") && !out.contains(".pki/nssdb"),
+        "{out}"
+    );
+    ok(&fake.ncd(&["check"]));
 
     // A new CA replaces the old under the same nickname.
     fake.reissue();
@@ -411,7 +430,11 @@ fn uninstall_is_refused_during_a_period() {
         })
         .unwrap();
     let installed = walk(&fake.root);
-    for args in [&["uninstall"][..], &["uninstall", "--dry-run"], &["uninstall", "--force"]] {
+    for args in [
+        &["uninstall"][..],
+        &["uninstall", "--dry-run"],
+        &["uninstall", "--force"],
+    ] {
         let err = refused(&fake.ncd_without_certutil(args));
         assert!(err.contains("while a period is running"), "{err}");
     }

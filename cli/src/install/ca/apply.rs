@@ -54,8 +54,13 @@ fn keep_original(root: &Path, path: &Path, manifest: &mut CaManifest) -> anyhow:
                 let backup = Path::new(CA_BACKUP_DIR).join(path.strip_prefix("/").unwrap_or(path));
                 ensure_dir(root, parent(&backup), manifest)?;
                 let backup_disk = fsutil::under(root, &backup);
-                fsutil::write_atomically(&backup_disk, &bytes, mode)
-                    .with_context(|| format!("Could not keep a copy of {} in {}", disk.display(), backup_disk.display()))?;
+                fsutil::write_atomically(&backup_disk, &bytes, mode).with_context(|| {
+                    format!(
+                        "Could not keep a copy of {} in {}",
+                        disk.display(),
+                        backup_disk.display()
+                    )
+                })?;
                 Previous::File {
                     backup,
                     mode,
@@ -113,6 +118,7 @@ pub(super) fn apply(
                 mode,
                 what,
                 policy_entry,
+                ..
             } => {
                 let disk = fsutil::under(root, path);
                 ensure_dir(root, parent(path), manifest)?;
@@ -252,11 +258,9 @@ impl Describe for CaUndo {
                     show(&record.file.path),
                     show(backup)
                 ),
-                Previous::Symlink { target } => format!(
-                    "Put back {} as a link to {}",
-                    show(&record.file.path),
-                    target.display()
-                ),
+                Previous::Symlink { target } => {
+                    format!("Put back {} as a link to {}", show(&record.file.path), target.display())
+                }
             },
             CaUndo::Unmerge { path, entry, .. } => format!(
                 "Take {entry} out of the Firefox policy {} (edited since: the rest stays as it is now)",

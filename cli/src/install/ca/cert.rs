@@ -70,6 +70,14 @@ impl CaCert {
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "Could not read the CA certificate {}: the state dir is the ncd user's; run this with sudo",
+                        path.display()
+                    )
+                });
+            }
             Err(e) => return Err(e).with_context(|| format!("Could not read the CA certificate {}", path.display())),
         };
         Self::parse(path, text).map(Some)

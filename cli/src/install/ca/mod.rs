@@ -251,7 +251,12 @@ fn install(args: &CaInstallArgs, state_dir: &Path) -> anyhow::Result<ExitCode> {
             old.domains = cert.domains.clone();
             old
         }
-        None => CaManifest::new(platform, cert.sha256.clone(), cert.sha1_hex.clone(), cert.domains.clone()),
+        None => CaManifest::new(
+            platform,
+            cert.sha256.clone(),
+            cert.sha1_hex.clone(),
+            cert.domains.clone(),
+        ),
     };
     let failed = apply::apply(root, &plan.steps, &mut manifest, &at, &home)?;
     say!(

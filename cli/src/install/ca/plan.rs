@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use super::super::fsutil::{self, Found};
 use super::super::plan::Platform;
 use super::super::{Describe, Where, show, size};
-use super::cert::CaCert;
+use super::apply::nss_cert;
+use super::cert::{CaCert, Fingerprint};
 use super::policy;
 use super::record::CaManifest;
 
@@ -125,6 +126,8 @@ pub(super) enum CaStep {
         what: String,
         /// For a Firefox policy: the entry added to `Certificates.Install`.
         policy_entry: Option<String>,
+        /// Written by an earlier `ncd ca install` (its original is kept already).
+        ours: bool,
     },
     /// Add the CA to an NSS database (creating the database first when `create`).
     Nss {
@@ -154,9 +157,15 @@ impl Describe for CaStep {
                 mode,
                 what,
                 policy_entry,
+                ours,
             } => {
                 let found = fsutil::look(&fsutil::under(at.root, path))?;
                 match (policy_entry, found) {
+                    (None, Found::File { .. }) if *ours => format!(
+                        "Write {} — {what} ({}, mode {mode:04o}), replacing ncd's earlier one",
+                        show(path),
+                        size(contents.len())
+                    ),
                     (Some(entry), Found::Absent) => format!(
                         "Write the Firefox policy {} installing {entry} (Certificates.Install)",
                         show(path)
@@ -167,7 +176,11 @@ impl Describe for CaStep {
                         show(path)
                     ),
                     (None, Found::Absent) => {
-                        format!("Write {} — {what} ({}, mode {mode:04o})", show(path), size(contents.len()))
+                        format!(
+                            "Write {} — {what} ({}, mode {mode:04o})",
+                            show(path),
+                            size(contents.len())
+                        )
                     }
                     (None, _) => format!(
                         "Write {} — {what} ({}, mode {mode:04o}), replacing what is there (a copy is kept \
@@ -239,6 +252,7 @@ pub(super) fn plan(target: &Target, old: Option<&CaManifest>) -> anyhow::Result<
     write_if_changed(
         &mut plan,
         target.root,
+        old,
         COPY,
         pem,
         "a copy of ncd's CA, which the browser steps read",
@@ -250,6 +264,7 @@ pub(super) fn plan(target: &Target, old: Option<&CaManifest>) -> anyhow::Result<
                     if write_if_changed(
                         &mut plan,
                         target.root,
+                        old,
                         store.anchor(),
                         pem,
                         &format!("ncd's CA for the system store ({})", store.words()),
@@ -269,7 +284,11 @@ pub(super) fn plan(target: &Target, old: Option<&CaManifest>) -> anyhow::Result<
             }
             firefox_policies(&mut plan, target.root, policy::LINUX_POLICIES)?;
             for (db, what, create) in nss_dbs(&target.home.dir) {
-                let done = same_ca && old.is_some_and(|m| m.nss.iter().any(|n| n.db == db));
+                // Recorded for this CA, and (when certutil can tell) still there.
+                let done = same_ca
+                    && old.is_some_and(|m| m.nss.iter().any(|n| n.db == db))
+                    && (!target.certutil
+                        || nss_cert(&db).is_some_and(|der| Fingerprint::of(&der) == target.cert.sha256));
                 if !done {
                     plan.steps.push(CaStep::Nss {
                         db,
@@ -310,7 +329,14 @@ pub(super) fn plan(target: &Target, old: Option<&CaManifest>) -> anyhow::Result<
 }
 
 /// Adds a write of `contents` to `path` unless it holds them already. True when added.
-fn write_if_changed(plan: &mut Plan, root: &Path, path: &str, contents: &[u8], what: &str) -> anyhow::Result<bool> {
+fn write_if_changed(
+    plan: &mut Plan,
+    root: &Path,
+    old: Option<&CaManifest>,
+    path: &str,
+    contents: &[u8],
+    what: &str,
+) -> anyhow::Result<bool> {
     if let Found::File { bytes, .. } = fsutil::look(&fsutil::under(root, Path::new(path)))?
         && bytes == contents
     {
@@ -322,6 +348,7 @@ fn write_if_changed(plan: &mut Plan, root: &Path, path: &str, contents: &[u8], w
         mode: 0o644,
         what: what.into(),
         policy_entry: None,
+        ours: old.is_some_and(|m| m.file(Path::new(path)).is_some()),
     });
     Ok(true)
 }
@@ -351,6 +378,7 @@ fn firefox_policies(plan: &mut Plan, root: &Path, places: &[(&str, &str)]) -> an
                 mode: 0o644,
                 what: "the Firefox enterprise policy".into(),
                 policy_entry: Some(COPY.into()),
+                ours: false,
             });
         }
     }

@@ -10,7 +10,10 @@ use serde_json::{Map, Value};
 /// The policy files ncd adds its CA to, each with the directory whose presence
 /// says that Firefox is installed there. Linux first, then macOS.
 pub(super) const LINUX_POLICIES: &[(&str, &str)] = &[
-    ("/usr/lib/firefox-esr", "/usr/lib/firefox-esr/distribution/policies.json"),
+    (
+        "/usr/lib/firefox-esr",
+        "/usr/lib/firefox-esr/distribution/policies.json",
+    ),
     ("/usr/lib/firefox", "/usr/lib/firefox/distribution/policies.json"),
     // Read by the distribution's Firefox and by the snap.
     ("/etc/firefox", "/etc/firefox/policies/policies.json"),
@@ -79,17 +82,17 @@ pub(super) fn merged(existing: Option<&[u8]>, entry: &str, what: &str) -> anyhow
 /// objects around it go when that leaves them empty.
 pub(super) fn without(bytes: &[u8], entry: &str, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut map = parse(bytes, what)?;
-    if let Some(Value::Object(policies)) = map.get_mut("policies") {
-        if let Some(Value::Object(certificates)) = policies.get_mut("Certificates") {
-            if let Some(Value::Array(list)) = certificates.get_mut("Install") {
-                list.retain(|e| e.as_str() != Some(entry));
-                if list.is_empty() {
-                    certificates.remove("Install");
-                }
+    if let Some(Value::Object(policies)) = map.get_mut("policies")
+        && let Some(Value::Object(certificates)) = policies.get_mut("Certificates")
+    {
+        if let Some(Value::Array(list)) = certificates.get_mut("Install") {
+            list.retain(|e| e.as_str() != Some(entry));
+            if list.is_empty() {
+                certificates.remove("Install");
             }
-            if certificates.is_empty() {
-                policies.remove("Certificates");
-            }
+        }
+        if certificates.is_empty() {
+            policies.remove("Certificates");
         }
     }
     to_bytes(map)

@@ -94,7 +94,9 @@ impl CaManifest {
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("Could not read the CA install record {}", path.display())),
+            Err(e) => {
+                return Err(e).with_context(|| format!("Could not read the CA install record {}", path.display()));
+            }
         };
         let manifest: CaManifest = serde_json::from_slice(&bytes)
             .with_context(|| format!("The CA install record {} is damaged", path.display()))?;

@@ -22,6 +22,9 @@ pub(crate) fn ca_trust_problems(root: &Path, state_dir: &Path) -> Vec<String> {
     let cert = match CaCert::load(&path) {
         Ok(Some(cert)) => cert,
         Ok(None) => return Vec::new(),
+        // The state dir is the `ncd` user's (0700): a person's own `ncd status` cannot
+        // read the CA, so cannot tell; root's can.
+        Err(e) if permission_denied(&e) => return Vec::new(),
         Err(e) => return vec![format!("{e:#}")],
     };
     match CaManifest::load(root) {
@@ -30,6 +33,13 @@ pub(crate) fn ca_trust_problems(root: &Path, state_dir: &Path) -> Vec<String> {
         // Unreadable (root's record, read by a person): the copy tells the most.
         Err(_) => from_copy(root, &cert, true),
     }
+}
+
+fn permission_denied(e: &anyhow::Error) -> bool {
+    e.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
+    })
 }
 
 /// The copy `ncd ca install` wrote, compared with the current CA.
