@@ -135,7 +135,10 @@ impl Fake {
             .env_remove("SUDO_USER")
             .env_remove("NCD_SOCKET");
         if matches!(args.first(), Some(&"install")) {
-            command.arg("--home").arg(&self.home).args(["--platform", "linux"]);
+            command.arg("--home").arg(&self.home);
+            if !args.contains(&"--platform") {
+                command.args(["--platform", "linux"]);
+            }
         }
         if let Some(path) = path {
             command.env("PATH", path);
@@ -481,4 +484,35 @@ fn a_ca_changed_after_install_is_reported_until_installed_again() {
     assert_eq!(fake.read(ANCHOR), fake.pem.as_bytes());
     ok(&fake.ncd_without_certutil(&["check"]));
     ok(&fake.ncd_without_certutil(&["uninstall"]));
+}
+
+#[test]
+fn macos_trusts_the_system_keychain_and_firefox_policy_and_takes_them_back() {
+    let fake = Fake::new();
+    std::fs::create_dir_all(fake.root.join("Applications/Firefox.app/Contents/Resources")).unwrap();
+    let before = walk(&fake.root);
+    let out = ok(&fake.ncd_without_certutil(&["install", "--platform", "macos"]));
+    assert!(
+        out.contains(
+            "Run `security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain \
+             /usr/local/share/ncd/ncd-local-ca.pem`"
+        ),
+        "{out}"
+    );
+    assert!(out.contains("password") && out.contains("listed only"), "{out}");
+    assert!(!out.contains("NSS database"), "{out}");
+    let policy: serde_json::Value =
+        serde_json::from_slice(&fake.read("Applications/Firefox.app/Contents/Resources/distribution/policies.json"))
+            .unwrap();
+    assert_eq!(
+        policy["policies"]["Certificates"]["Install"],
+        serde_json::json!(["/usr/local/share/ncd/ncd-local-ca.pem"])
+    );
+    let again = ok(&fake.ncd_without_certutil(&["install", "--platform", "macos"]));
+    assert!(again.contains("nothing to do"), "{again}");
+
+    let out = ok(&fake.ncd_without_certutil(&["uninstall"]));
+    assert!(out.contains("security remove-trusted-cert -d"), "{out}");
+    assert!(out.contains("security delete-certificate -Z"), "{out}");
+    assert_eq!(walk(&fake.root), before);
 }
