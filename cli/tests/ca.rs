@@ -400,7 +400,19 @@ fn nss_databases_really_get_the_ca_and_lose_it_again() {
     ok(&fake.ncd(&["check"]));
     assert_eq!(nss_nicknames(&chromium).matches("ncd local CA").count(), 1);
 
-    ok(&fake.ncd(&["uninstall"]));
+    // Without certutil, the NSS part waits in the record for a second uninstall.
+    let out = ok(&fake.ncd_without_certutil(&["uninstall"]));
+    assert!(
+        out.contains("still have ncd's CA") && out.contains("abcd.default-release"),
+        "{out}"
+    );
+    assert!(fake.root.join(MANIFEST).exists());
+    assert!(!fake.root.join(ANCHOR).exists());
+    assert!(nss_nicknames(&profile).contains("ncd local CA"));
+
+    let out = ok(&fake.ncd(&["uninstall"]));
+    assert!(out.contains("no longer trusted"), "{out}");
+    assert!(!fake.root.join(MANIFEST).exists());
     for db in [&profile, &chromium] {
         let list = nss_nicknames(db);
         assert!(!list.contains("ncd local CA"), "{}: {list}", db.display());

@@ -352,6 +352,7 @@ pub(super) fn undo(root: &Path, steps: &[CaUndo], manifest: &mut CaManifest, liv
                 // Gone already (the profile was deleted) counts as done.
                 let there = record.db.join("cert9.db").is_file();
                 if !*runs {
+                    // Listed only, and kept in the record.
                     run(&delete, false, &mut log)?;
                     continue;
                 }
@@ -383,6 +384,9 @@ pub(super) fn undo(root: &Path, steps: &[CaUndo], manifest: &mut CaManifest, liv
                 manifest.files.retain(|f| f.file.path != *path);
                 manifest.save(root)?;
             }
+            // NSS databases the CA could not be taken out of (no certutil, or it
+            // failed) keep the record, so uninstall can be run again for them.
+            CaUndo::Forget { .. } if !manifest.nss.is_empty() => manifest.save(root)?,
             CaUndo::Forget { dirs } => {
                 let disk = CaManifest::path(root);
                 fsutil::remove(&disk).with_context(|| format!("Could not remove {}", disk.display()))?;

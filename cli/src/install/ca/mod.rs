@@ -313,7 +313,19 @@ fn uninstall(args: &CaUninstallArgs, socket: Option<&Path>, state_dir: &Path) ->
         return Ok(ExitCode::SUCCESS);
     }
     let failed = apply::undo(root, &steps, &mut manifest, at.live)?;
-    say!("\nDone: ncd's CA is no longer trusted where `ncd ca install` put it. Restart the browsers.");
+    if manifest.nss.is_empty() {
+        say!("\nDone: ncd's CA is no longer trusted where `ncd ca install` put it. Restart the browsers.");
+    } else {
+        say!("\nDone, but for these NSS databases, which still have ncd's CA:");
+        for record in &manifest.nss {
+            say!("  {}", record.db.display());
+        }
+        say!(
+            "Install certutil (`apt install libnss3-tools`, `dnf install nss-tools`) and run `ncd ca uninstall` \
+             again: {} keeps what is left to do.",
+            show(&CaManifest::path(root))
+        );
+    }
     if !at.live {
         say!("The system commands above were not run, because --root is not /.");
     }
