@@ -5,7 +5,8 @@
 //! `status` (the status screen), `period` (start, extend, the unlock request),
 //! `confirm` and `terminal` (typing the unlock passage in raw mode), `human` (words,
 //! bars and colour), `install` (`ncd install` / `ncd uninstall`: the service, the
-//! resolver takeover and the manifest that undoes them).
+//! resolver takeover and the manifest that undoes them; `ncd ca`: the proxy's CA,
+//! trusted and untrusted the same way).
 
 /// `println!` that hands a write error back (`?`) instead of panicking: output into
 /// a closed pipe (`ncd services | head -1`) is not a crash.
@@ -112,6 +113,8 @@ enum Command {
     /// Keep a running period's ground (root, run by ncd-guard.timer): the stop
     /// guard, and the resolver settings put back if they drifted.
     Guard(install::guard::GuardArgs),
+    /// The proxy's local CA: show it, trust it (`install`), untrust it (`uninstall`).
+    Ca(install::ca::CaArgs),
 }
 
 #[derive(Debug, Args)]
@@ -178,7 +181,7 @@ fn main() -> ExitCode {
             2,
         ),
         Command::Services => (local::services(), 2),
-        Command::Status { json } => (status_command(&client(), *json), 1),
+        Command::Status { json } => (status_command(&client(), &cli.state_dir, *json), 1),
         Command::Start { length, reason } => (period::start(&client(), *length, reason.clone()), 1),
         Command::Extend { by } => (period::extend(&client(), *by), 1),
         Command::Unlock(args) => (unlock(&client(), args), 1),
@@ -187,6 +190,7 @@ fn main() -> ExitCode {
         Command::Install(args) => (install::install(args), 1),
         Command::Uninstall(args) => (install::uninstall(args, cli.socket.as_deref(), &cli.state_dir), 1),
         Command::Guard(args) => (install::guard::guard(args, cli.socket.as_deref(), &cli.state_dir), 1),
+        Command::Ca(args) => (install::ca::ca(args, cli.socket.as_deref(), &cli.state_dir), 1),
     };
     match result {
         Ok(code) => code,
@@ -206,13 +210,15 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-fn status_command(client: &Client, json: bool) -> anyhow::Result<ExitCode> {
+fn status_command(client: &Client, state_dir: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let status = client.status()?;
         say!("{}", serde_json::to_string_pretty(&status)?);
     } else {
         let status = client.status()?;
         std::io::stdout().write_all(status::render(&status, human::Style::for_stdout()).as_bytes())?;
+        let problems = install::ca::ca_trust_problems(std::path::Path::new("/"), state_dir);
+        std::io::stdout().write_all(status::ca_trust(&problems, human::Style::for_stdout()).as_bytes())?;
     }
     Ok(ExitCode::SUCCESS)
 }

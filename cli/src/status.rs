@@ -301,6 +301,18 @@ fn health(out: &mut Screen, status: &Status, style: Style) {
     out.paragraph(&[style.dim(&parts.join(" · "))]);
 }
 
+/// The proxy's CA, when it is not trusted where `ncd ca install` put it: a paragraph
+/// of its own after the screen (empty when all is well). The problems come from the
+/// CLI's side (`install::ca::ca_trust_problems`), not from the daemon's status.
+pub(crate) fn ca_trust(problems: &[String], style: Style) -> String {
+    if problems.is_empty() {
+        return String::new();
+    }
+    let mut lines = vec![style.notice("The proxy's CA needs your attention:")];
+    lines.extend(problems.iter().map(|p| format!("  - {p}")));
+    format!("\n{}\n", lines.join("\n"))
+}
+
 #[cfg(test)]
 mod tests {
     use ncd_config::control::{
@@ -310,6 +322,16 @@ mod tests {
     use super::*;
 
     const DAY: u64 = 86_400;
+
+    #[test]
+    fn ca_trust_problems_get_a_paragraph_of_their_own() {
+        assert_eq!(ca_trust(&[], Style::plain()), "");
+        let text = ca_trust(&["ncd's CA changed since `ncd ca install`.".into()], Style::plain());
+        assert_eq!(
+            text,
+            "\nThe proxy's CA needs your attention:\n  - ncd's CA changed since `ncd ca install`.\n"
+        );
+    }
 
     #[test]
     fn a_failed_edit_is_shown_until_one_loads() {

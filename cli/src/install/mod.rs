@@ -12,6 +12,7 @@
 //! listed.
 
 mod apply;
+pub(crate) mod ca;
 mod flavour;
 mod fsutil;
 pub(crate) mod guard;

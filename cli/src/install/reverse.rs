@@ -165,7 +165,7 @@ pub(super) fn undo(root: &Path, steps: &[Undo], manifest: &mut Manifest, live: b
 }
 
 /// Removes the file `record` describes, or puts back what was there before.
-fn put_back(root: &Path, record: &FileRecord) -> anyhow::Result<()> {
+pub(super) fn put_back(root: &Path, record: &FileRecord) -> anyhow::Result<()> {
     let disk = fsutil::under(root, &record.path);
     match &record.previous {
         Previous::Absent => fsutil::remove(&disk).with_context(|| format!("Could not remove {}", disk.display())),
