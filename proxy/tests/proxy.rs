@@ -18,7 +18,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ncd_config::{Config, ProfileSite};
 use ncd_proxy::block_page::BLOCK_MARKER;
-use ncd_proxy::{Kind, OriginOptions, OriginResolver, PageContext, ProxyHooks, ProxyRules, ServeOptions};
+use ncd_proxy::{Kind, LearnedIds, OriginOptions, OriginResolver, PageContext, ProxyHooks, ProxyRules, ServeOptions};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
@@ -29,6 +29,9 @@ const CONFIG: &str = r#"
 name = "ex"
 instagram = ["exname", "1234567890"]
 "#;
+
+/// An allowed answer that names the ex in passing: someone's followers.
+const FOLLOWERS: &str = r#"{"users":[{"username":"someone","pk":"111","is_private":false},{"username":"exname","pk":"987","full_name":"E"}],"status":"ok"}"#;
 
 /// Bytes the origin serves for another person's profile: not text, not the same twice.
 fn other_profile_bytes() -> Vec<u8> {
@@ -92,6 +95,12 @@ async fn fake_origin() -> (SocketAddr, CertificateDer<'static>) {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
                     let path = req.uri().path().to_string();
+                    if path == "/api/v1/friendships/111/followers/" {
+                        let mut resp = Response::new(Full::new(Bytes::from_static(FOLLOWERS.as_bytes())));
+                        resp.headers_mut()
+                            .insert("content-type", "application/json; charset=utf-8".parse().unwrap());
+                        return Ok(resp);
+                    }
                     let query = req.uri().query().unwrap_or("").to_string();
                     let body = req.into_body().collect().await?.to_bytes();
                     let reply: Vec<u8> = match path.as_str() {
@@ -122,6 +131,10 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(None).await
+}
+
+async fn start_with(learned: Option<Arc<LearnedIds>>) -> Running {
     let (origin, origin_root) = fake_origin().await;
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
@@ -138,6 +151,7 @@ async fn start() -> Running {
             extra_roots: vec![origin_root],
             port: origin.port(),
         },
+        learned,
     };
     tokio::spawn(ncd_proxy::serve(
         vec![listener],
@@ -292,4 +306,140 @@ async fn a_name_out_of_scope_is_closed() {
             .is_err()
     );
     run.shutdown.cancel();
+}
+
+/// Waits for `cond` with a deadline; never a fixed sleep.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn graphql_by_id(run: &Running, http2: bool, id: &str) -> reqwest::Response {
+    let variables = format!("{{\"id\":\"{id}\"}}");
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("doc_id", "1")
+        .append_pair("variables", &variables)
+        .finish();
+    client(run, "www.instagram.com", http2)
+        .post(url(run, "/graphql/query"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_id_learned_from_an_allowed_answer_is_blocked_and_kept() {
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("proxy-learned.json");
+    let (store, problem) = LearnedIds::open(&file);
+    assert!(problem.is_none());
+    let store = Arc::new(store);
+    let run = start_with(Some(store.clone())).await;
+
+    // Before: nothing pairs 987 with the ex.
+    assert_eq!(graphql_by_id(&run, false, "987").await.status(), 200);
+
+    // An allowed answer mentions the ex in passing; it reaches the client unchanged.
+    let resp = client(&run, "www.instagram.com", true)
+        .get(url(&run, "/api/v1/friendships/111/followers/"))
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), FOLLOWERS);
+    eventually("the id to be learned and saved", || {
+        store.snapshot().handle_for(ProfileSite::Instagram, "987").is_some() && file.exists()
+    })
+    .await;
+    assert!(store.snapshot().handle_for(ProfileSite::Instagram, "111").is_none());
+
+    for http2 in [false, true] {
+        let blocked = graphql_by_id(&run, http2, "987").await;
+        assert_eq!(blocked.status(), 404);
+        assert_eq!(graphql_by_id(&run, http2, "111").await.status(), 200);
+    }
+    run.shutdown.cancel();
+
+    // A new proxy on the same file blocks the id at once.
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(saved["sites"]["instagram"]["exname"], serde_json::json!(["987"]));
+    let (again, problem) = LearnedIds::open(&file);
+    assert!(problem.is_none());
+    let run = start_with(Some(Arc::new(again))).await;
+    for http2 in [false, true] {
+        assert_eq!(graphql_by_id(&run, http2, "987").await.status(), 404);
+    }
+    let ledger = run.ledger.0.lock().unwrap().clone();
+    assert_eq!(ledger, [(ProfileSite::Instagram, Kind::Api); 2]);
+    run.shutdown.cancel();
+}
+
+/// A form body of `len` bytes or more: `variables` JSON naming `id`, padded.
+fn long_form(id: &str, len: usize) -> String {
+    let pad = "A".repeat(len);
+    let variables = format!("{{\"id\":\"{id}\",\"pad\":\"{pad}\"}}");
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("doc_id", "1")
+        .append_pair("variables", &variables)
+        .finish()
+}
+
+#[tokio::test]
+async fn a_body_longer_than_the_buffer_follows_the_rule() {
+    let over = ncd_proxy::server::MAX_INSPECTED_BODY + 100_000;
+    each_protocol(async |run, client, version| {
+        let form = "application/x-www-form-urlencoded";
+        // An API endpoint, and the first bytes name the profile: blocked.
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(long_form("1234567890", over))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), version);
+        assert_eq!(resp.status(), 404);
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["status"], "fail");
+
+        // An API endpoint, and the first bytes name nobody: the rest could, so 413.
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(long_form("5555", over))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413);
+
+        // The same size where a body cannot name a profile: forwarded unchanged.
+        let body = long_form("5555", over);
+        let resp = client
+            .post(url(run, "/accounts/edit/"))
+            .header("content-type", form)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let echoed = resp.bytes().await.unwrap();
+        assert!(echoed == format!("echo: {body}").as_bytes(), "the body passed changed");
+
+        // Under the limit on an API endpoint: judged whole, as before.
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(long_form("5555", 1000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    })
+    .await;
 }
