@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ncd_config::{Config, ProfileSite};
@@ -32,6 +32,58 @@ instagram = ["exname", "1234567890"]
 
 /// An allowed answer that names the ex in passing: someone's followers.
 const FOLLOWERS: &str = r#"{"users":[{"username":"someone","pk":"111","is_private":false},{"username":"exname","pk":"987","full_name":"E"}],"status":"ok"}"#;
+
+/// A search answer, streamed in two pieces.
+const SEARCH: &str = r#"{"users":[{"position":0,"user":{"username":"exname","pk":"988","pk_id":"988"}}]}"#;
+
+/// A JSON answer over the learning cap that pairs the ex with 989 at its start.
+fn big_answer() -> Vec<u8> {
+    let pad = "x".repeat(ncd_proxy::learn::MAX_LEARNED_BODY);
+    format!(r#"{{"users":[{{"username":"exname","pk":"989"}}],"pad":"{pad}"}}"#).into_bytes()
+}
+
+/// A body in pieces; without a known length unless made with `full`.
+struct Chunks {
+    pieces: std::collections::VecDeque<Bytes>,
+    exact: Option<u64>,
+}
+
+impl Chunks {
+    fn full(bytes: Vec<u8>) -> Self {
+        Self {
+            exact: Some(bytes.len() as u64),
+            pieces: [Bytes::from(bytes)].into(),
+        }
+    }
+
+    fn streamed(pieces: Vec<Vec<u8>>) -> Self {
+        Self {
+            exact: None,
+            pieces: pieces.into_iter().map(Bytes::from).collect(),
+        }
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::task::Poll::Ready(self.pieces.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.exact
+            .map_or_else(hyper::body::SizeHint::default, hyper::body::SizeHint::with_exact)
+    }
+}
 
 /// Bytes the origin serves for another person's profile: not text, not the same twice.
 fn other_profile_bytes() -> Vec<u8> {
@@ -95,11 +147,30 @@ async fn fake_origin() -> (SocketAddr, CertificateDer<'static>) {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
                     let path = req.uri().path().to_string();
-                    if path == "/api/v1/friendships/111/followers/" {
-                        let mut resp = Response::new(Full::new(Bytes::from_static(FOLLOWERS.as_bytes())));
+                    let json = |body: Chunks| {
+                        let mut resp = Response::new(body);
                         resp.headers_mut()
                             .insert("content-type", "application/json; charset=utf-8".parse().unwrap());
-                        return Ok(resp);
+                        Ok(resp)
+                    };
+                    match path.as_str() {
+                        "/api/v1/friendships/111/followers/" => {
+                            return json(Chunks::full(FOLLOWERS.as_bytes().to_vec()));
+                        }
+                        // Streamed (chunked on HTTP/1.1, no length on HTTP/2), cut mid-object.
+                        "/api/v1/web/search/topsearch/" => {
+                            let (a, b) = SEARCH.split_at(SEARCH.len() / 2);
+                            return json(Chunks::streamed(vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()]));
+                        }
+                        "/api/v1/big/" => return json(Chunks::full(big_answer())),
+                        "/api/v1/accept-encoding/" => {
+                            let ae = req
+                                .headers()
+                                .get("accept-encoding")
+                                .map(|v| v.to_str().unwrap().to_string());
+                            return Ok(Response::new(Chunks::full(ae.unwrap_or_default().into_bytes())));
+                        }
+                        _ => {}
                     }
                     let query = req.uri().query().unwrap_or("").to_string();
                     let body = req.into_body().collect().await?.to_bytes();
@@ -109,7 +180,7 @@ async fn fake_origin() -> (SocketAddr, CertificateDer<'static>) {
                         "/api/v1/feed/reels_media/" => format!("origin saw: {query}").into_bytes(),
                         _ => [b"echo: ".as_slice(), &body].concat(),
                     };
-                    let mut resp = Response::new(Full::new(Bytes::from(reply)));
+                    let mut resp = Response::new(Chunks::full(reply));
                     resp.headers_mut().insert("alt-svc", "h3=\":443\"".parse().unwrap());
                     Ok::<_, hyper::Error>(resp)
                 });
@@ -440,6 +511,108 @@ async fn a_body_longer_than_the_buffer_follows_the_rule() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn learning_reads_streamed_answers_over_both_protocols_but_not_big_ones_or_pages() {
+    let store = Arc::new(LearnedIds::in_memory());
+    let run = start_with(Some(store.clone())).await;
+    for http2 in [false, true] {
+        let client = client(&run, "www.instagram.com", http2);
+        // API calls ask for an answer the proxy can read.
+        let ae = client
+            .get(url(&run, "/api/v1/accept-encoding/"))
+            .header("accept-encoding", "gzip, br")
+            .header("sec-fetch-mode", "cors")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ae.text().await.unwrap(), "identity");
+        // Over the cap: passed byte for byte, not read.
+        let big = client
+            .get(url(&run, "/api/v1/big/"))
+            .header("sec-fetch-mode", "cors")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(big.bytes().await.unwrap().to_vec(), big_answer());
+        // A page load is not read either.
+        let page = client
+            .get(url(&run, "/api/v1/friendships/111/followers/"))
+            .header("sec-fetch-mode", "navigate")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.text().await.unwrap(), FOLLOWERS);
+    }
+    for http2 in [false, true] {
+        // Streamed, no length: read as it passes.
+        let resp = client(&run, "www.instagram.com", http2)
+            .get(url(&run, "/api/v1/web/search/topsearch/?query=ex"))
+            .header("sec-fetch-mode", "cors")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), SEARCH);
+    }
+    eventually("the streamed answer to be learned", || {
+        store.snapshot().handle_for(ProfileSite::Instagram, "988").is_some()
+    })
+    .await;
+    let learned = store.snapshot();
+    assert_eq!(learned.ids(ProfileSite::Instagram, "exname"), ["988"]);
+    // Without a store, nothing is rewritten.
+    run.shutdown.cancel();
+    let run = start().await;
+    let ae = client(&run, "www.instagram.com", false)
+        .get(url(&run, "/api/v1/accept-encoding/"))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ae.text().await.unwrap(), "gzip, br");
+    run.shutdown.cancel();
+}
+
+/// `len` bytes in 64 KiB pieces, without a declared length: chunked on HTTP/1.1.
+fn unsized_body(text: String) -> reqwest::Body {
+    let pieces = text.into_bytes().chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    reqwest::Body::wrap(Chunks::streamed(pieces))
+}
+
+#[tokio::test]
+async fn a_long_body_without_a_declared_length_follows_the_rule_too() {
+    let over = ncd_proxy::server::MAX_INSPECTED_BODY + 100_000;
+    each_protocol(async |run, client, _| {
+        let form = "application/x-www-form-urlencoded";
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(unsized_body(long_form("1234567890", over)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(unsized_body(long_form("5555", over)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413);
+        let body = long_form("5555", over);
+        let resp = client
+            .post(url(run, "/accounts/edit/"))
+            .header("content-type", form)
+            .body(unsized_body(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.bytes().await.unwrap() == format!("echo: {body}").as_bytes());
     })
     .await;
 }
