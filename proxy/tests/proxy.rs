@@ -616,3 +616,59 @@ async fn a_long_body_without_a_declared_length_follows_the_rule_too() {
     })
     .await;
 }
+
+/// What the proxy logs at info and above, in this test binary.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_at_info_name_the_site_and_count_never_the_handle_id_or_url() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The whole binary's logs (other tests' too): the rule holds for all of them.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let (store, _) = LearnedIds::open(state.path().join("proxy-learned.json"));
+    let store = Arc::new(store);
+    let run = start_with(Some(store.clone())).await;
+    let resp = client(&run, "www.instagram.com", false)
+        .get(url(&run, "/api/v1/friendships/111/followers/"))
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), FOLLOWERS);
+    eventually("the id to be learned", || !store.snapshot().is_empty()).await;
+    assert_eq!(graphql_by_id(&run, false, "987").await.status(), 404);
+    run.shutdown.cancel();
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("proxy learned profile ids"), "{text}");
+    assert!(text.contains("site=\"instagram\" count=1"), "{text}");
+    for secret in [
+        "exname",
+        "987",
+        "graphql",
+        "friendships",
+        "followers",
+        "www.instagram.com",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} in the logs:\n{text}");
+    }
+}

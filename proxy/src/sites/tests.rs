@@ -761,3 +761,46 @@ fn a_value_the_cut_went_through_names_nobody() {
         json
     )));
 }
+
+proptest! {
+    /// Wherever the cut falls: a body naming someone else never blocks, and a
+    /// body naming the profile blocks once the cut is past the id's closing quote.
+    #[test]
+    fn a_cut_body_blocks_exactly_when_the_complete_part_names_the_profile(
+        cut in 0usize..200,
+        nested: bool,
+        form: bool,
+    ) {
+        let r = rules();
+        let inner = |id: &str| format!(r#"{{"first":12,"id":"{id}","after":"QVFIUjRzT2"}}"#);
+        let body = |id: &str| {
+            let variables = inner(id);
+            if form {
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("doc_id", "1")
+                    .append_pair("variables", &variables)
+                    .finish()
+            } else if nested {
+                serde_json::json!({"doc_id": "1", "variables": variables}).to_string()
+            } else {
+                format!(r#"{{"doc_id":"1","variables":{variables}}}"#)
+            }
+        };
+        let ct = if form { FORM } else { "application/json" };
+        let judge = |text: &str| {
+            let cut = cut.min(text.len());
+            r.judge_prefix(&prefix("www.instagram.com", "/graphql/query", ct, &text.as_bytes()[..cut]), None)
+        };
+        prop_assert_eq!(judge(&body("1234567")), Judgement::Pass);
+        let named = body("1234567890");
+        // Where the id's value is complete (its closing quote) in the text as sent.
+        let closing = match (form, nested) {
+            (true, _) => "1234567890%22",
+            (false, true) => r#"1234567890\""#,
+            (false, false) => r#"1234567890""#,
+        };
+        let complete = named.find(closing).map(|at| at + closing.len());
+        let blocked = matches!(judge(&named), Judgement::Block { .. });
+        prop_assert_eq!(blocked, cut >= complete.unwrap_or(usize::MAX), "cut {}", cut);
+    }
+}
