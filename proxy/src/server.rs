@@ -379,7 +379,7 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
             }
         }
     }
-    // Answers to API calls are read for ids: ask for them uncompressed.
+    // Answers to data calls (not page loads, not upgrades) are read for ids.
     let learn_from = shared.learned.clone().filter(|_| !navigation && !upgrade);
 
     // Forward to the origin named by the SNI.
@@ -402,6 +402,7 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
         if let Some(b) = &body_bytes {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
         }
+        // The crate has no decoders: an API answer must come uncompressed to be read.
         if learn_from.is_some() && relevant {
             headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
