@@ -8,17 +8,20 @@
 //! - [`sites`]: per-site facts and the pure request matcher.
 //! - [`ca`]: the name-constrained CA and the leaf cache.
 //! - [`block_page`]: the calm HTML page and each site's "not found".
+//! - [`learn`]: ids learned from allowed answers, kept beside the rules.
 //! - [`origin`]: the pooled client to the real origins, through an injected resolver.
 //! - [`server`]: listeners, TLS termination, the per-request path.
 
 pub mod block_page;
 pub mod ca;
+pub mod learn;
 pub mod origin;
 pub mod server;
 pub mod sites;
 
 pub use block_page::PageContext;
 pub use ca::{CaError, CaEvent, CertAuthority};
+pub use learn::{Learned, LearnedIds};
 pub use origin::{OriginOptions, OriginResolver, load_roots};
 pub use server::{ProxyHooks, ProxyRules, RulesSource, ServeOptions, serve};
 pub use sites::{Judgement, Kind, ProfileRules, RequestView};

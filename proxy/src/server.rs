@@ -9,18 +9,36 @@
 //! auto, upgrades on). Each request is judged against the rules current at that
 //! moment: blocked navigations get the block page, blocked API calls the site's
 //! "not found", batched calls lose the profile's entries, the rest is forwarded.
+//!
+//! Request bodies (forms and JSON on a site with rules) are read up to
+//! [`MAX_INSPECTED_BODY`] and judged whole. The rule for a longer one: on an
+//! endpoint where a body can name a profile ([`ProfileRules::body_relevant`]: the
+//! API, GraphQL and route-definition paths) the first bytes are judged, and a
+//! prefix that names the profile is blocked like any request; otherwise the
+//! request is refused with a plain `413` (not the site's "not found": nothing says
+//! it was the profile, so it is not counted as a block). Anywhere else the body is
+//! forwarded unchanged, the bytes read first and then the rest as a stream.
+//!
+//! Answers are forwarded as they stream. When a [`LearnedIds`] store is given,
+//! allowed non-navigation answers of a JSON kind, not compressed, no longer than
+//! [`MAX_LEARNED_BODY`], are also copied aside as they pass and read for ids
+//! once complete (on a blocking thread); see [`crate::learn`]. So that API answers
+//! can be read at all (the crate has no decoders), API requests are sent with
+//! `Accept-Encoding: identity` while learning is on.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ipnet::IpNet;
@@ -31,11 +49,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::block_page::{self, PageContext};
 use crate::ca::{CaError, CaEvent, CertAuthority};
+use crate::learn::{LearnedIds, MAX_LEARNED_BODY, learnable_content_type};
 use crate::origin::{Body, BoxError, Origin, OriginOptions, OriginResolver};
 use crate::sites::{Judgement, Kind, ProfileRules, RequestView, normalize_host};
 
-/// Bodies up to this size are buffered and judged; larger ones pass as a stream.
+/// Request bodies up to this size are buffered and judged whole; for longer
+/// ones see the module's body rule.
 pub const MAX_INSPECTED_BODY: usize = 1 << 20;
+/// After refusing a long body, at most this much more of it is read (and thrown
+/// away) so the client sees the answer rather than a reset.
+const MAX_DRAINED_BODY: usize = 64 << 20;
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One generation of what the proxy enforces: the profile rules and a CA that
@@ -117,6 +141,11 @@ pub struct ServeOptions {
     /// Networks besides loopback whose clients are served.
     pub allow_clients: Vec<IpNet>,
     pub origin: OriginOptions,
+    /// Ids learned from allowed answers: consulted with the rules on every request
+    /// and fed from answers. `None`: no learning, the config alone. The daemon
+    /// passes one store for the process (`LearnedIds::open(state.proxy_learned_ids())`),
+    /// kept across rule swaps.
+    pub learned: Option<Arc<LearnedIds>>,
 }
 
 struct Shared {
@@ -124,6 +153,7 @@ struct Shared {
     origin: Origin,
     hooks: Arc<dyn ProxyHooks>,
     allow: Vec<IpNet>,
+    learned: Option<Arc<LearnedIds>>,
 }
 
 /// Serves on `listeners` until `shutdown` is cancelled. Rules are read per
@@ -144,6 +174,7 @@ pub async fn serve(
         origin,
         hooks,
         allow: options.allow_clients,
+        learned: options.learned,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -281,20 +312,45 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let navigation = is_navigation(req.headers());
+    let learned = shared.learned.as_ref().map(|l| l.snapshot());
+    let relevant = rules.profiles.body_relevant(host, req.uri().path());
     let wants_body = rules.profiles.wants_body(host, content_type.as_deref())
-        && declared_len.is_none_or(|n| n <= MAX_INSPECTED_BODY as u64)
         && req.method() != http::Method::GET
         && req.method() != http::Method::HEAD;
+    // A long body where it cannot name a profile is not held up at all.
+    let read_first = wants_body && (relevant || declared_len.is_none_or(|n| n <= MAX_INSPECTED_BODY as u64));
     let upgrade = req.headers().contains_key(header::UPGRADE);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let (buffered, mut forward_body): (Option<Bytes>, Option<Body>) = if wants_body {
-        match Limited::new(body, MAX_INSPECTED_BODY).collect().await {
-            Ok(collected) => (Some(collected.to_bytes()), None),
-            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large to inspect\n"),
-        }
+    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    let (buffered, mut forward_body): (Option<Bytes>, Option<Body>) = if !read_first {
+        (None, Some(body))
     } else {
-        (None, Some(body.map_err(|e| Box::new(e) as BoxError).boxed()))
+        match read_prefix(body, MAX_INSPECTED_BODY).await {
+            Err(e) => {
+                tracing::debug!(error = %e, "proxy could not read a request body");
+                return text(StatusCode::BAD_REQUEST, "the request body could not be read\n");
+            }
+            Ok(Read::Whole(bytes)) => (Some(bytes), None),
+            Ok(Read::Longer { prefix, rest }) if relevant => {
+                tokio::spawn(drain(rest));
+                let view = RequestView {
+                    method: parts.method.as_str(),
+                    host,
+                    path: parts.uri.path(),
+                    query: parts.uri.query(),
+                    content_type: content_type.as_deref(),
+                    body: Some(&prefix),
+                    navigation,
+                };
+                return match rules.profiles.judge_prefix(&view, learned.as_deref()) {
+                    Judgement::Block { profile, site, kind } => block(shared, &profile, site, kind),
+                    _ => text(StatusCode::PAYLOAD_TOO_LARGE, "request body too large to inspect\n"),
+                };
+            }
+            Ok(Read::Longer { prefix, rest }) => (None, Some(Prefixed::new(prefix, rest).boxed())),
+        }
     };
 
     let view = RequestView {
@@ -304,17 +360,13 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
         query: parts.uri.query(),
         content_type: content_type.as_deref(),
         body: buffered.as_deref(),
-        navigation: is_navigation(&parts.headers),
+        navigation,
     };
     let mut query = parts.uri.query().map(str::to_string);
     let mut body_bytes = buffered.clone();
-    match rules.profiles.judge(&view) {
+    match rules.profiles.judge_with(&view, learned.as_deref()) {
         Judgement::Pass => {}
-        Judgement::Block { profile, site, kind } => {
-            tracing::info!(site = site.key(), kind = ?kind, "proxy blocked a profile request");
-            shared.hooks.on_block(site, kind);
-            return blocked(&profile, site, kind, &shared.hooks.page_context());
-        }
+        Judgement::Block { profile, site, kind } => return block(shared, &profile, site, kind),
         Judgement::Rewrite {
             query: new_query,
             body: new_body,
@@ -327,6 +379,8 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
             }
         }
     }
+    // Answers to data calls (not page loads, not upgrades) are read for ids.
+    let learn_from = shared.learned.clone().filter(|_| !navigation && !upgrade);
 
     // Forward to the origin named by the SNI.
     let path_and_query = match &query {
@@ -347,6 +401,10 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
         headers.remove(header::HOST);
         if let Some(b) = &body_bytes {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(b.len()));
+        }
+        // The crate has no decoders: an API answer must come uncompressed to be read.
+        if learn_from.is_some() && relevant {
+            headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
     }
     let body = match body_bytes {
@@ -388,7 +446,194 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
     // No HTTP/3 advertisements: browsers would try QUIC to the real site.
     headers.remove(header::ALT_SVC);
     parts.headers = headers;
-    Response::from_parts(parts, body.map_err(|e| Box::new(e) as BoxError).boxed())
+    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    let body = match learn_from {
+        Some(store) if learnable(&parts) => {
+            let site = rules.profiles.site_for_host(host);
+            let content_type = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let rules = rules.clone();
+            let on_complete = move |bytes: Bytes| {
+                let Some(site) = site else { return };
+                // Parsing and the file write stay off the async workers.
+                tokio::task::spawn_blocking(move || {
+                    store.learn(&rules.profiles, site, content_type.as_deref(), &bytes);
+                });
+            };
+            Tee::new(body, MAX_LEARNED_BODY, Box::new(on_complete)).boxed()
+        }
+        _ => body,
+    };
+    Response::from_parts(parts, body)
+}
+
+/// True for an answer worth copying aside for ids: a success of a JSON kind, not
+/// compressed, not declared longer than the cap.
+fn learnable(parts: &http::response::Parts) -> bool {
+    let h = &parts.headers;
+    let str_of = |name: HeaderName| h.get(name).and_then(|v| v.to_str().ok());
+    parts.status.is_success()
+        && str_of(header::CONTENT_TYPE).is_some_and(learnable_content_type)
+        && str_of(header::CONTENT_ENCODING).is_none_or(|e| e.trim().eq_ignore_ascii_case("identity"))
+        && str_of(header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_none_or(|n| n <= MAX_LEARNED_BODY as u64)
+}
+
+fn block(shared: &Shared, profile: &str, site: ProfileSite, kind: Kind) -> Response<Body> {
+    tracing::info!(site = site.key(), kind = ?kind, "proxy blocked a profile request");
+    shared.hooks.on_block(site, kind);
+    blocked(profile, site, kind, &shared.hooks.page_context())
+}
+
+/// A request body read up to a limit.
+enum Read {
+    /// All of it, no longer than the limit.
+    Whole(Bytes),
+    /// Longer: what was read (just over the limit) and the rest, unread.
+    Longer { prefix: Bytes, rest: Body },
+}
+
+async fn read_prefix(mut body: Body, max: usize) -> Result<Read, BoxError> {
+    let mut buf = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() > max {
+                return Ok(Read::Longer {
+                    prefix: buf.freeze(),
+                    rest: body,
+                });
+            }
+        }
+    }
+    Ok(Read::Whole(buf.freeze()))
+}
+
+/// Reads and drops what is left of a refused body (bounded in size and time), so
+/// an HTTP/1.1 client still sending it reads the answer instead of a reset.
+async fn drain(mut rest: Body) {
+    let _ = tokio::time::timeout(DRAIN_TIMEOUT, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = rest.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen = seen.saturating_add(data.len());
+                if seen > MAX_DRAINED_BODY {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+/// A body that sends `first`, then `rest` as it comes.
+struct Prefixed {
+    first: Option<Bytes>,
+    rest: Body,
+}
+
+impl Prefixed {
+    fn new(first: Bytes, rest: Body) -> Self {
+        Self {
+            first: Some(first),
+            rest,
+        }
+    }
+}
+
+impl hyper::body::Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(first))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.first.is_none() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let first = self.first.as_ref().map_or(0, |b| b.len() as u64);
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(first));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(first));
+        }
+        hint
+    }
+}
+
+/// A body passed through frame by frame while a copy of up to `cap` bytes is
+/// kept; when it ends complete and within the cap, the copy goes to `on_complete`.
+/// Nothing waits for the copy: the client gets each frame as the origin sends it.
+struct Tee {
+    inner: Body,
+    copy: Option<BytesMut>,
+    cap: usize,
+    on_complete: Option<Box<dyn FnOnce(Bytes) + Send + Sync>>,
+}
+
+impl Tee {
+    fn new(inner: Body, cap: usize, on_complete: Box<dyn FnOnce(Bytes) + Send + Sync>) -> Self {
+        Self {
+            inner,
+            copy: Some(BytesMut::new()),
+            cap,
+            on_complete: Some(on_complete),
+        }
+    }
+
+    fn complete(&mut self) {
+        if let (Some(copy), Some(f)) = (self.copy.take(), self.on_complete.take()) {
+            f(copy.freeze());
+        }
+    }
+}
+
+impl hyper::body::Body for Tee {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(data), Some(copy)) = (frame.data_ref(), this.copy.as_mut()) {
+                    if copy.len().saturating_add(data.len()) > this.cap {
+                        this.copy = None;
+                    } else {
+                        copy.extend_from_slice(data);
+                    }
+                }
+                // The server may stop polling once the body says it has ended.
+                if this.inner.is_end_stream() {
+                    this.complete();
+                }
+            }
+            Poll::Ready(None) => this.complete(),
+            Poll::Ready(Some(Err(_))) => this.copy = None,
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 fn blocked(profile: &str, site: ProfileSite, kind: Kind, ctx: &PageContext) -> Response<Body> {

@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use ncd_config::{Config, ProfileSite};
 use serde_json::Value;
 
+use crate::learn::Learned;
+
 /// Facts about one site: where its profiles live.
 #[derive(Debug, Clone, Copy)]
 pub struct SiteFacts {
@@ -209,22 +211,45 @@ impl ProfileRules {
         self.site_for_host(host).is_some() && content_type.is_some_and(inspectable)
     }
 
-    /// Judges one request.
-    pub fn judge(&self, req: &RequestView<'_>) -> Judgement {
-        let Some(site) = self.site_for_host(req.host) else {
-            return Judgement::Pass;
-        };
-        let Some(rules) = self.sites.get(&site) else {
-            return Judgement::Pass;
-        };
-        let m = Matcher { site, rules };
-        let kind = if req.navigation { Kind::Navigation } else { Kind::Api };
-        let block = |profile: &str| Judgement::Block {
-            profile: profile.to_string(),
-            site,
-            kind,
-        };
+    /// True when `value` (any spelling) is a handle or id the config names on
+    /// `site`: what a learned id must be paired with.
+    pub fn names_handle(&self, site: ProfileSite, value: &str) -> bool {
+        self.sites
+            .get(&site)
+            .is_some_and(|r| r.tokens.contains_key(&value_form(value)))
+    }
 
+    /// True when a request body to `host`'s `path` can carry a handle or id the
+    /// matcher acts on: the API, GraphQL and route-definition endpoints of a site
+    /// with rules. A body on such an endpoint too large to inspect whole is not
+    /// forwarded (see the server's body rule); elsewhere it streams.
+    pub fn body_relevant(&self, host: &str, path: &str) -> bool {
+        let Some(site) = self.site_for_host(host) else {
+            return false;
+        };
+        let segs = segments(path);
+        let seg = |i: usize| segs.get(i).map(String::as_str).unwrap_or("");
+        match site {
+            ProfileSite::Instagram => matches!(seg(0), "api" | "graphql" | "ajax"),
+            ProfileSite::Threads | ProfileSite::Facebook => matches!(seg(0), "api" | "ajax" | "graphql"),
+            ProfileSite::X => matches!((seg(0), seg(1)), ("i", "api") | ("1.1" | "2" | "graphql", _)),
+            ProfileSite::Tiktok => seg(0) == "api",
+            ProfileSite::Linkedin => seg(0) == "voyager",
+            ProfileSite::Snapchat => matches!(seg(0), "api" | "_next"),
+        }
+    }
+
+    /// Judges one request against the config alone.
+    pub fn judge(&self, req: &RequestView<'_>) -> Judgement {
+        self.judge_with(req, None)
+    }
+
+    /// Judges one request, treating ids in `learned` (paired with a handle the
+    /// config names) exactly like ids the config names.
+    pub fn judge_with(&self, req: &RequestView<'_>, learned: Option<&Learned>) -> Judgement {
+        let Some((m, block)) = self.matcher(req, learned) else {
+            return Judgement::Pass;
+        };
         if let Some(profile) = m.path_hit(req.path) {
             return block(profile);
         }
@@ -246,6 +271,60 @@ impl ProfileRules {
         }
         Judgement::Pass
     }
+
+    /// Judges a request whose body is longer than what was read: `req.body` holds
+    /// only its first bytes. Blocks when the path, the query or the complete parts
+    /// of that prefix name a profile (form pairs before the last `&`; JSON keys and
+    /// values scanned without needing the document to end); otherwise `Pass`, which
+    /// here means only "the prefix names nobody", not "forward".
+    pub fn judge_prefix(&self, req: &RequestView<'_>, learned: Option<&Learned>) -> Judgement {
+        let Some((m, block)) = self.matcher(req, learned) else {
+            return Judgement::Pass;
+        };
+        let whole = RequestView { body: None, ..*req };
+        if let b @ Judgement::Block { .. } = self.judge_with(&whole, learned) {
+            return b;
+        }
+        let prefix = req.body.unwrap_or_default();
+        let mut found = Found::default();
+        if req.content_type.is_some_and(is_form) {
+            let complete = prefix
+                .iter()
+                .rposition(|b| *b == b'&')
+                .map_or(&[][..], |at| &prefix[..at]);
+            let _ = m.params(complete, &mut found);
+            // JSON in any pair's value, the cut-off last one included.
+            for (_, value) in form_urlencoded::parse(prefix) {
+                if looks_like_json(value.as_bytes()) {
+                    m.scan(value.as_bytes(), &mut found, 0);
+                }
+            }
+        } else {
+            m.scan(prefix, &mut found, 0);
+        }
+        match found.blocked.or(found.removed) {
+            Some(profile) => block(profile),
+            None => Judgement::Pass,
+        }
+    }
+
+    /// The matcher for `req`'s site and how it blocks, when the site has rules.
+    #[allow(clippy::type_complexity)]
+    fn matcher<'a>(
+        &'a self,
+        req: &RequestView<'_>,
+        learned: Option<&'a Learned>,
+    ) -> Option<(Matcher<'a>, impl Fn(&str) -> Judgement + use<'a>)> {
+        let site = self.site_for_host(req.host)?;
+        let rules = self.sites.get(&site)?;
+        let kind = if req.navigation { Kind::Navigation } else { Kind::Api };
+        let block = move |profile: &str| Judgement::Block {
+            profile: profile.to_string(),
+            site,
+            kind,
+        };
+        Some((Matcher { site, rules, learned }, block))
+    }
 }
 
 fn inspectable(content_type: &str) -> bool {
@@ -261,6 +340,30 @@ fn is_form(content_type: &str) -> bool {
 fn is_json(content_type: &str) -> bool {
     let ct = content_type.to_ascii_lowercase();
     ct.starts_with("application/json") || ct.contains("+json")
+}
+
+/// The index of the `"` closing the string that opens at `start`, if it closes.
+fn string_end(text: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while let Some(&b) = text.get(i) {
+        match b {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// The text of a string literal (opening `"` included) the cut went through,
+/// without a trailing half escape.
+fn unterminated(literal: &[u8]) -> Option<String> {
+    (0..=6).find_map(|cut| {
+        let kept = literal.get(..literal.len().checked_sub(cut)?)?;
+        let mut closed = kept.to_vec();
+        closed.push(b'"');
+        serde_json::from_slice::<String>(&closed).ok()
+    })
 }
 
 fn looks_like_json(body: &[u8]) -> bool {
@@ -357,12 +460,19 @@ fn segments(path: &str) -> Vec<String> {
 struct Matcher<'a> {
     site: ProfileSite,
     rules: &'a SiteRules,
+    learned: Option<&'a Learned>,
 }
 
 impl<'a> Matcher<'a> {
-    /// The profile `value` (any spelling) names on this site.
+    /// The profile `value` (any spelling) names on this site: a handle or id of
+    /// the config, or an id learned for one of its handles.
     fn token(&self, value: &str) -> Option<&'a str> {
-        self.rules.tokens.get(&value_form(value)).map(String::as_str)
+        let value = value_form(value);
+        let learned = || {
+            let handle = self.learned?.handle_for(self.site, &value)?;
+            self.rules.tokens.get(handle)
+        };
+        self.rules.tokens.get(&value).or_else(learned).map(String::as_str)
     }
 
     /// `@handle` segments (TikTok, Threads, Snapchat) name a profile too.
@@ -536,6 +646,113 @@ impl<'a> Matcher<'a> {
             found.emptied();
         }
         Some(out.finish())
+    }
+
+    /// Scans JSON that may be cut off (the first bytes of a body too large to
+    /// read whole): every complete string or number is judged under the key it
+    /// sits under (array entries under the array's key), strings holding JSON are
+    /// walked or scanned in turn. A value the cut went through is not judged:
+    /// `"exna` must not match a handle `exna`.
+    fn scan(&self, text: &[u8], found: &mut Found<'a>, depth: usize) {
+        if depth > 8 {
+            return;
+        }
+        // (is an object, the key the container sits under)
+        let mut stack: Vec<(bool, Option<String>)> = Vec::new();
+        let mut key: Option<String> = None;
+        let mut expecting_key = false;
+        let mut i = 0;
+        while let Some(&b) = text.get(i) {
+            let in_object = stack.last().is_some_and(|(obj, _)| *obj);
+            let array_key = || stack.last().and_then(|(obj, k)| (!obj).then(|| k.clone()).flatten());
+            match b {
+                b'{' | b'[' => {
+                    let under = if in_object { key.take() } else { array_key() };
+                    stack.push((b == b'{', under));
+                    expecting_key = b == b'{';
+                    i += 1;
+                }
+                b'}' | b']' => {
+                    stack.pop();
+                    key = None;
+                    expecting_key = false;
+                    i += 1;
+                }
+                b',' => {
+                    if in_object {
+                        key = None;
+                        expecting_key = true;
+                    }
+                    i += 1;
+                }
+                b'"' => {
+                    let Some(end) = string_end(text, i) else {
+                        // The cut went through this string: JSON inside it may still
+                        // hold complete values.
+                        if let Some(inner) = unterminated(text.get(i..).unwrap_or_default())
+                            && looks_like_json(inner.as_bytes())
+                        {
+                            self.scan(inner.as_bytes(), found, depth + 1);
+                        }
+                        return;
+                    };
+                    let Some(Ok(s)) = text.get(i..=end).map(serde_json::from_slice::<String>) else {
+                        return;
+                    };
+                    i = end + 1;
+                    if in_object && expecting_key {
+                        key = Some(s);
+                        expecting_key = false;
+                    } else {
+                        let under = if in_object { key.clone() } else { array_key() };
+                        self.scan_scalar(&s, under.as_deref(), found, depth);
+                    }
+                }
+                b'-' | b'0'..=b'9' => {
+                    let start = i;
+                    while text
+                        .get(i)
+                        .is_some_and(|c| c.is_ascii_digit() || matches!(c, b'-' | b'+' | b'.' | b'e' | b'E'))
+                    {
+                        i += 1;
+                    }
+                    if i >= text.len() {
+                        return;
+                    }
+                    let number = String::from_utf8_lossy(text.get(start..i).unwrap_or_default()).into_owned();
+                    let under = if in_object { key.clone() } else { array_key() };
+                    self.scan_scalar(&number, under.as_deref(), found, depth);
+                }
+                _ => i += 1,
+            }
+        }
+    }
+
+    fn scan_scalar(&self, value: &str, key: Option<&str>, found: &mut Found<'a>, depth: usize) {
+        let k = key.map(key_form).unwrap_or_default();
+        let linkedin = || {
+            (self.site == ProfileSite::Linkedin)
+                .then(|| self.urn_hit(value))
+                .flatten()
+        };
+        let hit = if ROUTE_KEYS.contains(&k.as_str()) {
+            self.route_hit(value)
+        } else if IDENTITY_KEYS.contains(&k.as_str()) {
+            self.token(value).or_else(linkedin)
+        } else {
+            linkedin()
+        };
+        if let Some(profile) = hit {
+            found.block(profile);
+        }
+        if looks_like_json(value.as_bytes()) {
+            match serde_json::from_str::<Value>(value) {
+                Ok(mut inner) => {
+                    self.walk(&mut inner, None, found);
+                }
+                Err(_) => self.scan(value.as_bytes(), found, depth + 1),
+            }
+        }
     }
 
     /// Inspects a JSON body; returns the rewritten body when entries were removed.

@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use ncd_config::{Config, ProfileSite};
 use ncd_proxy::block_page::BLOCK_MARKER;
-use ncd_proxy::{Kind, OriginOptions, OriginResolver, PageContext, ProxyHooks, ProxyRules, ServeOptions};
+use ncd_proxy::{Kind, LearnedIds, OriginOptions, OriginResolver, PageContext, ProxyHooks, ProxyRules, ServeOptions};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
@@ -29,6 +29,61 @@ const CONFIG: &str = r#"
 name = "ex"
 instagram = ["exname", "1234567890"]
 "#;
+
+/// An allowed answer that names the ex in passing: someone's followers.
+const FOLLOWERS: &str = r#"{"users":[{"username":"someone","pk":"111","is_private":false},{"username":"exname","pk":"987","full_name":"E"}],"status":"ok"}"#;
+
+/// A search answer, streamed in two pieces.
+const SEARCH: &str = r#"{"users":[{"position":0,"user":{"username":"exname","pk":"988","pk_id":"988"}}]}"#;
+
+/// A JSON answer over the learning cap that pairs the ex with 989 at its start.
+fn big_answer() -> Vec<u8> {
+    let pad = "x".repeat(ncd_proxy::learn::MAX_LEARNED_BODY);
+    format!(r#"{{"users":[{{"username":"exname","pk":"989"}}],"pad":"{pad}"}}"#).into_bytes()
+}
+
+/// A body in pieces; without a known length unless made with `full`.
+struct Chunks {
+    pieces: std::collections::VecDeque<Bytes>,
+    exact: Option<u64>,
+}
+
+impl Chunks {
+    fn full(bytes: Vec<u8>) -> Self {
+        Self {
+            exact: Some(bytes.len() as u64),
+            pieces: [Bytes::from(bytes)].into(),
+        }
+    }
+
+    fn streamed(pieces: Vec<Vec<u8>>) -> Self {
+        Self {
+            exact: None,
+            pieces: pieces.into_iter().map(Bytes::from).collect(),
+        }
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        std::task::Poll::Ready(self.pieces.pop_front().map(|b| Ok(hyper::body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.exact
+            .map_or_else(hyper::body::SizeHint::default, hyper::body::SizeHint::with_exact)
+    }
+}
 
 /// Bytes the origin serves for another person's profile: not text, not the same twice.
 fn other_profile_bytes() -> Vec<u8> {
@@ -92,6 +147,31 @@ async fn fake_origin() -> (SocketAddr, CertificateDer<'static>) {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let service = hyper::service::service_fn(|req: Request<hyper::body::Incoming>| async move {
                     let path = req.uri().path().to_string();
+                    let json = |body: Chunks| {
+                        let mut resp = Response::new(body);
+                        resp.headers_mut()
+                            .insert("content-type", "application/json; charset=utf-8".parse().unwrap());
+                        Ok(resp)
+                    };
+                    match path.as_str() {
+                        "/api/v1/friendships/111/followers/" => {
+                            return json(Chunks::full(FOLLOWERS.as_bytes().to_vec()));
+                        }
+                        // Streamed (chunked on HTTP/1.1, no length on HTTP/2), cut mid-object.
+                        "/api/v1/web/search/topsearch/" => {
+                            let (a, b) = SEARCH.split_at(SEARCH.len() / 2);
+                            return json(Chunks::streamed(vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()]));
+                        }
+                        "/api/v1/big/" => return json(Chunks::full(big_answer())),
+                        "/api/v1/accept-encoding/" => {
+                            let ae = req
+                                .headers()
+                                .get("accept-encoding")
+                                .map(|v| v.to_str().unwrap().to_string());
+                            return Ok(Response::new(Chunks::full(ae.unwrap_or_default().into_bytes())));
+                        }
+                        _ => {}
+                    }
                     let query = req.uri().query().unwrap_or("").to_string();
                     let body = req.into_body().collect().await?.to_bytes();
                     let reply: Vec<u8> = match path.as_str() {
@@ -100,7 +180,7 @@ async fn fake_origin() -> (SocketAddr, CertificateDer<'static>) {
                         "/api/v1/feed/reels_media/" => format!("origin saw: {query}").into_bytes(),
                         _ => [b"echo: ".as_slice(), &body].concat(),
                     };
-                    let mut resp = Response::new(Full::new(Bytes::from(reply)));
+                    let mut resp = Response::new(Chunks::full(reply));
                     resp.headers_mut().insert("alt-svc", "h3=\":443\"".parse().unwrap());
                     Ok::<_, hyper::Error>(resp)
                 });
@@ -122,6 +202,10 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(None).await
+}
+
+async fn start_with(learned: Option<Arc<LearnedIds>>) -> Running {
     let (origin, origin_root) = fake_origin().await;
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
@@ -138,6 +222,7 @@ async fn start() -> Running {
             extra_roots: vec![origin_root],
             port: origin.port(),
         },
+        learned,
     };
     tokio::spawn(ncd_proxy::serve(
         vec![listener],
@@ -292,4 +377,298 @@ async fn a_name_out_of_scope_is_closed() {
             .is_err()
     );
     run.shutdown.cancel();
+}
+
+/// Waits for `cond` with a deadline; never a fixed sleep.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+async fn graphql_by_id(run: &Running, http2: bool, id: &str) -> reqwest::Response {
+    let variables = format!("{{\"id\":\"{id}\"}}");
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("doc_id", "1")
+        .append_pair("variables", &variables)
+        .finish();
+    client(run, "www.instagram.com", http2)
+        .post(url(run, "/graphql/query"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_id_learned_from_an_allowed_answer_is_blocked_and_kept() {
+    let state = tempfile::tempdir().unwrap();
+    let file = state.path().join("proxy-learned.json");
+    let (store, problem) = LearnedIds::open(&file);
+    assert!(problem.is_none());
+    let store = Arc::new(store);
+    let run = start_with(Some(store.clone())).await;
+
+    // Before: nothing pairs 987 with the ex.
+    assert_eq!(graphql_by_id(&run, false, "987").await.status(), 200);
+
+    // An allowed answer mentions the ex in passing; it reaches the client unchanged.
+    let resp = client(&run, "www.instagram.com", true)
+        .get(url(&run, "/api/v1/friendships/111/followers/"))
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), FOLLOWERS);
+    eventually("the id to be learned and saved", || {
+        store.snapshot().handle_for(ProfileSite::Instagram, "987").is_some() && file.exists()
+    })
+    .await;
+    assert!(store.snapshot().handle_for(ProfileSite::Instagram, "111").is_none());
+
+    for http2 in [false, true] {
+        let blocked = graphql_by_id(&run, http2, "987").await;
+        assert_eq!(blocked.status(), 404);
+        assert_eq!(graphql_by_id(&run, http2, "111").await.status(), 200);
+    }
+    run.shutdown.cancel();
+
+    // A new proxy on the same file blocks the id at once.
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(saved["sites"]["instagram"]["exname"], serde_json::json!(["987"]));
+    let (again, problem) = LearnedIds::open(&file);
+    assert!(problem.is_none());
+    let run = start_with(Some(Arc::new(again))).await;
+    for http2 in [false, true] {
+        assert_eq!(graphql_by_id(&run, http2, "987").await.status(), 404);
+    }
+    let ledger = run.ledger.0.lock().unwrap().clone();
+    assert_eq!(ledger, [(ProfileSite::Instagram, Kind::Api); 2]);
+    run.shutdown.cancel();
+}
+
+/// A form body of `len` bytes or more: `variables` JSON naming `id`, padded.
+fn long_form(id: &str, len: usize) -> String {
+    let pad = "A".repeat(len);
+    let variables = format!("{{\"id\":\"{id}\",\"pad\":\"{pad}\"}}");
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("doc_id", "1")
+        .append_pair("variables", &variables)
+        .finish()
+}
+
+#[tokio::test]
+async fn a_body_longer_than_the_buffer_follows_the_rule() {
+    let over = ncd_proxy::server::MAX_INSPECTED_BODY + 100_000;
+    each_protocol(async |run, client, version| {
+        let form = "application/x-www-form-urlencoded";
+        // An API endpoint, and the first bytes name the profile: blocked.
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(long_form("1234567890", over))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.version(), version);
+        assert_eq!(resp.status(), 404);
+        let body: serde_json::Value = serde_json::from_slice(&resp.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["status"], "fail");
+
+        // An API endpoint, and the first bytes name nobody: the rest could, so 413.
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(long_form("5555", over))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413);
+
+        // The same size where a body cannot name a profile: forwarded unchanged.
+        let body = long_form("5555", over);
+        let resp = client
+            .post(url(run, "/accounts/edit/"))
+            .header("content-type", form)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let echoed = resp.bytes().await.unwrap();
+        assert!(echoed == format!("echo: {body}").as_bytes(), "the body passed changed");
+
+        // Under the limit on an API endpoint: judged whole, as before.
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(long_form("5555", 1000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn learning_reads_streamed_answers_over_both_protocols_but_not_big_ones_or_pages() {
+    let store = Arc::new(LearnedIds::in_memory());
+    let run = start_with(Some(store.clone())).await;
+    for http2 in [false, true] {
+        let client = client(&run, "www.instagram.com", http2);
+        // API calls ask for an answer the proxy can read.
+        let ae = client
+            .get(url(&run, "/api/v1/accept-encoding/"))
+            .header("accept-encoding", "gzip, br")
+            .header("sec-fetch-mode", "cors")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ae.text().await.unwrap(), "identity");
+        // Over the cap: passed byte for byte, not read.
+        let big = client
+            .get(url(&run, "/api/v1/big/"))
+            .header("sec-fetch-mode", "cors")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(big.bytes().await.unwrap().to_vec(), big_answer());
+        // A page load is not read either.
+        let page = client
+            .get(url(&run, "/api/v1/friendships/111/followers/"))
+            .header("sec-fetch-mode", "navigate")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.text().await.unwrap(), FOLLOWERS);
+    }
+    for http2 in [false, true] {
+        // Streamed, no length: read as it passes.
+        let resp = client(&run, "www.instagram.com", http2)
+            .get(url(&run, "/api/v1/web/search/topsearch/?query=ex"))
+            .header("sec-fetch-mode", "cors")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.text().await.unwrap(), SEARCH);
+    }
+    eventually("the streamed answer to be learned", || {
+        store.snapshot().handle_for(ProfileSite::Instagram, "988").is_some()
+    })
+    .await;
+    let learned = store.snapshot();
+    assert_eq!(learned.ids(ProfileSite::Instagram, "exname"), ["988"]);
+    // Without a store, nothing is rewritten.
+    run.shutdown.cancel();
+    let run = start().await;
+    let ae = client(&run, "www.instagram.com", false)
+        .get(url(&run, "/api/v1/accept-encoding/"))
+        .header("accept-encoding", "gzip, br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ae.text().await.unwrap(), "gzip, br");
+    run.shutdown.cancel();
+}
+
+/// `len` bytes in 64 KiB pieces, without a declared length: chunked on HTTP/1.1.
+fn unsized_body(text: String) -> reqwest::Body {
+    let pieces = text.into_bytes().chunks(64 * 1024).map(<[u8]>::to_vec).collect();
+    reqwest::Body::wrap(Chunks::streamed(pieces))
+}
+
+#[tokio::test]
+async fn a_long_body_without_a_declared_length_follows_the_rule_too() {
+    let over = ncd_proxy::server::MAX_INSPECTED_BODY + 100_000;
+    each_protocol(async |run, client, _| {
+        let form = "application/x-www-form-urlencoded";
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(unsized_body(long_form("1234567890", over)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 404);
+        let resp = client
+            .post(url(run, "/graphql/query"))
+            .header("content-type", form)
+            .body(unsized_body(long_form("5555", over)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 413);
+        let body = long_form("5555", over);
+        let resp = client
+            .post(url(run, "/accounts/edit/"))
+            .header("content-type", form)
+            .body(unsized_body(body.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert!(resp.bytes().await.unwrap() == format!("echo: {body}").as_bytes());
+    })
+    .await;
+}
+
+/// What the proxy logs at info and above, in this test binary.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_at_info_name_the_site_and_count_never_the_handle_id_or_url() {
+    let logs = LogBuffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The whole binary's logs (other tests' too): the rule holds for all of them.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+
+    let state = tempfile::tempdir().unwrap();
+    let (store, _) = LearnedIds::open(state.path().join("proxy-learned.json"));
+    let store = Arc::new(store);
+    let run = start_with(Some(store.clone())).await;
+    let resp = client(&run, "www.instagram.com", false)
+        .get(url(&run, "/api/v1/friendships/111/followers/"))
+        .header("sec-fetch-mode", "cors")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.text().await.unwrap(), FOLLOWERS);
+    eventually("the id to be learned", || !store.snapshot().is_empty()).await;
+    assert_eq!(graphql_by_id(&run, false, "987").await.status(), 404);
+    run.shutdown.cancel();
+
+    let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(text.contains("proxy learned profile ids"), "{text}");
+    assert!(text.contains("site=\"instagram\" count=1"), "{text}");
+    for secret in [
+        "exname",
+        "987",
+        "graphql",
+        "friendships",
+        "followers",
+        "www.instagram.com",
+    ] {
+        assert!(!text.contains(secret), "{secret:?} in the logs:\n{text}");
+    }
 }

@@ -651,3 +651,156 @@ fn spelling_of(text: &str) -> String {
         })
         .collect()
 }
+
+#[test]
+fn body_relevant_endpoints_are_the_apis() {
+    let r = rules();
+    for (host, path) in [
+        ("www.instagram.com", "/graphql/query"),
+        ("www.instagram.com", "/api/v1/clips/user/"),
+        ("www.instagram.com", "/ajax/bulk-route-definitions/"),
+        ("www.threads.com", "/api/graphql"),
+        ("www.facebook.com", "/api/graphql/"),
+        ("x.com", "/i/api/graphql/abc/UserByRestId"),
+        ("api.x.com", "/1.1/users/show.json"),
+        ("www.tiktok.com", "/api/post/item_list/"),
+        ("www.linkedin.com", "/voyager/api/graphql"),
+    ] {
+        assert!(r.body_relevant(host, path), "{host}{path}");
+    }
+    for (host, path) in [
+        ("www.instagram.com", "/accounts/edit/"),
+        ("www.instagram.com", "/rupload_igphoto/x"),
+        ("x.com", "/i/jot"),
+        ("www.example.org", "/api/graphql"),
+    ] {
+        assert!(!r.body_relevant(host, path), "{host}{path}");
+    }
+}
+
+fn prefix<'a>(host: &'a str, path: &'a str, content_type: &'a str, body: &'a [u8]) -> RequestView<'a> {
+    RequestView {
+        method: "POST",
+        content_type: Some(content_type),
+        body: Some(body),
+        ..view(host, path)
+    }
+}
+
+#[test]
+fn a_cut_off_body_blocks_when_its_complete_part_names_the_profile() {
+    let r = rules();
+    let blocks = |v: &RequestView<'_>| matches!(r.judge_prefix(v, None), Judgement::Block { .. });
+    // JSON cut in the middle of a later value.
+    let json = br#"{"variables":{"userID":"1234567890","cursor":"AQHR"#;
+    assert!(blocks(&prefix(
+        "www.instagram.com",
+        "/api/graphql",
+        "application/json",
+        json
+    )));
+    // JSON inside a JSON string, itself cut off.
+    let nested = br#"{"doc_id":"1","variables":"{\"id\":\"1234567890\",\"first\":12,\"after\":\"QVF"#;
+    assert!(blocks(&prefix(
+        "www.instagram.com",
+        "/api/graphql",
+        "application/json",
+        nested
+    )));
+    // A list entry: no rewrite of a body we do not have whole, so a block.
+    let list = br#"{"user_ids":["1","44196397","3"#;
+    assert!(blocks(&prefix(
+        "x.com",
+        "/i/api/graphql/q/UsersByRestIds",
+        "application/json",
+        list
+    )));
+    // A form whose cut-off last pair holds the JSON variables.
+    let form = b"doc_id=1&variables=%7B%22id%22%3A%22100004567890123%22%2C%22x%22%3A%22AAAA";
+    assert!(blocks(&prefix("www.facebook.com", "/api/graphql/", FORM, form)));
+    // Complete form pairs before the cut.
+    let form = b"username=exname&blob=AAAAAAAA";
+    assert!(blocks(&prefix("www.instagram.com", "/api/v1/x/", FORM, form)));
+    // The path alone.
+    assert!(!blocks(&prefix("www.tiktok.com", "/api/user/detail/", FORM, b"")));
+    assert!(blocks(&prefix(
+        "www.instagram.com",
+        "/api/v1/users/1234567890/info/",
+        FORM,
+        b"a=b"
+    )));
+}
+
+#[test]
+fn a_value_the_cut_went_through_names_nobody() {
+    let r = rules();
+    let passes = |v: &RequestView<'_>| r.judge_prefix(v, None) == Judgement::Pass;
+    // "exname" cut to "exna", "1234567890" cut to "12345": neither is judged.
+    let json = br#"{"variables":{"username":"exna"#;
+    assert!(passes(&prefix(
+        "www.instagram.com",
+        "/api/graphql",
+        "application/json",
+        json
+    )));
+    let json = br#"{"variables":{"id":12345"#;
+    assert!(passes(&prefix(
+        "www.instagram.com",
+        "/api/graphql",
+        "application/json",
+        json
+    )));
+    let form = b"a=1&username=exname";
+    assert!(passes(&prefix("www.instagram.com", "/api/v1/x/", FORM, form)));
+    // Someone else, in full.
+    let json = br#"{"variables":{"username":"someone","blob":"AAAA"#;
+    assert!(passes(&prefix(
+        "www.instagram.com",
+        "/api/graphql",
+        "application/json",
+        json
+    )));
+}
+
+proptest! {
+    /// Wherever the cut falls: a body naming someone else never blocks, and a
+    /// body naming the profile blocks once the cut is past the id's closing quote.
+    #[test]
+    fn a_cut_body_blocks_exactly_when_the_complete_part_names_the_profile(
+        cut in 0usize..200,
+        nested: bool,
+        form: bool,
+    ) {
+        let r = rules();
+        let inner = |id: &str| format!(r#"{{"first":12,"id":"{id}","after":"QVFIUjRzT2"}}"#);
+        let body = |id: &str| {
+            let variables = inner(id);
+            if form {
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("doc_id", "1")
+                    .append_pair("variables", &variables)
+                    .finish()
+            } else if nested {
+                serde_json::json!({"doc_id": "1", "variables": variables}).to_string()
+            } else {
+                format!(r#"{{"doc_id":"1","variables":{variables}}}"#)
+            }
+        };
+        let ct = if form { FORM } else { "application/json" };
+        let judge = |text: &str| {
+            let cut = cut.min(text.len());
+            r.judge_prefix(&prefix("www.instagram.com", "/graphql/query", ct, &text.as_bytes()[..cut]), None)
+        };
+        prop_assert_eq!(judge(&body("1234567")), Judgement::Pass);
+        let named = body("1234567890");
+        // Where the id's value is complete (its closing quote) in the text as sent.
+        let closing = match (form, nested) {
+            (true, _) => "1234567890%22",
+            (false, true) => r#"1234567890\""#,
+            (false, false) => r#"1234567890""#,
+        };
+        let complete = named.find(closing).map(|at| at + closing.len());
+        let blocked = matches!(judge(&named), Judgement::Block { .. });
+        prop_assert_eq!(blocked, cut >= complete.unwrap_or(usize::MAX), "cut {}", cut);
+    }
+}
