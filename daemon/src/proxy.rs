@@ -14,9 +14,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use ncd_config::ProfileSite;
+use ncd_config::control::EventKind;
 use ncd_config::control::{CaStatus, ProxyStatus};
 use ncd_period::Period;
-use ncd_proxy::{Kind, OriginOptions, PageContext, ProxyHooks, ProxyRules, RulesSource, ServeOptions};
+use ncd_proxy::{Kind, LearnedIds, OriginOptions, PageContext, ProxyHooks, ProxyRules, RulesSource, ServeOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::generation::{Generation, Generations};
@@ -28,6 +29,9 @@ pub struct ProxyRunner {
     generations: Arc<Generations>,
     period: Arc<Period>,
     ledger: Arc<Ledger>,
+    /// Numeric ids learned for the profiles' handles (kept in the state dir, across
+    /// generations: they only ever add blocks).
+    learned: Arc<LearnedIds>,
     /// Sockets the service manager handed over, until the proxy takes them.
     inherited: Mutex<Vec<std::net::TcpListener>>,
     state: Mutex<RunState>,
@@ -43,7 +47,12 @@ struct RunState {
 
 impl ProxyRunner {
     pub fn new(generations: Arc<Generations>, period: Arc<Period>, ledger: Arc<Ledger>) -> Self {
+        let (learned, problem) = LearnedIds::open(generations.state_dir().proxy_learned_ids());
+        if let Some(problem) = problem {
+            period.record(EventKind::Proxy, problem);
+        }
         Self {
+            learned: Arc::new(learned),
             generations,
             period,
             ledger,
@@ -130,6 +139,7 @@ impl ProxyRunner {
                 extra_roots: roots,
                 ..OriginOptions::default()
             },
+            learned: Some(self.learned.clone()),
         };
         let rules: Arc<dyn RulesSource> = self.generations.clone();
         let resolver = Arc::new(UpstreamResolver {
@@ -169,6 +179,11 @@ impl ProxyRunner {
             });
         })?;
         Ok(thread)
+    }
+
+    /// The ids learned so far (for `ncd check URL`, which judges as the proxy does).
+    pub fn learned(&self) -> Arc<ncd_proxy::Learned> {
+        self.learned.snapshot()
     }
 
     /// The proxy part of `ncd status`.

@@ -143,7 +143,8 @@ impl Handler for Requests {
         let result = match method {
             Method::Status => return Ok(Answer::Status(Box::new(self.status()))),
             Method::Check { name } if name.contains("://") => {
-                let explanation = explain_url(&generation, &name).map_err(|e| (ErrorCode::BadRequest, e))?;
+                let learned = self.proxy.learned();
+                let explanation = explain_url(&generation, &learned, &name).map_err(|e| (ErrorCode::BadRequest, e))?;
                 return Ok(Answer::Explanation(explanation));
             }
             Method::Check { name } => {
@@ -207,7 +208,7 @@ impl Handler for Requests {
 
 /// `ncd check URL`: the DNS verdict for the URL's host, and for a host steered to
 /// the proxy, the proxy's verdict for the page (as a navigation would reach it).
-fn explain_url(generation: &Generation, url: &str) -> Result<Explanation, String> {
+fn explain_url(generation: &Generation, learned: &ncd_proxy::Learned, url: &str) -> Result<Explanation, String> {
     let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     let host = uri.host().ok_or_else(|| format!("{url:?} names no host"))?;
     let name = DomainName::parse(host)?;
@@ -233,7 +234,7 @@ fn explain_url(generation: &Generation, url: &str) -> Result<Explanation, String
         navigation: true,
         ..ncd_proxy::RequestView::default()
     };
-    Ok(match proxy.profiles.judge(&request) {
+    Ok(match proxy.profiles.judge_with(&request, Some(learned)) {
         ncd_proxy::Judgement::Block { profile, site, .. } => Explanation {
             name: url,
             blocked: true,
