@@ -242,3 +242,61 @@ fn after_an_unlock_opens_the_site_the_exs_profile_stays_blocked() {
     assert!(status.pending.iter().any(|p| p.contains("profile")), "{status:#?}");
     assert_steered(&ncdd, "www.instagram.com");
 }
+
+/// The proxy is not an open relay: a client outside loopback and `allow_clients`
+/// gets no TLS answer at all; one inside gets the same proxy a local browser does.
+#[test]
+fn a_client_outside_loopback_and_allow_clients_is_refused_by_the_proxy() {
+    let ns = match support::netns::NetNs::create() {
+        Ok(ns) => ns,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => panic!("CI must run the proxy LAN test: {why}"),
+        Err(why) => {
+            eprintln!("skipping the proxy LAN client test: {why}");
+            return;
+        }
+    };
+    let upstream = FakeUpstream::start();
+    let curl_from_lan = |ncdd: &Ncdd, port: u16| {
+        let ca = ncdd.state_dir().join("ca/ca.pem");
+        let target = format!("www.instagram.com:443:{}:{port}", ns.host_addr);
+        ns.exec(
+            "curl",
+            &[
+                "-sS",
+                "--max-time",
+                "5",
+                "-o",
+                "-",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "Sec-Fetch-Mode: navigate",
+                "--connect-to",
+                &target,
+                "--cacert",
+                ca.to_str().unwrap(),
+                "https://www.instagram.com/exname/",
+            ],
+        )
+    };
+    for (allow, let_in) in [("192.0.2.0/24", false), ("10.250.0.0/16", true)] {
+        let port = free_port();
+        let text = config(&upstream, port, "").replace(
+            "[dns]\n",
+            &format!("[dns]\nallow_clients = [\"{allow}\"]\nlisten = [\"127.0.0.1:0\"]\n"),
+        );
+        let text = text.replace(
+            &format!("listen = [\"127.0.0.1:{port}\"]"),
+            &format!("listen = [\"{}:{port}\"]", ns.host_addr),
+        );
+        let ncdd = Ncdd::start(&text);
+        let control = Control::new(socket(&ncdd));
+        wait_status(&control, "the proxy serves", |s| !s.proxy.listening.is_empty());
+        let (ok, out) = curl_from_lan(&ncdd, port);
+        if let_in {
+            assert!(ok && out.ends_with("403") && out.contains(BLOCK_MARKER), "{out}");
+        } else {
+            assert!(!ok && !out.contains(BLOCK_MARKER), "a LAN client got an answer: {out}");
+        }
+    }
+}

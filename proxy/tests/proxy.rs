@@ -20,6 +20,7 @@ use ncd_config::{Config, ProfileSite};
 use ncd_proxy::block_page::BLOCK_MARKER;
 use ncd_proxy::{Kind, LearnedIds, OriginOptions, OriginResolver, PageContext, ProxyHooks, ProxyRules, ServeOptions};
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -153,6 +154,27 @@ async fn fake_origin() -> (SocketAddr, CertificateDer<'static>) {
                             .insert("content-type", "application/json; charset=utf-8".parse().unwrap());
                         Ok(resp)
                     };
+                    if path == "/ws/" {
+                        // A WebSocket-style upgrade: 101, then an echo of whatever comes.
+                        let mut req = req;
+                        let upgraded = hyper::upgrade::on(&mut req);
+                        tokio::spawn(async move {
+                            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                            let Ok(upgraded) = upgraded.await else { return };
+                            let mut io = TokioIo::new(upgraded);
+                            let mut buf = [0u8; 64];
+                            while let Ok(n) = io.read(&mut buf).await {
+                                if n == 0 || io.write_all(&[b"echo:".as_slice(), &buf[..n]].concat()).await.is_err() {
+                                    return;
+                                }
+                            }
+                        });
+                        let mut resp = Response::new(Chunks::full(Vec::new()));
+                        *resp.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+                        resp.headers_mut().insert("upgrade", "websocket".parse().unwrap());
+                        resp.headers_mut().insert("connection", "upgrade".parse().unwrap());
+                        return Ok(resp);
+                    }
                     match path.as_str() {
                         "/api/v1/friendships/111/followers/" => {
                             return json(Chunks::full(FOLLOWERS.as_bytes().to_vec()));
@@ -185,7 +207,7 @@ async fn fake_origin() -> (SocketAddr, CertificateDer<'static>) {
                     Ok::<_, hyper::Error>(resp)
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
                     .await;
             });
         }
@@ -671,4 +693,50 @@ async fn logs_at_info_name_the_site_and_count_never_the_handle_id_or_url() {
     ] {
         assert!(!text.contains(secret), "{secret:?} in the logs:\n{text}");
     }
+}
+
+/// A WebSocket upgrade passes through the proxy both ways (HTTP/1.1, as browsers
+/// open WebSockets), and the bytes after it are relayed untouched.
+#[tokio::test]
+async fn a_websocket_upgrade_passes_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let run = start().await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(run.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(run.proxy).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("www.instagram.com").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(
+        b"GET /ws/ HTTP/1.1\r\nHost: www.instagram.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        assert_eq!(
+            tls.read(&mut byte).await.unwrap(),
+            1,
+            "closed before the answer's head ended"
+        );
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    tls.write_all(b"hello").await.unwrap();
+    let mut echoed = vec![0u8; 10];
+    tls.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(echoed, b"echo:hello");
+    run.shutdown.cancel();
 }
