@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs ncd's fuzz targets with cargo-fuzz on nightly, one core each.
 #
-#   fuzz/run.sh TARGET MINUTES     one target (config_ratchet, lists, control, dns_request)
+#   fuzz/run.sh TARGET MINUTES     one target (config_ratchet, lists, control, dns_request,
+#                                  proxy_request, proxy_sni)
 #   fuzz/run.sh all MINUTES        every target, one after the other
 #   fuzz/run.sh merge TARGET       add what the runs found that adds a coverage edge to the
 #                                  committed seeds (fuzz/corpus/TARGET), minimised
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-targets=(config_ratchet lists control dns_request)
+targets=(config_ratchet lists control dns_request proxy_request proxy_sni)
 
 usage() {
     sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'

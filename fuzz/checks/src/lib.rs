@@ -11,12 +11,16 @@ pub mod dns_request;
 pub mod fixture;
 pub mod lists;
 mod probe;
+pub mod proxy_request;
+pub mod proxy_sni;
 mod runtime;
 
 pub use config_ratchet::check_config_ratchet;
 pub use control::check_control;
 pub use dns_request::check_dns_request;
 pub use lists::check_lists;
+pub use proxy_request::check_proxy_request;
+pub use proxy_sni::check_proxy_sni;
 
 /// True when `NCD_FUZZ_SKIP_OPEN=1` (`fuzz/run.sh` sets it; the replay test
 /// never does). A check that recognises the bug class of an entry in
@@ -38,4 +42,6 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("lists", check_lists),
     ("control", check_control),
     ("dns_request", check_dns_request),
+    ("proxy_request", check_proxy_request),
+    ("proxy_sni", check_proxy_sni),
 ];

@@ -121,7 +121,27 @@ fn replay_dns_request() {
 }
 
 #[test]
+fn replay_proxy_request() {
+    replay("proxy_request");
+}
+
+#[test]
+fn replay_proxy_sni() {
+    replay("proxy_sni");
+}
+
+#[test]
 fn every_target_is_replayed() {
     let names: Vec<_> = TARGETS.iter().map(|(name, _)| *name).collect();
-    assert_eq!(names, ["config_ratchet", "lists", "control", "dns_request"]);
+    assert_eq!(
+        names,
+        [
+            "config_ratchet",
+            "lists",
+            "control",
+            "dns_request",
+            "proxy_request",
+            "proxy_sni"
+        ]
+    );
 }

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `ncd_fuzz_checks::proxy_request` for what is checked.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ncd_fuzz_checks::check_proxy_request(data));
