@@ -203,7 +203,10 @@ impl ProxyRunner {
                 .map(|site| site.key().to_string())
                 .collect(),
             listening,
-            error: generation.proxy.as_ref().and(error),
+            error: generation
+                .proxy_error
+                .clone()
+                .or_else(|| generation.proxy.as_ref().and(error)),
             ca: generation.proxy.as_ref().map(|rules| CaStatus {
                 fingerprint_sha256: rules.ca.fingerprint_sha256(),
                 domains: rules.ca.permitted_domains().to_vec(),
@@ -214,14 +217,24 @@ impl ProxyRunner {
 }
 
 /// Binds `[proxy] listen` (TCP only: never UDP 443, so browsers fall back from
-/// QUIC to TCP, where the proxy sees them).
+/// QUIC to TCP, where the proxy sees them). An address that cannot be bound (no
+/// IPv6 here, say) is reported and the others serve; none at all is an error.
 fn bind(addresses: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, String> {
-    addresses
-        .iter()
-        .map(|address| {
-            std::net::TcpListener::bind(address).map_err(|e| format!("the proxy cannot listen on {address}: {e}"))
-        })
-        .collect()
+    let mut listeners = Vec::new();
+    let mut failures = Vec::new();
+    for address in addresses {
+        match std::net::TcpListener::bind(address) {
+            Ok(listener) => listeners.push(listener),
+            Err(e) => failures.push(format!("the proxy cannot listen on {address}: {e}")),
+        }
+    }
+    for failure in &failures {
+        tracing::warn!("{failure}");
+    }
+    if listeners.is_empty() {
+        return Err(failures.join("; "));
+    }
+    Ok(listeners)
 }
 
 /// The proxy reads the rules of the generation in force.
