@@ -695,12 +695,9 @@ async fn logs_at_info_name_the_site_and_count_never_the_handle_id_or_url() {
     }
 }
 
-/// A WebSocket upgrade passes through the proxy both ways (HTTP/1.1, as browsers
-/// open WebSockets), and the bytes after it are relayed untouched.
-#[tokio::test]
-async fn a_websocket_upgrade_passes_through() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let run = start().await;
+/// A TLS connection to the proxy for www.instagram.com (HTTP/1.1), trusting only
+/// the ncd CA, as a hand-written client would open it.
+async fn raw_tls(run: &Running) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     roots
         .add(CertificateDer::from_pem_slice(run.ca_pem.as_bytes()).unwrap())
@@ -714,7 +711,58 @@ async fn a_websocket_upgrade_passes_through() {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(run.proxy).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("www.instagram.com").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    connector.connect(name, tcp).await.unwrap()
+}
+
+/// Reads an answer's head (up to the blank line), lower-cased.
+async fn read_head(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    String::from_utf8_lossy(&head).to_lowercase()
+}
+
+/// Not an open relay: whatever a request names — another host in an absolute
+/// URI, a CONNECT to an arbitrary address, a Host that differs from the SNI —
+/// it is refused (421), never forwarded anywhere but the steered host.
+#[tokio::test]
+async fn requests_for_other_hosts_are_refused_not_relayed() {
+    use tokio::io::AsyncWriteExt;
+    let run = start().await;
+    for request in [
+        "GET https://evil.example/ HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+        "CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: 192.0.2.1:443\r\n\r\n",
+        "CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+        "GET /otherperson/ HTTP/1.1\r\nHost: evil.example\r\n\r\n",
+    ] {
+        let mut tls = raw_tls(&run).await;
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let head = read_head(&mut tls).await;
+        assert!(head.starts_with("http/1.1 421"), "{request:?} got {head:?}");
+    }
+    // The same connection and name, asked properly, is served.
+    let mut tls = raw_tls(&run).await;
+    tls.write_all(b"GET /otherperson/ HTTP/1.1\r\nHost: www.instagram.com\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut tls).await;
+    assert!(head.starts_with("http/1.1 200"), "{head:?}");
+    run.shutdown.cancel();
+}
+
+/// A WebSocket upgrade passes through the proxy both ways (HTTP/1.1, as browsers
+/// open WebSockets), and the bytes after it are relayed untouched.
+#[tokio::test]
+async fn a_websocket_upgrade_passes_through() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let run = start().await;
+    let mut tls = raw_tls(&run).await;
     tls.write_all(
         b"GET /ws/ HTTP/1.1\r\nHost: www.instagram.com\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
           Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
