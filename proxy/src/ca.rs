@@ -491,4 +491,32 @@ mod tests {
         assert!(events.is_empty());
         assert_eq!(reloaded.cert_der(), third.cert_der());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Whatever the name, a leaf is minted only for a permitted domain or a
+        /// name under one — never for a look-alike (`xinstagram.com`,
+        /// `instagram.com.evil`), an IP, or anything else.
+        #[test]
+        fn a_leaf_is_never_minted_outside_the_constraints(
+            label in "[a-z0-9-]{1,12}",
+            glue in proptest::sample::select(vec!["", ".", "x", "-", ".evil."]),
+            tail in proptest::sample::select(vec!["instagram.com", "x.com", "com", "evil.test", "1.2.3.4", "instagram.com."]),
+        ) {
+            static CA: std::sync::OnceLock<(tempfile::TempDir, CertAuthority)> = std::sync::OnceLock::new();
+            let (_, ca) = CA.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let (ca, _) = CertAuthority::load_or_create(dir.path(), &domains(&["instagram.com", "x.com"])).unwrap();
+                (dir, ca)
+            });
+            let name = format!("{label}{glue}{tail}");
+            let bare = name.trim_end_matches('.');
+            let within = ["instagram.com", "x.com"]
+                .iter()
+                .any(|d| bare == *d || bare.strip_suffix(d).is_some_and(|head| head.ends_with('.')));
+            let minted = ca.server_config(&name).is_ok();
+            proptest::prop_assert_eq!(minted, within, "{}", name);
+        }
+    }
 }
