@@ -67,7 +67,7 @@ case "${1:-}" in
             run "$target" "$minutes" "$@"
         done
         ;;
-    config_ratchet | lists | control | dns_request)
+    config_ratchet | lists | control | dns_request | proxy_request | proxy_sni)
         [[ $# -ge 2 ]] || usage
         run "$@"
         ;;
