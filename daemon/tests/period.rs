@@ -273,6 +273,60 @@ fn a_short_period_runs_its_course_and_then_the_held_change_applies() {
 // ----- 2. The ratchet ---------------------------------------------------------------
 
 #[test]
+fn refused_answers_and_a_dropped_listen_address_are_held_until_the_period_ends() {
+    // `[dns] listen` names what ncdd would bind without `--listen` (the harness binds
+    // port 0): the ratchet holds the field either way.
+    let upstream = FakeUpstream::start();
+    let file = |answer: &str, listen: &str| {
+        format!(
+            "[dns]\nlisten = [{listen}]\nanswer = \"{answer}\"\nupstreams = [\"{}\"]\n\n\
+             [block]\ndomains = [\"later.test\"]\n",
+            upstream.url()
+        )
+    };
+    let ncdd = Ncdd::start(&file("null", r#""127.0.0.1:53", "127.0.0.1:5399""#));
+    let control = control(&ncdd);
+    ncdd.settle();
+    start_period(&ncdd, "5s");
+
+    // `refused` would let a stub resolver ask its next server: held; a dropped
+    // listen address would leave the resolver's address dark: held.
+    ncdd.rewrite_config(&file("refused", r#""127.0.0.1:53""#));
+    let held = wait_status(&control, "the resolver-facing edits show as held", |s| {
+        s.pending.len() == 2
+    });
+    assert!(
+        held.period.active,
+        "the edit must land while the period runs: {held:#?}"
+    );
+    assert!(held.pending.iter().any(|p| p.contains("refused")), "{held:#?}");
+    assert!(
+        held.pending
+            .contains(&"remove DNS listen address 127.0.0.1:5399".to_string()),
+        "{held:#?}"
+    );
+    assert_blocked(&ncdd, "later.test");
+    let screen = ncd_ok(&ncdd, &["status"]).stdout;
+    assert!(
+        screen.contains("Held until the period ends or an unlock:") && screen.contains("127.0.0.1:5399"),
+        "{screen}"
+    );
+
+    // After the period both apply.
+    wait_status(&control, "the period ends", |s| !s.period.active);
+    let status = wait_status(&control, "nothing is held", |s| s.pending.is_empty());
+    assert!(!status.period.active);
+    let refused = eventually(DEADLINE, || {
+        let answer = a(ncdd.addr, "later.test");
+        (answer.rcode() == ResponseCode::Refused).then_some(answer)
+    });
+    assert!(
+        refused.is_some(),
+        "later.test is answered REFUSED once the period ended"
+    );
+}
+
+#[test]
 fn during_a_period_tightenings_bite_at_once_and_loosenings_are_held() {
     let upstream = FakeUpstream::start();
     let file = |services: &str, domains: &str, allow: &str, guard: bool| {
