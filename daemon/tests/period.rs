@@ -829,16 +829,37 @@ fn another_user_may_read_the_period_but_not_change_it() {
     assert_eq!(after.unlock.state, UnlockState::Waiting, "nobody withdrew the request");
     assert_eq!(after.unlock.delay_secs, before.unlock.delay_secs);
 
-    // Reading is for everyone.
+    // Reading is for everyone; the private words are the owner's and root's.
     let run = cli::ncd_as(NOBODY, &ncd_copy, &socket, &["status"]);
     assert!(run.success(), "{run:#?}");
+    assert!(run.stdout.contains("Day 1 of 30"), "{run:#?}");
+    assert!(run.stdout.contains("An unlock request is cooling off"), "{run:#?}");
     assert!(
-        run.stdout.contains("Day 1 of 30") && run.stdout.contains(REASON),
+        run.stdout
+            .contains("The reason and details are shown to the period's owner and root only."),
         "{run:#?}"
     );
+    assert!(!run.stdout.contains(REASON), "the reason shown to nobody: {run:#?}");
     let run = cli::ncd_as(NOBODY, &ncd_copy, &socket, &["status", "--json"]);
     assert!(run.success(), "{run:#?}");
     assert!(run.stdout.contains("\"active\": true"), "{run:#?}");
+    assert!(run.stdout.contains("\"redacted\": true"), "{run:#?}");
+    for private in [REASON, WHY] {
+        assert!(!run.stdout.contains(private), "{private:?} shown to nobody: {run:#?}");
+    }
+    assert!(
+        control.status().tamper.iter().any(|e| !e.detail.is_empty()),
+        "the journal has details to hide"
+    );
+    let hidden: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:#?}"));
+    let details = hidden["tamper"].as_array().expect("the journal's entries");
+    assert!(!details.is_empty(), "kinds and times stay: {hidden:#}");
+    assert!(details.iter().all(|e| e["detail"] == ""), "{hidden:#}");
+    // The owner (root here) still sees everything.
+    let (json, status) = cli_status(&ncdd);
+    assert_eq!(json["redacted"], false, "{json:#}");
+    assert_eq!(status.period.reason.as_deref(), Some(REASON));
+    assert_eq!(status.unlock.why.as_deref(), Some(WHY));
 
     // And the owner (root) may.
     ncd_ok(&ncdd, &["unlock", "--cancel"]);
