@@ -21,7 +21,12 @@ pub(crate) fn render(status: &Status, style: Style) -> String {
     config_error(&mut out, status.config.last_error.as_deref(), style);
     unlock(&mut out, &status.unlock);
     pending(&mut out, &status.pending);
-    blocked(&mut out, status, style);
+    if status.redacted {
+        // The ledger was left out: "nothing blocked" would not be true.
+        out.paragraph(&[style.dim("The reason and details are shown to the period's owner and root only.")]);
+    } else {
+        blocked(&mut out, status, style);
+    }
     tamper(&mut out, status, style);
     proxy(&mut out, &status.proxy, style);
     health(&mut out, status, style);
@@ -265,8 +270,13 @@ fn proxy(out: &mut Screen, proxy: &ProxyStatus, style: Style) {
         return;
     }
     let names = proxy.profiles.iter().map(|p| quoted(p)).collect::<Vec<_>>().join(", ");
+    let names = if names.is_empty() {
+        String::new()
+    } else {
+        format!(": {names}")
+    };
     let mut lines = vec![format!(
-        "Profiles kept closed: {names} on {} (the rest of those sites opens, through ncd's proxy).",
+        "Profiles kept closed{names} on {} (the rest of those sites opens, through ncd's proxy).",
         proxy.sites.join(", ")
     )];
     if let Some(error) = &proxy.error {
@@ -385,6 +395,37 @@ mod tests {
             },
             config: ConfigStatus::default(),
             proxy: Default::default(),
+            redacted: false,
+        }
+    }
+
+    #[test]
+    fn another_user_sees_the_day_and_the_lock_but_no_private_words() {
+        let mut status = active();
+        status.proxy.profiles = vec!["Alex".into()];
+        status.proxy.sites = vec!["instagram".into()];
+        let text = render(&status.clone().redacted(), Style::plain());
+        for shown in [
+            "Day 12 of 60\n",
+            "An unlock request is cooling off",
+            "Held until the period ends or an unlock: 1 change to the config",
+            "The reason and details are shown to the period's owner and root only.",
+            "clock jump\n",
+            "Profiles kept closed on instagram",
+        ] {
+            assert!(text.contains(shown), "missing {shown:?}:\n{text}");
+        }
+        for hidden in [
+            "mornings",
+            "miss them",
+            "tiktok",
+            "event 6",
+            "Nothing blocked",
+            "Blocked today",
+            "Urges",
+            "Alex",
+        ] {
+            assert!(!text.contains(hidden), "{hidden:?} shown to another user:\n{text}");
         }
     }
 

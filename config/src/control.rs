@@ -325,6 +325,36 @@ pub struct Status {
     /// The companion proxy. (Absent from older daemons' answers.)
     #[serde(default)]
     pub proxy: ProxyStatus,
+    /// True when the caller is neither root nor the period's owner: the private
+    /// words (see [`Status::redacted`]) were left out.
+    #[serde(default)]
+    pub redacted: bool,
+}
+
+impl Status {
+    /// What a local user who is neither root nor the period's owner may see: the
+    /// day count, the lock and its unlock state, ncdd's health — not the reason,
+    /// the why of an unlock, the urge ledger, what the held changes name, the
+    /// profile labels, or the journal's details (each entry keeps its kind and
+    /// time: that the clock jumped or ncdd was down is no one's secret).
+    pub fn redacted(mut self) -> Self {
+        self.period.reason = None;
+        if let Some(ended) = &mut self.period.ended {
+            ended.reason = String::new();
+        }
+        self.unlock.why = None;
+        if !self.pending.is_empty() {
+            let n = self.pending.len();
+            self.pending = vec![format!("{n} change{} to the config", if n == 1 { "" } else { "s" })];
+        }
+        for event in &mut self.tamper {
+            event.detail = String::new();
+        }
+        self.blocked = BlockedStatus::default();
+        self.proxy.profiles = Vec::new();
+        self.redacted = true;
+        self
+    }
 }
 
 /// The companion proxy: what it blocks, where it serves, the CA browsers trust.

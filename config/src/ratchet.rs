@@ -13,15 +13,34 @@
 //! | at-most | confirm window | min | a larger value |
 //! | stays on | guard.encrypted_dns | locked ∨ new | turning it off |
 //! | grow-only per handle | profiles (by name), their handles per site | locked ∪ new | each removed profile or handle |
-//! | free | how and where ncdd serves, timeouts, the default period length, `[proxy]` | new | never |
+//! | answer | `[dns] answer` | `null`/`nxdomain` as written; `refused` only if locked so | turning to `refused` |
+//! | grow-only set | `[dns] listen`, `[dns] allow_clients` | locked ∪ new | each removal |
+//! | no lower limit | `[dns] client_rate_limit` (0 = none) | the higher | a lower limit |
+//! | fixed | `[proxy] listen` | locked unless the same set | any change |
+//! | free | upstreams, timeouts, TTLs, cache, `[control] socket`, refresh, the default period length, `[proxy] origin_roots` | new | never |
 //!
-//! "Free" fields change how ncdd serves, not what it blocks; they apply at once.
+//! "Free" fields change how allowed traffic is served, not whether a blocked answer
+//! reaches the application; they apply at once. The resolver-facing rows are
+//! there because a stub resolver (glibc, systemd-resolved, a phone on the LAN)
+//! moves on to its next server when ncdd answers REFUSED, does not answer, or is
+//! not there: `answer = "refused"`, a dropped listen address, a dropped LAN
+//! network (its clients get REFUSED) and a lower rate limit (dropped queries) each
+//! turn blocks into fall-throughs wherever another resolver is listed. The proxy's
+//! listen addresses are what profile hosts are steered to: moving them elsewhere
+//! (another machine, where a relay may serve the profile) is held as a whole;
+//! adding one would steer there too, so growing is held as well.
+//!
+//! `listen` is bound when ncdd starts, so a held or applied change to it takes
+//! effect at the next restart. Under socket activation the DNS sockets are
+//! systemd's (`ncd.socket`) and `[dns] listen` is not what is served: the ratchet
+//! still holds the field (and shows it as pending), but the addresses themselves
+//! are the socket unit's, which only root can change.
 
 use std::fmt::Display;
 
 use crate::profile::{Profile, ProfileSite};
 use crate::schema::{
-    BlockConfig, Config, ControlConfig, DnsConfig, GuardConfig, PeriodConfig, ProxyConfig, UnlockConfig,
+    BlockAnswer, BlockConfig, Config, ControlConfig, DnsConfig, GuardConfig, PeriodConfig, ProxyConfig, UnlockConfig,
 };
 
 /// A new config held to a locked one.
@@ -69,11 +88,11 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
             challenge_chars,
         },
         profiles,
-        // Free: `[proxy]` only changes how allowed traffic is served. Which requests
-        // are blocked is decided by the profiles above; the DNS side steers the
-        // profile hosts to wherever the proxy listens, so moving it changes no
-        // verdict, and `origin_roots` only adds trust for the real origins of
-        // requests that are allowed anyway (never for the proxy's own CA).
+        // `[proxy] listen` is fixed for the period: the DNS side steers the profile
+        // hosts to these addresses, so one ncdd does not serve (another machine)
+        // could relay the profile. `origin_roots` is free: it only adds trust for
+        // the real origins of requests that are allowed anyway (never for the
+        // proxy's own CA).
         proxy: ProxyConfig {
             listen: proxy_listen,
             origin_roots,
@@ -82,15 +101,15 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
 
     let effective = Config {
         dns: DnsConfig {
-            listen,
+            listen: r.grow_only("DNS listen address", &locked.dns.listen, listen),
             upstreams,
-            answer,
+            answer: r.answer(locked.dns.answer, answer),
             blocked_ttl,
             max_ttl,
             upstream_timeout,
             cache_size,
-            allow_clients,
-            client_rate_limit,
+            allow_clients: r.grow_only("LAN network", &locked.dns.allow_clients, allow_clients),
+            client_rate_limit: r.rate_limit(locked.dns.client_rate_limit, client_rate_limit),
         },
         block: BlockConfig {
             services: r.grow_only("service", &locked.block.services, services),
@@ -111,7 +130,7 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
         },
         profiles: r.profiles(&locked.profiles, profiles),
         proxy: ProxyConfig {
-            listen: proxy_listen,
+            listen: r.fixed("the proxy's listen addresses", &locked.proxy.listen, proxy_listen),
             origin_roots,
         },
     };
@@ -130,7 +149,18 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
 /// *after* the request is not opened by it, and nothing tightened since is lost.
 pub fn rebase(target: &Config, base: &Config, head: &Config) -> Config {
     let Config {
-        dns: _,
+        dns:
+            DnsConfig {
+                listen,
+                upstreams: _,
+                answer,
+                blocked_ttl: _,
+                max_ttl: _,
+                upstream_timeout: _,
+                cache_size: _,
+                allow_clients,
+                client_rate_limit,
+            },
         block:
             BlockConfig {
                 services,
@@ -148,6 +178,7 @@ pub fn rebase(target: &Config, base: &Config, head: &Config) -> Config {
             challenge_chars,
         },
         profiles,
+        // `[proxy] listen` is fixed: nothing to tighten; the unlock applies the target's.
         proxy: _,
     } = head;
     let mut result = target.clone();
@@ -180,6 +211,20 @@ pub fn rebase(target: &Config, base: &Config, head: &Config) -> Config {
         .filter(|x| !base.block.allow.contains(x) || allow.contains(x))
         .cloned()
         .collect();
+    result.dns.listen = grown(&target.dns.listen, &base.dns.listen, listen);
+    result.dns.allow_clients = grown(&target.dns.allow_clients, &base.dns.allow_clients, allow_clients);
+    // Turned away from `refused` since: the unlock does not turn it back.
+    if base.dns.answer == BlockAnswer::Refused
+        && *answer != BlockAnswer::Refused
+        && target.dns.answer == BlockAnswer::Refused
+    {
+        result.dns.answer = *answer;
+    }
+    if rate_rank(*client_rate_limit) > rate_rank(base.dns.client_rate_limit)
+        && rate_rank(*client_rate_limit) > rate_rank(target.dns.client_rate_limit)
+    {
+        result.dns.client_rate_limit = *client_rate_limit;
+    }
     result.guard.encrypted_dns = target.guard.encrypted_dns || (*encrypted_dns && !base.guard.encrypted_dns);
     if *delay > base.unlock.delay {
         result.unlock.delay = result.unlock.delay.max(*delay);
@@ -191,6 +236,11 @@ pub fn rebase(target: &Config, base: &Config, head: &Config) -> Config {
         result.unlock.challenge_chars = result.unlock.challenge_chars.max(*challenge_chars);
     }
     result
+}
+
+/// How permissive a rate limit is: 0 (no limit) ranks above every number.
+fn rate_rank(limit: u32) -> u64 {
+    if limit == 0 { u64::MAX } else { u64::from(limit) }
 }
 
 /// `target` plus what `head` added since `base`.
@@ -284,6 +334,69 @@ impl Changes {
             }
         }
         effective
+    }
+
+    /// `refused` lets a stub resolver try its next server, so it is the loose one;
+    /// `null` and `nxdomain` both keep the name from resolving and swap freely.
+    fn answer(&mut self, locked: BlockAnswer, new: BlockAnswer) -> BlockAnswer {
+        let word = |a: BlockAnswer| match a {
+            BlockAnswer::Null => "null",
+            BlockAnswer::Nxdomain => "nxdomain",
+            BlockAnswer::Refused => "refused",
+        };
+        match (locked, new) {
+            (BlockAnswer::Refused, BlockAnswer::Refused) => new,
+            (_, BlockAnswer::Refused) => {
+                self.pending.push(format!(
+                    "answer blocked names with refused instead of {} (a stub resolver would ask the next server)",
+                    word(locked)
+                ));
+                locked
+            }
+            (BlockAnswer::Refused, _) => {
+                self.tightened
+                    .push(format!("answer blocked names with {} instead of refused", word(new)));
+                new
+            }
+            _ => new,
+        }
+    }
+
+    /// A lower limit drops more of a LAN client's queries, which its stub then
+    /// asks elsewhere; a higher one (or none, 0) only serves more.
+    fn rate_limit(&mut self, locked: u32, new: u32) -> u32 {
+        let words = |l: u32| if l == 0 { "none".to_string() } else { format!("{l}/s") };
+        match rate_rank(new).cmp(&rate_rank(locked)) {
+            std::cmp::Ordering::Less => {
+                self.pending.push(format!(
+                    "lower the LAN client rate limit from {} to {}",
+                    words(locked),
+                    words(new)
+                ));
+                locked
+            }
+            std::cmp::Ordering::Greater => {
+                self.tightened.push(format!(
+                    "raise the LAN client rate limit from {} to {}",
+                    words(locked),
+                    words(new)
+                ));
+                new
+            }
+            std::cmp::Ordering::Equal => new,
+        }
+    }
+
+    /// A value that may not change at all during a period (compared as a set).
+    fn fixed<T: PartialEq + Display + Clone>(&mut self, what: &str, locked: &[T], new: Vec<T>) -> Vec<T> {
+        let same = locked.iter().all(|x| new.contains(x)) && new.iter().all(|x| locked.contains(x));
+        if same {
+            return new;
+        }
+        let list = |items: &[T]| items.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+        self.pending
+            .push(format!("change {what} from {} to {}", list(locked), list(&new)));
+        locked.to_vec()
     }
 
     fn stays_on(&mut self, what: &str, locked: bool, new: bool) -> bool {
@@ -434,14 +547,126 @@ challenge_chars = 10
     fn free_fields_apply_as_written() {
         let locked = config(LOCKED);
         let new = config(&format!(
-            "[dns]\nlisten = [\"127.0.0.1:5353\"]\nupstreams = [\"udp://192.0.2.1:53\"]\nanswer = \"nxdomain\"\n\
+            "[dns]\nupstreams = [\"udp://192.0.2.1:53\"]\nanswer = \"nxdomain\"\n\
              blocked_ttl = \"30s\"\nmax_ttl = \"5m\"\nupstream_timeout = \"1s\"\ncache_size = 5\n\
-             allow_clients = [\"192.168.0.0/24\"]\n[control]\nsocket = \"/tmp/x.sock\"\n[period]\nlength = \"1d\"\n{}",
+             [control]\nsocket = \"/tmp/x.sock\"\n[period]\nlength = \"1d\"\n\
+             [proxy]\nlisten = [\"[::1]:443\", \"127.0.0.1:443\"]\norigin_roots = [\"/tmp/root.pem\"]\n{}",
             LOCKED.replace("[block]", "[block]\nrefresh = \"1h\"")
         ));
         let r = ratchet(&locked, &new);
         assert!(r.pending.is_empty() && r.tightened.is_empty(), "{r:?}");
         assert_eq!(r.effective, new);
+    }
+
+    const SERVING: &str = r#"
+[dns]
+listen = ["127.0.0.1:53", "[::1]:53", "192.168.1.2:53"]
+answer = "null"
+allow_clients = ["192.168.1.0/24"]
+client_rate_limit = 500
+[proxy]
+listen = ["127.0.0.1:443"]
+"#;
+
+    #[test]
+    fn null_and_nxdomain_swap_freely_and_refused_is_held() {
+        let locked = config(SERVING);
+        let nx = config(&SERVING.replace(r#""null""#, r#""nxdomain""#));
+        let r = ratchet(&locked, &nx);
+        assert!(r.pending.is_empty() && r.tightened.is_empty(), "{r:?}");
+        assert_eq!(r.effective.dns.answer, BlockAnswer::Nxdomain);
+
+        let refused = config(&SERVING.replace(r#""null""#, r#""refused""#));
+        for lock in [&locked, &nx] {
+            let r = ratchet(lock, &refused);
+            assert_eq!(r.effective.dns.answer, lock.dns.answer, "refused is held");
+            assert_eq!(r.pending.len(), 1, "{r:?}");
+            assert!(r.pending[0].contains("refused"), "{:?}", r.pending);
+        }
+        // A period that began on `refused` may leave it at once.
+        let r = ratchet(&refused, &nx);
+        assert_eq!(r.effective.dns.answer, BlockAnswer::Nxdomain);
+        assert!(r.pending.is_empty());
+        assert_eq!(r.tightened, ["answer blocked names with nxdomain instead of refused"]);
+    }
+
+    #[test]
+    fn listen_addresses_and_lan_networks_only_grow() {
+        let locked = config(SERVING);
+        let new = config(
+            &SERVING
+                .replace(r#", "192.168.1.2:53"]"#, r#", "10.0.0.2:53"]"#)
+                .replace(r#"["192.168.1.0/24"]"#, r#"["10.0.0.0/8"]"#),
+        );
+        let r = ratchet(&locked, &new);
+        let listen: Vec<String> = r.effective.dns.listen.iter().map(ToString::to_string).collect();
+        assert_eq!(listen, ["127.0.0.1:53", "[::1]:53", "192.168.1.2:53", "10.0.0.2:53"]);
+        assert_eq!(r.effective.dns.allow_clients.len(), 2);
+        assert_eq!(
+            r.pending,
+            [
+                "remove DNS listen address 192.168.1.2:53",
+                "remove LAN network 192.168.1.0/24"
+            ]
+        );
+        assert_eq!(
+            r.tightened,
+            ["add DNS listen address 10.0.0.2:53", "add LAN network 10.0.0.0/8"]
+        );
+    }
+
+    #[test]
+    fn a_lower_rate_limit_is_held_and_none_is_the_highest() {
+        let locked = config(SERVING);
+        let lower = config(&SERVING.replace("= 500", "= 5"));
+        let r = ratchet(&locked, &lower);
+        assert_eq!(r.effective.dns.client_rate_limit, 500);
+        assert_eq!(r.pending, ["lower the LAN client rate limit from 500/s to 5/s"]);
+        let none = config(&SERVING.replace("= 500", "= 0"));
+        let r = ratchet(&locked, &none);
+        assert_eq!(r.effective.dns.client_rate_limit, 0);
+        assert!(r.pending.is_empty());
+        let r = ratchet(&none, &locked);
+        assert_eq!(r.effective.dns.client_rate_limit, 0);
+        assert_eq!(r.pending, ["lower the LAN client rate limit from none to 500/s"]);
+    }
+
+    #[test]
+    fn the_proxy_stays_where_it_listened() {
+        let locked = config(SERVING);
+        for to in [r#"["192.0.2.9:443"]"#, r#"["127.0.0.1:443", "192.0.2.9:443"]"#] {
+            let new = config(&SERVING.replace(r#"["127.0.0.1:443"]"#, to));
+            let r = ratchet(&locked, &new);
+            assert_eq!(r.effective.proxy.listen, locked.proxy.listen, "{to}");
+            assert_eq!(r.pending.len(), 1, "{r:?}");
+            assert!(r.tightened.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_unlock_keeps_resolver_tightenings_made_since() {
+        let base = config(&SERVING.replace(r#""null""#, r#""refused""#));
+        // Asked to open: a listen address dropped, the proxy moved.
+        let target = config(
+            &SERVING
+                .replace(r#""null""#, r#""refused""#)
+                .replace(r#", "192.168.1.2:53"]"#, "]")
+                .replace(r#"["127.0.0.1:443"]"#, r#"["127.0.0.2:443"]"#),
+        );
+        // Since then: answer null, a listen address and a LAN network added, no rate limit.
+        let head = config(
+            &SERVING
+                .replace(r#", "192.168.1.2:53"]"#, r#", "192.168.1.2:53", "10.0.0.2:53"]"#)
+                .replace(r#"["192.168.1.0/24"]"#, r#"["192.168.1.0/24", "10.0.0.0/8"]"#)
+                .replace("= 500", "= 0"),
+        );
+        let result = rebase(&target, &base, &head);
+        assert_eq!(result.dns.answer, BlockAnswer::Null);
+        let listen: Vec<String> = result.dns.listen.iter().map(ToString::to_string).collect();
+        assert_eq!(listen, ["127.0.0.1:53", "[::1]:53", "10.0.0.2:53"]);
+        assert_eq!(result.dns.allow_clients.len(), 2);
+        assert_eq!(result.dns.client_rate_limit, 0);
+        assert_eq!(result.proxy.listen, target.proxy.listen);
     }
 
     #[test]

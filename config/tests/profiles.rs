@@ -226,14 +226,20 @@ fn handle_spelling_is_not_a_change() {
 }
 
 #[test]
-fn proxy_settings_are_free() {
+fn proxy_roots_are_free_and_its_address_is_held() {
     let locked = config(LOCKED);
-    let new = config(&format!(
-        "{LOCKED}[proxy]\nlisten = [\"127.0.0.1:8443\"]\norigin_roots = [\"/etc/ssl/corp.pem\"]\n"
-    ));
-    let r = ratchet(&locked, &new);
+    let roots = config(&format!("{LOCKED}[proxy]\norigin_roots = [\"/etc/ssl/corp.pem\"]\n"));
+    let r = ratchet(&locked, &roots);
     assert!(r.pending.is_empty() && r.tightened.is_empty(), "{r:?}");
-    assert_eq!(r.effective, new);
+    assert_eq!(r.effective, roots);
+    // Profile hosts are steered to the proxy's addresses: moving them is held.
+    let moved = config(&format!("{LOCKED}[proxy]\nlisten = [\"127.0.0.1:8443\"]\n"));
+    let r = ratchet(&locked, &moved);
+    assert_eq!(r.effective.proxy.listen, locked.proxy.listen);
+    assert_eq!(
+        r.pending,
+        ["change the proxy's listen addresses from 127.0.0.1:443, [::1]:443 to 127.0.0.1:8443"]
+    );
 }
 
 #[test]

@@ -76,6 +76,21 @@ impl Requests {
         uid == own || config_owner == Some(uid)
     }
 
+    /// `status` as `uid` may see it: whole for root and the period's owner,
+    /// otherwise without the private words ([`Status::redacted`]). Once a period
+    /// has ended its owner is no longer recorded, so the ended period's reason
+    /// goes to those who could start the next one here (root, ncdd's user, the
+    /// config file's owner).
+    pub fn status_for(&self, uid: u32) -> Status {
+        let status = self.status();
+        let whole = match self.period.owner() {
+            _ if uid == 0 => true,
+            Some(owner) => owner == uid,
+            None => self.may_start(uid),
+        };
+        if whole { status } else { status.redacted() }
+    }
+
     /// Everything `ncd status` shows.
     pub fn status(&self) -> Status {
         let Report {
@@ -107,6 +122,7 @@ impl Requests {
                 last_error: self.generations.last_error(),
             },
             proxy: self.proxy.status(),
+            redacted: false,
         }
     }
 }
@@ -141,7 +157,7 @@ impl Handler for Requests {
         let generation = self.generations.current();
         let effective = &generation.config;
         let result = match method {
-            Method::Status => return Ok(Answer::Status(Box::new(self.status()))),
+            Method::Status => return Ok(Answer::Status(Box::new(self.status_for(uid)))),
             Method::Check { name } if name.contains("://") => {
                 let learned = self.proxy.learned();
                 let explanation = explain_url(&generation, &learned, &name).map_err(|e| (ErrorCode::BadRequest, e))?;

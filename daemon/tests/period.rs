@@ -273,6 +273,60 @@ fn a_short_period_runs_its_course_and_then_the_held_change_applies() {
 // ----- 2. The ratchet ---------------------------------------------------------------
 
 #[test]
+fn refused_answers_and_a_dropped_listen_address_are_held_until_the_period_ends() {
+    // `[dns] listen` names what ncdd would bind without `--listen` (the harness binds
+    // port 0): the ratchet holds the field either way.
+    let upstream = FakeUpstream::start();
+    let file = |answer: &str, listen: &str| {
+        format!(
+            "[dns]\nlisten = [{listen}]\nanswer = \"{answer}\"\nupstreams = [\"{}\"]\n\n\
+             [block]\ndomains = [\"later.test\"]\n",
+            upstream.url()
+        )
+    };
+    let ncdd = Ncdd::start(&file("null", r#""127.0.0.1:53", "127.0.0.1:5399""#));
+    let control = control(&ncdd);
+    ncdd.settle();
+    start_period(&ncdd, "5s");
+
+    // `refused` would let a stub resolver ask its next server: held; a dropped
+    // listen address would leave the resolver's address dark: held.
+    ncdd.rewrite_config(&file("refused", r#""127.0.0.1:53""#));
+    let held = wait_status(&control, "the resolver-facing edits show as held", |s| {
+        s.pending.len() == 2
+    });
+    assert!(
+        held.period.active,
+        "the edit must land while the period runs: {held:#?}"
+    );
+    assert!(held.pending.iter().any(|p| p.contains("refused")), "{held:#?}");
+    assert!(
+        held.pending
+            .contains(&"remove DNS listen address 127.0.0.1:5399".to_string()),
+        "{held:#?}"
+    );
+    assert_blocked(&ncdd, "later.test");
+    let screen = ncd_ok(&ncdd, &["status"]).stdout;
+    assert!(
+        screen.contains("Held until the period ends or an unlock:") && screen.contains("127.0.0.1:5399"),
+        "{screen}"
+    );
+
+    // After the period both apply.
+    wait_status(&control, "the period ends", |s| !s.period.active);
+    let status = wait_status(&control, "nothing is held", |s| s.pending.is_empty());
+    assert!(!status.period.active);
+    let refused = eventually(DEADLINE, || {
+        let answer = a(ncdd.addr, "later.test");
+        (answer.rcode() == ResponseCode::Refused).then_some(answer)
+    });
+    assert!(
+        refused.is_some(),
+        "later.test is answered REFUSED once the period ended"
+    );
+}
+
+#[test]
 fn during_a_period_tightenings_bite_at_once_and_loosenings_are_held() {
     let upstream = FakeUpstream::start();
     let file = |services: &str, domains: &str, allow: &str, guard: bool| {
@@ -775,16 +829,37 @@ fn another_user_may_read_the_period_but_not_change_it() {
     assert_eq!(after.unlock.state, UnlockState::Waiting, "nobody withdrew the request");
     assert_eq!(after.unlock.delay_secs, before.unlock.delay_secs);
 
-    // Reading is for everyone.
+    // Reading is for everyone; the private words are the owner's and root's.
     let run = cli::ncd_as(NOBODY, &ncd_copy, &socket, &["status"]);
     assert!(run.success(), "{run:#?}");
+    assert!(run.stdout.contains("Day 1 of 30"), "{run:#?}");
+    assert!(run.stdout.contains("An unlock request is cooling off"), "{run:#?}");
     assert!(
-        run.stdout.contains("Day 1 of 30") && run.stdout.contains(REASON),
+        run.stdout
+            .contains("The reason and details are shown to the period's owner and root only."),
         "{run:#?}"
     );
+    assert!(!run.stdout.contains(REASON), "the reason shown to nobody: {run:#?}");
     let run = cli::ncd_as(NOBODY, &ncd_copy, &socket, &["status", "--json"]);
     assert!(run.success(), "{run:#?}");
     assert!(run.stdout.contains("\"active\": true"), "{run:#?}");
+    assert!(run.stdout.contains("\"redacted\": true"), "{run:#?}");
+    for private in [REASON, WHY] {
+        assert!(!run.stdout.contains(private), "{private:?} shown to nobody: {run:#?}");
+    }
+    assert!(
+        control.status().tamper.iter().any(|e| !e.detail.is_empty()),
+        "the journal has details to hide"
+    );
+    let hidden: Value = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:#?}"));
+    let details = hidden["tamper"].as_array().expect("the journal's entries");
+    assert!(!details.is_empty(), "kinds and times stay: {hidden:#}");
+    assert!(details.iter().all(|e| e["detail"] == ""), "{hidden:#}");
+    // The owner (root here) still sees everything.
+    let (json, status) = cli_status(&ncdd);
+    assert_eq!(json["redacted"], false, "{json:#}");
+    assert_eq!(status.period.reason.as_deref(), Some(REASON));
+    assert_eq!(status.unlock.why.as_deref(), Some(WHY));
 
     // And the owner (root) may.
     ncd_ok(&ncdd, &["unlock", "--cancel"]);

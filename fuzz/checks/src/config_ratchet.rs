@@ -8,10 +8,13 @@
 //! first is also held the other way round (it as the lock, [`LOCKED`] as the
 //! edit). For every hold:
 //!
-//! - each field follows its kind in ratchet.rs's table: grow-only sets are the
-//!   union, exceptions the intersection, the unlock delay and passage length the
-//!   larger, the confirmation window the smaller, the guard on if either is, and
-//!   the free fields as the edit wrote them;
+//! - each field follows its kind in ratchet.rs's table: grow-only sets (services,
+//!   domains, lists, DNS listen addresses, LAN networks) are the union, exceptions
+//!   the intersection, the unlock delay and passage length the larger, the
+//!   confirmation window the smaller, the guard on if either is, the answer
+//!   `refused` only if both say so, the rate limit the higher (0 = none), the
+//!   proxy's addresses the lock's unless the edit names the same set, and the free
+//!   fields as the edit wrote them;
 //! - `pending` is non-empty exactly when the edit loosens something, `tightened`
 //!   exactly when it tightens something; an edit that loosens nothing is applied
 //!   as written;
@@ -32,7 +35,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use ncd_config::ratchet::{Ratcheted, ratchet, rebase};
-use ncd_config::{Config, ConfigError, ListSource};
+use ncd_config::{BlockAnswer, Config, ConfigError, ListSource};
 use ncd_policy::{Policy, Verdict};
 
 use crate::fixture::fixture;
@@ -151,7 +154,15 @@ fn canonical(config: &Config) -> Config {
     c.block.domains = canon(&c.block.domains);
     c.block.lists = canon(&c.block.lists);
     c.block.allow = canon(&c.block.allow);
+    c.dns.listen = canon(&c.dns.listen);
+    c.dns.allow_clients = canon(&c.dns.allow_clients);
+    c.proxy.listen = canon(&c.proxy.listen);
     c
+}
+
+/// How permissive a rate limit is: 0 (none) above every number.
+fn rate_rank(limit: u32) -> u64 {
+    if limit == 0 { u64::MAX } else { u64::from(limit) }
 }
 
 /// Holds `edit` to `lock` and checks everything ratchet.rs promises.
@@ -197,7 +208,49 @@ fn check_hold(lock: &Config, edit: &Config) -> Ratcheted {
         "passage\n{}",
         ctx()
     );
-    assert_eq!(e.dns, edit.dns, "free: dns\n{}", ctx());
+    let (ld, nd, ed) = (&lock.dns, &edit.dns, &e.dns);
+    assert_eq!(set(&ed.listen), union(&ld.listen, &nd.listen), "dns listen\n{}", ctx());
+    assert_eq!(
+        set(&ed.allow_clients),
+        union(&ld.allow_clients, &nd.allow_clients),
+        "allow_clients\n{}",
+        ctx()
+    );
+    let refused = |a: BlockAnswer| a == BlockAnswer::Refused;
+    if refused(nd.answer) && !refused(ld.answer) {
+        assert_eq!(ed.answer, ld.answer, "answer refused is held\n{}", ctx());
+    } else {
+        assert_eq!(ed.answer, nd.answer, "answer\n{}", ctx());
+    }
+    assert_eq!(
+        rate_rank(ed.client_rate_limit),
+        rate_rank(ld.client_rate_limit).max(rate_rank(nd.client_rate_limit)),
+        "rate limit\n{}",
+        ctx()
+    );
+    let proxy_moves = set(&lock.proxy.listen) != set(&edit.proxy.listen);
+    let want_proxy = if proxy_moves {
+        &lock.proxy.listen
+    } else {
+        &edit.proxy.listen
+    };
+    assert_eq!(&e.proxy.listen, want_proxy, "proxy listen\n{}", ctx());
+    assert_eq!(
+        e.proxy.origin_roots,
+        edit.proxy.origin_roots,
+        "free: origin_roots\n{}",
+        ctx()
+    );
+    let free_dns = |d: &ncd_config::DnsConfig| {
+        (
+            d.upstreams.clone(),
+            d.blocked_ttl,
+            d.max_ttl,
+            d.upstream_timeout,
+            d.cache_size,
+        )
+    };
+    assert_eq!(free_dns(ed), free_dns(nd), "free: dns\n{}", ctx());
     assert_eq!(e.control, edit.control, "free: control\n{}", ctx());
     assert_eq!(e.period, edit.period, "free: period\n{}", ctx());
     assert_eq!(e.block.refresh, n.refresh, "free: refresh\n{}", ctx());
@@ -210,7 +263,12 @@ fn check_hold(lock: &Config, edit: &Config) -> Ratcheted {
         || (lock.guard.encrypted_dns && !edit.guard.encrypted_dns)
         || nu.delay.0 < lu.delay.0
         || nu.confirm_within.0 > lu.confirm_within.0
-        || nu.challenge_chars < lu.challenge_chars;
+        || nu.challenge_chars < lu.challenge_chars
+        || grows(&ld.listen, &nd.listen)
+        || grows(&ld.allow_clients, &nd.allow_clients)
+        || (refused(nd.answer) && !refused(ld.answer))
+        || rate_rank(nd.client_rate_limit) < rate_rank(ld.client_rate_limit)
+        || proxy_moves;
     let tighter = grows(&n.services, &l.services)
         || grows(&n.domains, &l.domains)
         || grows(&n.lists, &l.lists)
@@ -218,7 +276,11 @@ fn check_hold(lock: &Config, edit: &Config) -> Ratcheted {
         || (!lock.guard.encrypted_dns && edit.guard.encrypted_dns)
         || nu.delay.0 > lu.delay.0
         || nu.confirm_within.0 < lu.confirm_within.0
-        || nu.challenge_chars > lu.challenge_chars;
+        || nu.challenge_chars > lu.challenge_chars
+        || grows(&nd.listen, &ld.listen)
+        || grows(&nd.allow_clients, &ld.allow_clients)
+        || (refused(ld.answer) && !refused(nd.answer))
+        || rate_rank(nd.client_rate_limit) > rate_rank(ld.client_rate_limit);
     assert_eq!(!r.pending.is_empty(), looser, "pending\n{}", ctx());
     assert_eq!(!r.tightened.is_empty(), tighter, "tightened\n{}", ctx());
     assert!(
