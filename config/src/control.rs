@@ -325,6 +325,19 @@ pub struct Status {
     /// The companion proxy. (Absent from older daemons' answers.)
     #[serde(default)]
     pub proxy: ProxyStatus,
+    /// Lists that were skipped (not a file, too big, unreadable, too slow) or are
+    /// blocking from their last good copy. (Absent from older daemons' answers.)
+    #[serde(default)]
+    pub lists: Vec<ListProblem>,
+}
+
+/// A list that could not be read as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListProblem {
+    /// The list as the config names it (a path or a URL).
+    pub list: String,
+    /// Why, in plain words; says so when its last good copy blocks in its place.
+    pub why: String,
 }
 
 /// The companion proxy: what it blocks, where it serves, the CA browsers trust.

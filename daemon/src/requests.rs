@@ -107,6 +107,7 @@ impl Requests {
                 last_error: self.generations.last_error(),
             },
             proxy: self.proxy.status(),
+            lists: generation.policy.list_problems(),
         }
     }
 }
