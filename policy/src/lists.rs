@@ -212,15 +212,15 @@ fn read_on_helper(
     deadline: Duration,
     read: impl FnOnce() -> Result<String, Skipped> + Send + 'static,
 ) -> Result<String, Skipped> {
-    let Ok(mut in_flight) = in_flight().lock() else {
+    let Ok(mut flights) = in_flight().lock() else {
         return read();
     };
-    if let Some(pending) = in_flight.get(&key) {
+    if let Some(pending) = flights.get(&key) {
         match pending.try_recv() {
             Err(mpsc::TryRecvError::Empty) => return Err(Skipped::StillReading),
             // The hung read finished: read afresh (the file may have changed since).
             _ => {
-                in_flight.remove(&key);
+                flights.remove(&key);
             }
         }
     }
@@ -234,12 +234,12 @@ fn read_on_helper(
         return Err(Skipped::Io(e));
     }
     // Not held while waiting: other lists' reads do not wait on this one.
-    drop(in_flight);
+    drop(flights);
     match rx.recv_timeout(deadline) {
         Ok(result) => result,
         Err(mpsc::RecvTimeoutError::Timeout) => {
-            if let Ok(mut in_flight) = in_flight().lock() {
-                in_flight.insert(key, rx);
+            if let Ok(mut flights) = in_flight().lock() {
+                flights.insert(key, rx);
             }
             Err(Skipped::TimedOut(deadline))
         }
