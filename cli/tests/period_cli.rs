@@ -176,6 +176,7 @@ fn sample_status() -> Status {
         },
         config: ConfigStatus::default(),
         proxy: Default::default(),
+        lists: Vec::new(),
     }
 }
 

@@ -111,7 +111,10 @@ impl ConfigWatcher {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .to_path_buf();
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf);
         let new = {
             let mut shared = self.shared.lock().map_err(|_| anyhow::anyhow!("watcher poisoned"))?;
             if let Some(name) = file.file_name() {

@@ -500,7 +500,12 @@ fn status_lists(ncdd: &Ncdd) -> Vec<(String, String)> {
         .map(|lists| {
             lists
                 .iter()
-                .map(|l| (l["list"].as_str().unwrap_or("").to_string(), l["why"].as_str().unwrap_or("").to_string()))
+                .map(|l| {
+                    (
+                        l["list"].as_str().unwrap_or("").to_string(),
+                        l["why"].as_str().unwrap_or("").to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -560,9 +565,16 @@ fn a_list_over_the_size_cap_is_refused_with_its_size() {
 
     assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
     let needle = format!("{} is 257 MiB (268435457 bytes), over the 256 MiB", big.display());
-    assert!(ncdd.wait_for_stderr(&needle, Duration::from_secs(5)), "{}", ncdd.stderr());
+    assert!(
+        ncdd.wait_for_stderr(&needle, Duration::from_secs(5)),
+        "{}",
+        ncdd.stderr()
+    );
     let lists = status_lists(&ncdd);
-    assert!(lists.iter().any(|(_, why)| why.contains("268435457 bytes")), "{lists:?}");
+    assert!(
+        lists.iter().any(|(_, why)| why.contains("268435457 bytes")),
+        "{lists:?}"
+    );
 }
 
 #[test]

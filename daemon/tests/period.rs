@@ -421,7 +421,10 @@ fn list_problem(status: &Status, list: &Path) -> Option<String> {
 fn a_fifo_as_a_list_during_a_period_holds_up_nothing() {
     let upstream = FakeUpstream::start();
     let file = |domains: &str, lists: &str| {
-        config(&upstream, &format!("[block]\ndomains = [{domains}]\nlists = [{lists}]\n"))
+        config(
+            &upstream,
+            &format!("[block]\ndomains = [{domains}]\nlists = [{lists}]\n"),
+        )
     };
     let setup = Setup::new(&file("\"later.test\"", "\"held.txt\"")).file("held.txt", "held.test\n");
     let (fifo, held) = (setup.dir().join("f"), setup.dir().join("held.txt"));
@@ -435,15 +438,23 @@ fn a_fifo_as_a_list_during_a_period_holds_up_nothing() {
     mkfifo(&fifo);
     ncdd.rewrite_config(&file("\"later.test\"", "\"held.txt\", \"f\""));
     let status = wait_status(&control, "status names the FIFO", |s| list_problem(s, &fifo).is_some());
-    assert!(status.period.active, "the edit must land while the period runs: {status:#?}");
+    assert!(
+        status.period.active,
+        "the edit must land while the period runs: {status:#?}"
+    );
     let why = list_problem(&status, &fifo).unwrap();
     assert!(why.contains("is a FIFO, not a file"), "{why}");
 
     // A list that read well turned into a FIFO: its last good copy keeps blocking.
     mkfifo(&held);
-    let status = wait_status(&control, "status names the held list", |s| list_problem(s, &held).is_some());
+    let status = wait_status(&control, "status names the held list", |s| {
+        list_problem(s, &held).is_some()
+    });
     let why = list_problem(&status, &held).unwrap();
-    assert!(why.contains("is a FIFO") && why.contains("using the last good copy"), "{why}");
+    assert!(
+        why.contains("is a FIFO") && why.contains("using the last good copy"),
+        "{why}"
+    );
     assert_blocked(&ncdd, "held.test");
 
     // Later tightenings still apply.
@@ -468,7 +479,8 @@ fn a_fifo_as_a_list_during_a_period_holds_up_nothing() {
         ],
     );
     assert!(
-        run.stdout.contains(&format!("{} is a FIFO, not a file", fifo.display())),
+        run.stdout
+            .contains(&format!("{} is a FIFO, not a file", fifo.display())),
         "{run:#?}"
     );
 

@@ -22,9 +22,9 @@ pub mod lists;
 pub mod matcher;
 mod source;
 
+use ncd_config::control::ListProblem;
 use ncd_config::guards::{GUARD_RULES, GuardAnswer};
 use ncd_config::lists::parse_list;
-use ncd_config::control::ListProblem;
 use ncd_config::{Config, ProfileSite, RuleScope};
 use ncd_state::StateDir;
 

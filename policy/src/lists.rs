@@ -70,7 +70,10 @@ pub fn load(source: &ListSource, state_dir: &StateDir, copies: Copies) -> Loaded
                 ..Loaded::default()
             },
             Err(why) => Loaded {
-                error: Some(format!("its downloaded copy: {}", why.words(&state_dir.url_list_copy(url)))),
+                error: Some(format!(
+                    "its downloaded copy: {}",
+                    why.words(&state_dir.url_list_copy(url))
+                )),
                 ..Loaded::default()
             },
         },
@@ -225,11 +228,9 @@ fn read_on_helper(
         }
     }
     let (tx, rx) = mpsc::channel();
-    let spawned = std::thread::Builder::new()
-        .name("ncd-list-read".into())
-        .spawn(move || {
-            let _ = tx.send(read());
-        });
+    let spawned = std::thread::Builder::new().name("ncd-list-read".into()).spawn(move || {
+        let _ = tx.send(read());
+    });
     if let Err(e) = spawned {
         return Err(Skipped::Io(e));
     }
@@ -243,7 +244,9 @@ fn read_on_helper(
             }
             Err(Skipped::TimedOut(deadline))
         }
-        Err(mpsc::RecvTimeoutError::Disconnected) => Err(Skipped::Io(std::io::Error::other("the reading thread failed"))),
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            Err(Skipped::Io(std::io::Error::other("the reading thread failed")))
+        }
     }
 }
 
@@ -315,7 +318,9 @@ mod tests {
 
     #[test]
     fn devices_and_directories_are_refused() {
-        let why = read_file(Path::new("/dev/zero")).unwrap_err().words(Path::new("/dev/zero"));
+        let why = read_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .words(Path::new("/dev/zero"));
         assert!(why.contains("/dev/zero is a character device, not a file"), "{why}");
         let dir = tempfile::tempdir().unwrap();
         let why = read_file(dir.path()).unwrap_err().words(dir.path());
@@ -327,11 +332,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let big = dir.path().join("big.txt");
         // Sparse: no disk used.
-        std::fs::File::create(&big).unwrap().set_len(MAX_LIST_BYTES + 1).unwrap();
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_LIST_BYTES + 1)
+            .unwrap();
         let skipped = read_file(&big).unwrap_err();
-        assert!(matches!(skipped, Skipped::TooBig(n) if n == MAX_LIST_BYTES + 1), "{skipped:?}");
+        assert!(
+            matches!(skipped, Skipped::TooBig(n) if n == MAX_LIST_BYTES + 1),
+            "{skipped:?}"
+        );
         let why = skipped.words(&big);
-        assert!(why.contains(&format!("{} bytes", MAX_LIST_BYTES + 1)) && why.contains("256 MiB"), "{why}");
+        assert!(
+            why.contains(&format!("{} bytes", MAX_LIST_BYTES + 1)) && why.contains("256 MiB"),
+            "{why}"
+        );
 
         // Under the cap it is read.
         std::fs::File::create(&big).unwrap().set_len(1024).unwrap();
@@ -351,9 +365,7 @@ mod tests {
         assert!(matches!(again, Err(Skipped::StillReading)), "{again:?}");
         release.send(()).unwrap();
         // Once the hung read is over, the next read starts afresh.
-        let fresh = eventually(|| {
-            read_on_helper(key.clone(), Duration::from_secs(5), || Ok("fresh".into())).ok()
-        });
+        let fresh = eventually(|| read_on_helper(key.clone(), Duration::from_secs(5), || Ok("fresh".into())).ok());
         assert_eq!(fresh.as_deref(), Some("fresh"));
     }
 
@@ -378,7 +390,10 @@ mod tests {
         std::fs::write(&list, "kept.test\n").unwrap();
         let source = ListSource::File(list.clone());
         let first = load(&source, &state, Copies::Keep);
-        assert_eq!((first.text.as_deref(), first.error, first.from_copy), (Some("kept.test\n"), None, false));
+        assert_eq!(
+            (first.text.as_deref(), first.error, first.from_copy),
+            (Some("kept.test\n"), None, false)
+        );
 
         std::fs::remove_file(&list).unwrap();
         let made = std::process::Command::new("mkfifo").arg(&list).status().unwrap();
@@ -386,6 +401,9 @@ mod tests {
         let second = load(&source, &state, Copies::ReadOnly);
         assert_eq!((second.text.as_deref(), second.from_copy), (Some("kept.test\n"), true));
         let error = second.error.unwrap();
-        assert!(error.contains("is a FIFO") && error.contains("using the last good copy from"), "{error}");
+        assert!(
+            error.contains("is a FIFO") && error.contains("using the last good copy from"),
+            "{error}"
+        );
     }
 }
