@@ -417,7 +417,7 @@ mod tests {
             text.contains("A list in your config could not be read:\n  - /etc/ncd/lists/f: /etc/ncd/lists/f is a FIFO"),
             "{text}"
         );
-        assert!(!render(&active(), Style::plain()).contains("could not be read"));
+        assert!(!render(&active(), Style::plain()).contains("in your config could not be read"));
     }
 
     #[test]
