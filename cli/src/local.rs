@@ -118,8 +118,10 @@ pub(crate) fn config_check(file: &Path, state_dir: &Path, json: bool) -> anyhow:
         if source.bad_lines > 0 {
             line.push_str(&format!("  ({} lines skipped; ncdd logs each)", source.bad_lines));
         }
-        if let Some(error) = &source.error {
-            line.push_str(&format!("  — not loaded: {error}"));
+        match (&source.error, source.from_copy) {
+            (Some(error), true) => line.push_str(&format!("  — not read: {error}")),
+            (Some(error), false) => line.push_str(&format!("  — not loaded: {error}")),
+            (None, _) => {}
         }
         say!("{line}");
     }

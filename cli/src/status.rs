@@ -4,7 +4,7 @@
 //! its health. Counts are facts, never judgments.
 
 use chrono::{Local, TimeZone};
-use ncd_config::control::{PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus};
+use ncd_config::control::{ListProblem, PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus};
 
 use crate::human::{self, Style};
 
@@ -19,6 +19,7 @@ pub(crate) fn render(status: &Status, style: Style) -> String {
     period(&mut out, &status.period, style);
     damage(&mut out, &status.daemon.damage, style);
     config_error(&mut out, status.config.last_error.as_deref(), style);
+    list_problems(&mut out, &status.lists, style);
     unlock(&mut out, &status.unlock);
     pending(&mut out, &status.pending);
     if status.redacted {
@@ -137,6 +138,21 @@ fn config_error(out: &mut Screen, error: Option<&str>, style: Style) {
         format!("  {}", error.trim()),
         "ncdd keeps using the last config that loaded. Fix the file and save it; it is picked up at once.".to_string(),
     ]);
+}
+
+/// Lists that could not be read as configured: the person may think they block.
+fn list_problems(out: &mut Screen, lists: &[ListProblem], style: Style) {
+    if lists.is_empty() {
+        return;
+    }
+    let mut lines = vec![style.notice(if lists.len() == 1 {
+        "A list in your config could not be read:"
+    } else {
+        "Some lists in your config could not be read:"
+    })];
+    lines.extend(lists.iter().map(|l| format!("  - {}: {}", l.list, l.why.trim())));
+    lines.push("Every other rule still applies. Fix the file and save it; it is picked up at once.".to_string());
+    out.paragraph(&lines);
 }
 
 fn scope_words(scope: Option<UnlockScope>) -> Option<&'static str> {
@@ -395,6 +411,7 @@ mod tests {
             },
             config: ConfigStatus::default(),
             proxy: Default::default(),
+            lists: Vec::new(),
             redacted: false,
         }
     }
@@ -427,6 +444,21 @@ mod tests {
         ] {
             assert!(!text.contains(hidden), "{hidden:?} shown to another user:\n{text}");
         }
+    }
+
+    #[test]
+    fn a_skipped_list_is_named_with_why() {
+        let mut status = active();
+        status.lists = vec![ListProblem {
+            list: "/etc/ncd/lists/f".into(),
+            why: "/etc/ncd/lists/f is a FIFO, not a file".into(),
+        }];
+        let text = render(&status, Style::plain());
+        assert!(
+            text.contains("A list in your config could not be read:\n  - /etc/ncd/lists/f: /etc/ncd/lists/f is a FIFO"),
+            "{text}"
+        );
+        assert!(!render(&active(), Style::plain()).contains("in your config could not be read"));
     }
 
     #[test]

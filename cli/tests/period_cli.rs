@@ -177,6 +177,7 @@ fn sample_status() -> Status {
         config: ConfigStatus::default(),
         proxy: Default::default(),
         redacted: false,
+        lists: Vec::new(),
     }
 }
 

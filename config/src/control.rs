@@ -325,10 +325,23 @@ pub struct Status {
     /// The companion proxy. (Absent from older daemons' answers.)
     #[serde(default)]
     pub proxy: ProxyStatus,
+    /// Lists that were skipped (not a file, too big, unreadable, too slow) or are
+    /// blocking from their last good copy. (Absent from older daemons' answers.)
+    #[serde(default)]
+    pub lists: Vec<ListProblem>,
     /// True when the caller is neither root nor the period's owner: the private
     /// words (see [`Status::redacted`]) were left out.
     #[serde(default)]
     pub redacted: bool,
+}
+
+/// A list that could not be read as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListProblem {
+    /// The list as the config names it (a path or a URL).
+    pub list: String,
+    /// Why, in plain words; says so when its last good copy blocks in its place.
+    pub why: String,
 }
 
 impl Status {
@@ -352,6 +365,11 @@ impl Status {
         }
         self.blocked = BlockedStatus::default();
         self.proxy.profiles = Vec::new();
+        // A list's path can name a person too: only that some list is not read.
+        for problem in &mut self.lists {
+            problem.list = "a list".into();
+            problem.why = "could not be read as configured".into();
+        }
         self.redacted = true;
         self
     }

@@ -26,7 +26,6 @@ use ncd_period::Period;
 use ncd_period::clock::SystemClock;
 use ncd_period::stop_guard::StopGuard;
 use ncd_state::StateDir;
-use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -38,9 +37,12 @@ use crate::proxy::ProxyRunner;
 use crate::requests::Requests;
 use crate::stats::Ledger;
 use crate::system::notify as service_manager;
+use crate::watch::ConfigWatcher;
 
 /// How long file events must be quiet before a reload: editors write in bursts.
 const DEBOUNCE: Duration = Duration::from_millis(300);
+/// How often the watcher checks that its folders are still the ones watched.
+const REARM: Duration = Duration::from_secs(5);
 /// How often the clocks are read.
 const TICK: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the background loops to stop.
@@ -261,7 +263,7 @@ impl Daemon {
         cancel: &CancellationToken,
     ) -> anyhow::Result<()> {
         let watcher = match &self.options.config {
-            ConfigSource::File(path) => Some(ConfigWatcher::new(path, reload.clone())?),
+            ConfigSource::File(path) => Some(Arc::new(ConfigWatcher::new(path, reload.clone())?)),
             ConfigSource::Dev => None,
         };
         if let Some(watcher) = &watcher {
@@ -328,14 +330,30 @@ impl Daemon {
     }
 }
 
-/// Debounces reload requests (editors write in bursts), then reloads once.
+/// Debounces reload requests (editors write in bursts), then reloads once. Between
+/// requests, re-arms the watcher every [`REARM`] (a watched folder may have been
+/// moved away or made anew; re-arming asks for the reload itself).
 async fn reload_loop(
     generations: Arc<Generations>,
     proxy: Arc<ProxyRunner>,
     mut requests: mpsc::Receiver<&'static str>,
-    watcher: Option<ConfigWatcher>,
+    watcher: Option<Arc<ConfigWatcher>>,
 ) {
-    while let Some(why) = requests.recv().await {
+    let mut rearm = tokio::time::interval(REARM);
+    rearm.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let why = tokio::select! {
+            why = requests.recv() => match why {
+                Some(why) => why,
+                None => return,
+            },
+            _ = rearm.tick() => {
+                if let Some(watcher) = &watcher {
+                    follow(watcher.clone(), None).await;
+                }
+                continue;
+            }
+        };
         loop {
             match tokio::time::timeout(DEBOUNCE, requests.recv()).await {
                 Ok(Some(_)) => continue,
@@ -346,8 +364,22 @@ async fn reload_loop(
         generations.reload(why).await;
         proxy.ensure_running();
         if let Some(watcher) = &watcher {
-            watcher.follow_lists(&generations.file_config());
+            follow(watcher.clone(), Some(generations.file_config())).await;
         }
+    }
+}
+
+/// Follows the lists of `config` and re-arms the watcher, off the runtime's
+/// threads (a folder on a hung file system must not stop the reload loop).
+async fn follow(watcher: Arc<ConfigWatcher>, config: Option<Arc<Config>>) {
+    let work = tokio::task::spawn_blocking(move || {
+        if let Some(config) = config {
+            watcher.follow_lists(&config);
+        }
+        watcher.rearm();
+    });
+    if tokio::time::timeout(DEBOUNCE * 10, work).await.is_err() {
+        tracing::warn!("watching the list folders is slow (a hung file system?); edits may need SIGHUP");
     }
 }
 
@@ -374,74 +406,6 @@ fn status_line(period: &ncd_config::control::PeriodStatus, rules: usize) -> Stri
         format!("Day {day} of {of}; blocking {rules} names")
     } else {
         format!("No period running; blocking {rules} names")
-    }
-}
-
-/// Watches the config file and the local list files. It watches their directories,
-/// not the files, because editors replace a file rather than write into it.
-struct ConfigWatcher {
-    watcher: std::sync::Mutex<notify::RecommendedWatcher>,
-    /// File names whose change means "reload": the config and each local list.
-    names: Arc<std::sync::Mutex<std::collections::HashSet<std::ffi::OsString>>>,
-    watched: std::sync::Mutex<std::collections::HashSet<PathBuf>>,
-}
-
-impl ConfigWatcher {
-    fn new(config_path: &std::path::Path, reload: mpsc::Sender<&'static str>) -> anyhow::Result<Self> {
-        let names = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-        let matching = names.clone();
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            let Ok(event) = event else { return };
-            if event.kind.is_access() {
-                return;
-            }
-            let Ok(names) = matching.lock() else { return };
-            if event
-                .paths
-                .iter()
-                .any(|p| p.file_name().is_some_and(|n| names.contains(n)))
-            {
-                let _ = reload.try_send("a watched file changed");
-            }
-        })
-        .context("cannot watch the config file")?;
-        let this = Self {
-            watcher: std::sync::Mutex::new(watcher),
-            names,
-            watched: std::sync::Mutex::new(std::collections::HashSet::new()),
-        };
-        this.follow(config_path)?;
-        Ok(this)
-    }
-
-    fn follow(&self, file: &std::path::Path) -> anyhow::Result<()> {
-        let dir = file
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(std::path::Path::new("."));
-        if let (Some(name), Ok(mut names)) = (file.file_name(), self.names.lock()) {
-            names.insert(name.to_os_string());
-        }
-        let mut watched = self.watched.lock().map_err(|_| anyhow::anyhow!("watcher poisoned"))?;
-        if watched.insert(dir.to_path_buf()) {
-            let mut watcher = self.watcher.lock().map_err(|_| anyhow::anyhow!("watcher poisoned"))?;
-            watcher
-                .watch(dir, RecursiveMode::NonRecursive)
-                .with_context(|| format!("cannot watch {}", dir.display()))?;
-        }
-        Ok(())
-    }
-
-    /// Starts following the local lists `config` names (lists only ever get added
-    /// to the watch set; a stale entry costs one needless reload at most).
-    fn follow_lists(&self, config: &Config) {
-        for list in &config.block.lists {
-            if let ncd_config::ListSource::File(path) = list
-                && let Err(error) = self.follow(path)
-            {
-                tracing::warn!("{error:#}; edits to this list need SIGHUP");
-            }
-        }
     }
 }
 

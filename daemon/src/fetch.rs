@@ -25,8 +25,8 @@ const TICK: Duration = Duration::from_secs(60);
 /// The first retry after a failed download; doubles up to `MAX_BACKOFF`.
 const FIRST_BACKOFF: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(6 * 3600);
-/// The largest list accepted (the big public lists are ~50 MiB).
-const MAX_LIST_BYTES: usize = 256 * 1024 * 1024;
+/// The largest list accepted: the same cap as a local list's.
+const MAX_LIST_BYTES: usize = ncd_policy::lists::MAX_LIST_BYTES as usize;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Where the loop learns the current config and upstreams.

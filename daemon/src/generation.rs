@@ -287,7 +287,7 @@ async fn compile_policy(config: Config, state_dir: StateDir) -> Policy {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new().name("ncd-policy".into()).spawn(move || {
             for (config, state_dir, reply) in rx {
-                let _ = reply.send(Policy::build(&config, &state_dir));
+                let _ = reply.send(Policy::build_keeping_copies(&config, &state_dir));
             }
         });
         if let Err(error) = spawned {
@@ -303,6 +303,6 @@ async fn compile_policy(config: Config, state_dir: StateDir) -> Policy {
     match (sent, rx.await) {
         (true, Ok(policy)) => policy,
         // The thread is gone: compile here rather than serve without rules.
-        _ => tokio::task::block_in_place(|| Policy::build(&config, &state_dir)),
+        _ => tokio::task::block_in_place(|| Policy::build_keeping_copies(&config, &state_dir)),
     }
 }

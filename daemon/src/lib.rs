@@ -18,3 +18,4 @@ pub mod proxy;
 pub mod requests;
 pub mod stats;
 pub mod system;
+mod watch;

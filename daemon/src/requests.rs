@@ -123,6 +123,7 @@ impl Requests {
             },
             proxy: self.proxy.status(),
             redacted: false,
+            lists: generation.policy.list_problems(),
         }
     }
 }

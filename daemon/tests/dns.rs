@@ -491,6 +491,130 @@ fn a_missing_list_file_does_not_stop_the_other_rules() {
     );
 }
 
+/// The lists `ncd status --json` names as not read, with why.
+fn status_lists(ncdd: &Ncdd) -> Vec<(String, String)> {
+    let run = support::cli::ncd(&ncdd.control_socket(), &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&run.stdout).expect("status --json parses");
+    status["lists"]
+        .as_array()
+        .map(|lists| {
+            lists
+                .iter()
+                .map(|l| {
+                    (
+                        l["list"].as_str().unwrap_or("").to_string(),
+                        l["why"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// ncdd's resident memory in KiB, from /proc/PID/status.
+fn rss_kib(ncdd: &Ncdd) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", ncdd.pid())).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+#[test]
+fn a_device_as_a_list_is_refused_and_the_rest_of_the_config_applies() {
+    let upstream = FakeUpstream::start();
+    let rest = "[block]\ndomains = [\"kept.test\"]\nlists = [\"/dev/zero\", \"good.txt\"]";
+    let ncdd = Setup::new(&config(&upstream, "", rest))
+        .file("good.txt", "listed.test\n")
+        .spawn();
+
+    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked_a(&a(ncdd.addr, "listed.test"), "the good list next to /dev/zero");
+    assert_upstream_a(&a(ncdd.addr, "allowed.test"), "192.0.2.1", "still serving");
+    assert!(
+        ncdd.wait_for_stderr("/dev/zero is a character device, not a file", Duration::from_secs(5)),
+        "{}",
+        ncdd.stderr()
+    );
+    let lists = status_lists(&ncdd);
+    assert!(
+        lists
+            .iter()
+            .any(|(list, why)| list == "/dev/zero" && why.contains("character device")),
+        "{lists:?}"
+    );
+    let rss = rss_kib(&ncdd);
+    assert!(rss < 200 * 1024, "ncdd holds {rss} KiB after refusing /dev/zero");
+}
+
+#[test]
+fn a_list_over_the_size_cap_is_refused_with_its_size() {
+    let upstream = FakeUpstream::start();
+    let setup = Setup::new(&config(
+        &upstream,
+        "",
+        "[block]\ndomains = [\"kept.test\"]\nlists = [\"big.txt\"]",
+    ));
+    // Sparse: one byte over the cap, and no disk used.
+    let big = setup.dir().join("big.txt");
+    std::fs::File::create(&big)
+        .and_then(|f| f.set_len(256 * 1024 * 1024 + 1))
+        .expect("make a sparse file");
+    let ncdd = setup.spawn();
+
+    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    let needle = format!("{} is 257 MiB (268435457 bytes), over the 256 MiB", big.display());
+    assert!(
+        ncdd.wait_for_stderr(&needle, Duration::from_secs(5)),
+        "{}",
+        ncdd.stderr()
+    );
+    let lists = status_lists(&ncdd);
+    assert!(
+        lists.iter().any(|(_, why)| why.contains("268435457 bytes")),
+        "{lists:?}"
+    );
+}
+
+#[test]
+fn a_list_folder_moved_away_and_back_or_made_anew_is_still_watched() {
+    let upstream = FakeUpstream::start();
+    let ncdd = Setup::new(&config(&upstream, "", "[block]\nlists = [\"lists/local.txt\"]"))
+        .file("lists/local.txt", "kept.test\n")
+        .spawn();
+    ncdd.settle();
+    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    let (lists, away) = (ncdd.dir().join("lists"), ncdd.dir().join("away"));
+    let append = |name: &str| {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(lists.join("local.txt"))
+            .expect("open the list");
+        writeln!(file, "{name}").expect("append to the list");
+    };
+
+    // Moved away and back: the same folder, which the old watch no longer follows.
+    std::fs::rename(&lists, &away).unwrap();
+    std::fs::create_dir(&lists).unwrap();
+    std::fs::remove_dir(&lists).unwrap();
+    std::fs::rename(&away, &lists).unwrap();
+    append("back.test");
+    wait_until_blocked(&ncdd, "back.test");
+
+    // Moved away and made anew: a new folder with a copy of the list.
+    std::fs::rename(&lists, &away).unwrap();
+    std::fs::create_dir(&lists).unwrap();
+    std::fs::copy(away.join("local.txt"), lists.join("local.txt")).unwrap();
+    wait_until_blocked(&ncdd, "back.test");
+    append("anew.test");
+    wait_until_blocked(&ncdd, "anew.test");
+    // And an edit after that still bites (the watch is on the new folder).
+    append("later.test");
+    wait_until_blocked(&ncdd, "later.test");
+}
+
 // ----- Upstream failures --------------------------------------------------------------
 
 #[test]

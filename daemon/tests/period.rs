@@ -458,6 +458,99 @@ fn the_unlock_settings_themselves_only_ever_get_stricter_during_a_period() {
     assert!(status.unlock.remaining_secs > 7000, "{status:#?}");
 }
 
+/// Makes a FIFO at `path` (replacing whatever is there).
+fn mkfifo(path: &Path) {
+    let _ = std::fs::remove_file(path);
+    let made = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// The `why` `ncd status` gives for `list`, if it names it.
+fn list_problem(status: &Status, list: &Path) -> Option<String> {
+    let list = list.display().to_string();
+    status.lists.iter().find(|p| p.list == list).map(|p| p.why.clone())
+}
+
+#[test]
+fn a_fifo_as_a_list_during_a_period_holds_up_nothing() {
+    let upstream = FakeUpstream::start();
+    let file = |domains: &str, lists: &str| {
+        config(
+            &upstream,
+            &format!("[block]\ndomains = [{domains}]\nlists = [{lists}]\n"),
+        )
+    };
+    let setup = Setup::new(&file("\"later.test\"", "\"held.txt\"")).file("held.txt", "held.test\n");
+    let (fifo, held) = (setup.dir().join("f"), setup.dir().join("held.txt"));
+    let mut ncdd = setup.spawn();
+    let control = control(&ncdd);
+    ncdd.settle();
+    assert_blocked(&ncdd, "held.test");
+    start_period(&ncdd, "8s");
+
+    // A FIFO added as a list (a tightening, so it applies at once).
+    mkfifo(&fifo);
+    ncdd.rewrite_config(&file("\"later.test\"", "\"held.txt\", \"f\""));
+    let status = wait_status(&control, "status names the FIFO", |s| list_problem(s, &fifo).is_some());
+    assert!(
+        status.period.active,
+        "the edit must land while the period runs: {status:#?}"
+    );
+    let why = list_problem(&status, &fifo).unwrap();
+    assert!(why.contains("is a FIFO, not a file"), "{why}");
+
+    // A list that read well turned into a FIFO: its last good copy keeps blocking.
+    mkfifo(&held);
+    let status = wait_status(&control, "status names the held list", |s| {
+        list_problem(s, &held).is_some()
+    });
+    let why = list_problem(&status, &held).unwrap();
+    assert!(
+        why.contains("is a FIFO") && why.contains("using the last good copy"),
+        "{why}"
+    );
+    assert_blocked(&ncdd, "held.test");
+
+    // Later tightenings still apply.
+    ncdd.rewrite_config(&file("\"later.test\", \"kept.test\"", "\"held.txt\", \"f\""));
+    wait_blocked(&ncdd, "kept.test");
+
+    // The screen and the offline check name the FIFO.
+    let screen = ncd_ok(&ncdd, &["status"]).stdout;
+    assert!(
+        screen.contains(&format!("{}: {} is a FIFO", fifo.display(), fifo.display())),
+        "{screen}"
+    );
+    let (config_path, state_dir) = (ncdd.config_path(), ncdd.state_dir());
+    let run = ncd_ok(
+        &ncdd,
+        &[
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+            "config",
+            "check",
+            config_path.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        run.stdout
+            .contains(&format!("{} is a FIFO, not a file", fifo.display())),
+        "{run:#?}"
+    );
+
+    // The period still ends.
+    let ended = wait_status(&control, "the period ends", |s| !s.period.active);
+    assert!(journal(&ended).contains("the period ended (completed)"), "{ended:#?}");
+
+    // A restart with the FIFOs in the config serves within the normal start deadline.
+    ncdd.restart();
+    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, "held.test");
+    assert_resolves(&ncdd, "allowed.test", ALLOWED_TEST);
+    let (_, status) = cli_status(&ncdd);
+    assert!(list_problem(&status, &fifo).is_some(), "{status:#?}");
+}
+
 // ----- 3. The unlock ----------------------------------------------------------------
 
 #[test]

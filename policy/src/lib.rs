@@ -22,10 +22,13 @@ pub mod lists;
 pub mod matcher;
 mod source;
 
+use ncd_config::control::ListProblem;
 use ncd_config::guards::{GUARD_RULES, GuardAnswer};
 use ncd_config::lists::parse_list;
 use ncd_config::{Config, ProfileSite, RuleScope};
 use ncd_state::StateDir;
+
+use lists::Copies;
 
 pub use explain::explain;
 pub use matcher::{Match, RuleAction, SourceId, SuffixSet};
@@ -54,6 +57,8 @@ pub struct SourceSummary {
     pub bad_lines: usize,
     /// Why the whole source could not be read, if it could not.
     pub error: Option<String>,
+    /// Its rules come from the last good copy of a list that could not be read.
+    pub from_copy: bool,
 }
 
 #[derive(Debug, Default)]
@@ -72,9 +77,21 @@ pub struct Policy {
 const MAX_LOGGED_BAD_LINES: usize = 20;
 
 impl Policy {
-    /// Compiles `config`. List files are read now; URL lists come from the last good
-    /// copy in `state_dir` (fetched in the background, never waited for).
+    /// Compiles `config`. List files are read now (see [`lists`]: regular files only,
+    /// capped, with a deadline; a skipped one blocks with its last good copy); URL
+    /// lists come from the last good copy in `state_dir` (fetched in the background,
+    /// never waited for). Keeps no copies: for offline checks.
     pub fn build(config: &Config, state_dir: &StateDir) -> Self {
+        Self::build_with(config, state_dir, Copies::ReadOnly)
+    }
+
+    /// [`Policy::build`], also keeping a last good copy of each local list that
+    /// read well in `state_dir` (what ncdd does).
+    pub fn build_keeping_copies(config: &Config, state_dir: &StateDir) -> Self {
+        Self::build_with(config, state_dir, Copies::Keep)
+    }
+
+    fn build_with(config: &Config, state_dir: &StateDir, copies: Copies) -> Self {
         let mut policy = Policy::default();
 
         if config.guard.encrypted_dns {
@@ -124,12 +141,18 @@ impl Policy {
         }
         for list in &config.block.lists {
             let source = policy.add_source(Source::List(list.clone()));
-            match lists::read(list, state_dir) {
-                Ok(text) => policy.load_list(source, &text),
-                Err(error) => {
+            let loaded = lists::load(list, state_dir, copies);
+            if let Some(error) = loaded.error {
+                if loaded.from_copy {
+                    tracing::warn!(%list, %error, "blocklist not read; its last good copy blocks");
+                } else {
                     tracing::warn!(%list, %error, "blocklist not loaded; the other rules still apply");
-                    policy.sources[source as usize].error = Some(error);
                 }
+                policy.sources[source as usize].error = Some(error);
+            }
+            policy.sources[source as usize].from_copy = loaded.from_copy;
+            if let Some(text) = loaded.text {
+                policy.load_list(source, &text);
             }
         }
         // Last, so any block on the same name is already there (a block wins).
@@ -157,6 +180,7 @@ impl Policy {
             rules: 0,
             bad_lines: 0,
             error: None,
+            from_copy: false,
         });
         // More than 65k sources would need that many config entries: saturate.
         SourceId::try_from(self.sources.len() - 1).unwrap_or(SourceId::MAX)
@@ -242,6 +266,21 @@ impl Policy {
 
     pub fn sources(&self) -> &[SourceSummary] {
         &self.sources
+    }
+
+    /// The lists that were skipped or read from their last good copy, and why
+    /// (for `ncd status`).
+    pub fn list_problems(&self) -> Vec<ListProblem> {
+        self.sources
+            .iter()
+            .filter_map(|s| match (&s.source, &s.error) {
+                (Source::List(list), Some(why)) => Some(ListProblem {
+                    list: list.to_string(),
+                    why: why.clone(),
+                }),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Distinct blocked names.

@@ -68,6 +68,16 @@ impl StateDir {
             .join("lists")
             .join(format!("{:016x}.txt", crate::checksum(url.as_bytes())))
     }
+
+    /// The last good text of the local list at `path` (blocks in its place while
+    /// the file cannot be read).
+    pub fn list_copy(&self, path: &Path) -> PathBuf {
+        use std::os::unix::ffi::OsStrExt;
+        self.root.join("lists").join(format!(
+            "local-{:016x}.txt",
+            crate::checksum(path.as_os_str().as_bytes())
+        ))
+    }
 }
 
 /// The control socket `ncdd --dev` serves when none is given, and the one `ncd`
@@ -101,5 +111,7 @@ mod tests {
             PathBuf::from("/s/lists").join(format!("{:016x}.txt", crate::checksum(b"http://127.0.0.1:9/list.txt")))
         );
         assert_eq!(dir.period_copies()[1], PathBuf::from("/s/period.copy.json"));
+        let local = dir.list_copy(Path::new("/etc/ncd/lists/a.txt"));
+        assert!(local.starts_with("/s/lists") && local != dir.url_list_copy("/etc/ncd/lists/a.txt"));
     }
 }
