@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ncd_config::control::{Challenge, ErrorCode, UnlockScope};
+use ncd_config::control::{Challenge, ErrorCode, UnlockScope, UnlockState};
 
 use crate::client::{Client, ClientError};
 use crate::terminal::RawMode;
@@ -130,11 +130,12 @@ fn type_passage(
                             passage.push_str(&part);
                             typist.next_part(&next);
                         }
-                        // ncdd's own check of the pace or the text: this part again.
+                        // ncdd's own check of the pace or the text: this part again,
+                        // as long as the request is still open.
                         Err(ClientError::Daemon {
-                            code: ErrorCode::Conflict | ErrorCode::Mismatch,
+                            code: code @ (ErrorCode::Conflict | ErrorCode::Mismatch),
                             message,
-                        }) if !message.is_empty() => {
+                        }) if code == ErrorCode::Mismatch || still_open(client) => {
                             raw.discard_input();
                             write!(out, "  {message}\r\n")?;
                         }
@@ -151,6 +152,14 @@ fn type_passage(
         }
         out.flush()?;
     }
+}
+
+/// Whether the unlock request can still be confirmed (a refused part may be typed
+/// again), or has closed under us (expired, withdrawn, the period over).
+fn still_open(client: &Client) -> bool {
+    client
+        .status()
+        .is_ok_and(|status| status.unlock.state == UnlockState::Confirmable)
 }
 
 fn show_part(out: &mut impl Write, typist: &Typist) -> io::Result<()> {
