@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use ncd_config::Config;
 use ncd_config::control::{
-    Challenge, Confirmed, Done, Explanation, Extended, MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request, Response,
-    Started, Status, UnlockScope, UnlockStatus,
+    Challenge, Confirmed, Done, ErrorCode, Explanation, Extended, MAX_LINE_BYTES, Method, PROTOCOL_VERSION, Request,
+    Response, Started, Status, UnlockScope, UnlockStatus,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -62,6 +62,7 @@ pub(crate) enum ClientError {
     Protocol(String),
     /// The daemon answered with an error.
     Daemon {
+        code: ErrorCode,
         message: String,
     },
 }
@@ -164,7 +165,10 @@ impl Client {
             let error = response
                 .error
                 .ok_or_else(|| ClientError::Protocol("an error without a message".into()))?;
-            Err(ClientError::Daemon { message: error.message })
+            Err(ClientError::Daemon {
+                code: error.code,
+                message: error.message,
+            })
         }
     }
 
@@ -211,6 +215,11 @@ impl Client {
         self.ask(Method::UnlockChallenge)
     }
 
+    /// Hands back the part just typed; the answer is the next part, or `done`.
+    pub(crate) fn unlock_chunk(&self, typed: String) -> Result<Challenge, ClientError> {
+        self.ask(Method::UnlockChunk { typed })
+    }
+
     pub(crate) fn unlock_confirm(&self, typed: String) -> Result<Confirmed, ClientError> {
         self.ask(Method::UnlockConfirm { typed })
     }
@@ -244,6 +253,7 @@ mod tests {
     #[test]
     fn the_daemons_words_pass_through() {
         let forbidden = ClientError::Daemon {
+            code: ErrorCode::Forbidden,
             message: "Only root or the person who started this period can do that.".into(),
         };
         assert_eq!(

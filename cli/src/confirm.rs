@@ -1,30 +1,26 @@
-//! `ncd unlock --confirm`: typing the daemon's passage at a keyboard. The passage is
-//! shown one chunk at a time in raw mode; each chunk must be typed, not pasted or
-//! piped. [`Typist`] is the pure logic (keys, bursts, chunks) fed with bytes and
-//! their arrival times; [`run`] drives it from the terminal and talks to ncdd.
+//! `ncd unlock --confirm`: typing the daemon's passage at a keyboard. ncdd hands
+//! the passage out one part at a time and takes each back only when it is right
+//! and took at least a typist's time (it keeps the clock; see
+//! `ncd_config::control::MIN_MS_PER_CHAR`). Here, in raw mode, the same pace is
+//! checked first, kindly: a part whose keys came faster than that is refused before
+//! it is sent, and the rest of a paste is thrown away. [`Typist`] is the pure logic
+//! (keys, pace, one part) fed with bytes and their arrival times; [`run`] drives it
+//! from the terminal and talks to ncdd.
 
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use ncd_config::control::UnlockScope;
+use ncd_config::control::{Challenge, ErrorCode, UnlockScope, UnlockState};
 
-use crate::client::Client;
+use crate::client::{Client, ClientError};
 use crate::terminal::RawMode;
 
-/// A paste is recognised by its rhythm: when [`BURST_BYTES`] or more bytes arrive in
-/// a row, each less than [`BURST_GAP`] after the one before, the chunk's input is
-/// discarded. A person typing fast still leaves 30–100 ms between keys, and key
-/// rollover or an escape sequence gives at most a few bytes at once (the longest
-/// common ones, like Ctrl-F5 `ESC [ 15 ; 5 ~`, are 7); a paste or a program
-/// writing to the terminal delivers its bytes within microseconds of each other.
-pub(crate) const BURST_BYTES: usize = 8;
-/// See [`BURST_BYTES`].
+/// After a part is refused as too fast, bytes that keep coming less than this
+/// apart are the rest of the paste and are thrown away. A person leaves 30–100 ms
+/// between keys; a paste or a program delivers its bytes within microseconds.
 pub(crate) const BURST_GAP: Duration = Duration::from_millis(5);
-/// A chunk shorter than [`BURST_BYTES`] (the passage's last one, say) is also
-/// refused when it is at least this long and all of it arrived as one burst.
-pub(crate) const SHORT_PASTE_CHARS: usize = 4;
 
 /// Runs `ncd unlock --confirm`.
 pub(crate) fn run(client: &Client) -> anyhow::Result<ExitCode> {
@@ -35,7 +31,11 @@ pub(crate) fn run(client: &Client) -> anyhow::Result<ExitCode> {
     // not stand in the way.
     let before = client.status().ok();
     let challenge = client.unlock_challenge()?;
-    let chunk_chars = challenge.chunk_chars.max(1);
+    if challenge.parts == 0 {
+        bail!(
+            "This ncdd hands out the passage whole, as versions before typed parts did; update ncd and ncdd together."
+        );
+    }
     if challenge.passage.is_empty() {
         bail!("ncdd sent an empty passage; nothing was confirmed.");
     }
@@ -57,20 +57,20 @@ pub(crate) fn run(client: &Client) -> anyhow::Result<ExitCode> {
         out,
         "Each part moves on by itself when it is right (Enter works too). Backspace fixes a typo."
     )?;
-    writeln!(out, "Ctrl-C stops; nothing is sent until the end.")?;
+    writeln!(out, "Ctrl-C stops; nothing is confirmed until the last part.")?;
     out.flush()?;
 
-    let mut typist = Typist::new(&challenge.passage, chunk_chars);
+    let mut typist = Typist::new(&challenge);
     let typed = {
         let raw = RawMode::enter().context("could not put the terminal in raw mode")?;
-        let typed = type_passage(&raw, &mut typist, &mut out);
+        let typed = type_passage(&raw, client, &mut typist, &mut out);
         raw.restore().context("could not restore the terminal")?;
         typed?
     };
     let Some(typed) = typed else {
         writeln!(
             out,
-            "\nStopped. Nothing was sent. Your request is still there; `ncd status` shows its window."
+            "\nStopped. Nothing was confirmed. Your request is still there; `ncd status` shows its window."
         )?;
         return Ok(ExitCode::from(130));
     };
@@ -85,9 +85,16 @@ pub(crate) fn run(client: &Client) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Shows the chunks and feeds the keys to `typist` until the passage is typed
-/// (`Some`), or the person cancels or input ends (`None`).
-fn type_passage(raw: &RawMode, typist: &mut Typist, out: &mut impl Write) -> io::Result<Option<String>> {
+/// Shows the parts and feeds the keys to `typist`, handing each typed part to
+/// ncdd, until the whole passage is typed (`Some`, the passage), or the person
+/// cancels or input ends (`None`).
+fn type_passage(
+    raw: &RawMode,
+    client: &Client,
+    typist: &mut Typist,
+    out: &mut impl Write,
+) -> anyhow::Result<Option<String>> {
+    let mut passage = String::new();
     show_part(out, typist)?;
     loop {
         let Some((byte, at)) = raw.read_byte()? else {
@@ -97,7 +104,7 @@ fn type_passage(raw: &RawMode, typist: &mut Typist, out: &mut impl Write) -> io:
             match step {
                 Step::Echo(c) => write!(out, "{c}")?,
                 Step::Erase(n) => out.write_all("\x08 \x08".repeat(n).as_bytes())?,
-                Step::Burst => {
+                Step::TooFast => {
                     raw.discard_input();
                     write!(out, "\r\n  That came in faster than typing — please type it.\r\n")?;
                     show_part(out, typist)?;
@@ -111,14 +118,30 @@ fn type_passage(raw: &RawMode, typist: &mut Typist, out: &mut impl Write) -> io:
                     write!(out, "    {chunk}\r\n    {typed}\r\n    {}^\r\n", " ".repeat(at))?;
                     show_part(out, typist)?;
                 }
-                Step::Next => {
-                    write!(out, "\r\n")?;
-                    show_part(out, typist)?;
-                }
-                Step::Done(typed) => {
+                Step::Typed(part) => {
                     write!(out, "\r\n")?;
                     out.flush()?;
-                    return Ok(Some(typed));
+                    match client.unlock_chunk(part.clone()) {
+                        Ok(next) if next.done => {
+                            passage.push_str(&part);
+                            return Ok(Some(passage));
+                        }
+                        Ok(next) => {
+                            passage.push_str(&part);
+                            typist.next_part(&next);
+                        }
+                        // ncdd's own check of the pace or the text: this part again,
+                        // as long as the request is still open.
+                        Err(ClientError::Daemon {
+                            code: code @ (ErrorCode::Conflict | ErrorCode::Mismatch),
+                            message,
+                        }) if code == ErrorCode::Mismatch || still_open(client) => {
+                            raw.discard_input();
+                            write!(out, "  {message}\r\n")?;
+                        }
+                        Err(error) => return Err(error.into()),
+                    }
+                    show_part(out, typist)?;
                 }
                 Step::Cancel => {
                     write!(out, "\r\n")?;
@@ -129,6 +152,14 @@ fn type_passage(raw: &RawMode, typist: &mut Typist, out: &mut impl Write) -> io:
         }
         out.flush()?;
     }
+}
+
+/// Whether the unlock request can still be confirmed (a refused part may be typed
+/// again), or has closed under us (expired, withdrawn, the period over).
+fn still_open(client: &Client) -> bool {
+    client
+        .status()
+        .is_ok_and(|status| status.unlock.state == UnlockState::Confirmable)
 }
 
 fn show_part(out: &mut impl Write, typist: &Typist) -> io::Result<()> {
@@ -145,14 +176,12 @@ pub(crate) enum Step {
     Echo(char),
     /// Erase this many characters before the cursor.
     Erase(usize),
-    /// The chunk's input was discarded: it came as a burst.
-    Burst,
-    /// The typed chunk differs from the passage at character `at`; type it again.
+    /// The part's input was discarded: its keys came faster than anyone types.
+    TooFast,
+    /// The typed part differs from the passage at character `at`; type it again.
     Mismatch { at: usize, typed: String },
-    /// The chunk is right; the next one is up.
-    Next,
-    /// The whole passage is typed.
-    Done(String),
+    /// The part is typed right here: hand it to ncdd.
+    Typed(String),
     /// Ctrl-C or Ctrl-D.
     Cancel,
 }
@@ -284,42 +313,58 @@ impl Decoder {
     }
 }
 
-/// The passage in chunks, what has been typed of the current one, and the rhythm
-/// of the input.
+/// The part to type, what has been typed of it, and when its keys came.
 #[derive(Debug)]
 pub(crate) struct Typist {
-    chunks: Vec<Vec<char>>,
-    index: usize,
+    chunk: Vec<char>,
+    part: usize,
+    parts: usize,
+    /// The least time between a part's first and last key, per key after the first.
+    min_gap: Duration,
     input: Vec<char>,
-    typed: String,
+    /// When the first key of the input came.
+    first_key: Option<Instant>,
     rhythm: Rhythm,
     decoder: Decoder,
-    /// After a burst: bytes keep being thrown away while they still come fast.
+    /// After a refusal: bytes keep being thrown away while they still come fast.
     draining: bool,
 }
 
 impl Typist {
-    pub(crate) fn new(passage: &str, chunk_chars: usize) -> Self {
-        let chars: Vec<char> = passage.chars().collect();
-        Self {
-            chunks: chars.chunks(chunk_chars.max(1)).map(<[char]>::to_vec).collect(),
-            index: 0,
+    pub(crate) fn new(challenge: &Challenge) -> Self {
+        let mut typist = Self {
+            chunk: Vec::new(),
+            part: 0,
+            parts: 0,
+            min_gap: Duration::from_millis(challenge.min_ms_per_char),
             input: Vec::new(),
-            typed: String::new(),
+            first_key: None,
             rhythm: Rhythm::default(),
             decoder: Decoder::default(),
             draining: false,
-        }
+        };
+        typist.next_part(challenge);
+        typist
     }
 
-    /// The chunk to type now.
+    /// The part ncdd handed out next.
+    pub(crate) fn next_part(&mut self, challenge: &Challenge) {
+        self.chunk = challenge.passage.chars().collect();
+        self.part = challenge.part;
+        self.parts = challenge.parts;
+        self.min_gap = Duration::from_millis(challenge.min_ms_per_char);
+        self.input.clear();
+        self.first_key = None;
+    }
+
+    /// The part to type now.
     pub(crate) fn chunk(&self) -> &[char] {
-        self.chunks.get(self.index).map_or(&[], Vec::as_slice)
+        &self.chunk
     }
 
     /// (this part, counting from 1; how many parts).
     pub(crate) fn part(&self) -> (usize, usize) {
-        ((self.index + 1).min(self.chunks.len()), self.chunks.len())
+        (self.part, self.parts)
     }
 
     /// One byte of input, read at `at`.
@@ -330,9 +375,6 @@ impl Typist {
                 return Vec::new();
             }
             self.draining = false;
-        }
-        if run >= BURST_BYTES {
-            return vec![self.reject()];
         }
         let Some(key) = self.decoder.feed(byte) else {
             return Vec::new();
@@ -348,51 +390,56 @@ impl Typist {
                 if n == 0 { Vec::new() } else { vec![Step::Erase(n)] }
             }
             Key::Enter if self.input.is_empty() => Vec::new(),
-            Key::Enter => vec![self.judge()],
+            Key::Enter => vec![self.judge(at)],
             Key::Char(c) => {
+                if self.input.is_empty() {
+                    self.first_key = Some(at);
+                }
                 self.input.push(c);
-                let len = self.chunk().len();
-                if self.input.len() < len {
+                if self.input.len() < self.chunk.len() {
                     vec![Step::Echo(c)]
-                } else if len >= SHORT_PASTE_CHARS && run >= len {
-                    vec![self.reject()]
                 } else {
-                    vec![Step::Echo(c), self.judge()]
+                    match self.judge(at) {
+                        Step::TooFast => vec![Step::TooFast],
+                        step => vec![Step::Echo(c), step],
+                    }
                 }
             }
         }
     }
 
-    /// Throws the chunk's input away after a burst.
-    fn reject(&mut self) -> Step {
-        self.input.clear();
-        self.decoder.reset();
-        self.draining = true;
-        Step::Burst
+    /// True when the input's keys, from the first to the one at `at`, came faster
+    /// than [`Typist::min_gap`] each on average: faster than anyone types.
+    fn too_fast(&self, at: Instant) -> bool {
+        let keys = u32::try_from(self.input.len().saturating_sub(1)).unwrap_or(u32::MAX);
+        let took = self
+            .first_key
+            .map_or(Duration::ZERO, |first| at.saturating_duration_since(first));
+        took < self.min_gap.saturating_mul(keys)
     }
 
-    /// Compares the input with the chunk.
-    fn judge(&mut self) -> Step {
+    /// Judges the input: its pace first, then its text.
+    fn judge(&mut self, at: Instant) -> Step {
+        if self.too_fast(at) {
+            self.input.clear();
+            self.first_key = None;
+            self.decoder.reset();
+            self.draining = true;
+            return Step::TooFast;
+        }
         let input = std::mem::take(&mut self.input);
-        let chunk = self.chunk();
-        if input == chunk {
-            self.typed.extend(input);
-            self.index += 1;
-            if self.index >= self.chunks.len() {
-                Step::Done(self.typed.clone())
-            } else {
-                Step::Next
-            }
-        } else {
-            let at = input
-                .iter()
-                .zip(chunk)
-                .position(|(a, b)| a != b)
-                .unwrap_or(input.len().min(chunk.len()));
-            Step::Mismatch {
-                at,
-                typed: input.into_iter().collect(),
-            }
+        self.first_key = None;
+        if input == self.chunk {
+            return Step::Typed(input.into_iter().collect());
+        }
+        let at = input
+            .iter()
+            .zip(&self.chunk)
+            .position(|(a, b)| a != b)
+            .unwrap_or(input.len().min(self.chunk.len()));
+        Step::Mismatch {
+            at,
+            typed: input.into_iter().collect(),
         }
     }
 }
@@ -411,25 +458,50 @@ mod tests {
         steps
     }
 
-    const TYPING: Duration = Duration::from_millis(40);
+    /// Feeds `text` in pieces of `piece` bytes, each piece at once, `pause` apart.
+    fn feed_pieces(typist: &mut Typist, now: &mut Instant, text: &[u8], piece: usize, pause: Duration) -> Vec<Step> {
+        let mut steps = Vec::new();
+        for bytes in text.chunks(piece) {
+            *now += pause;
+            steps.extend(feed(typist, now, bytes, Duration::from_micros(20)));
+        }
+        steps
+    }
+
+    /// A person at 150 words a minute: 80 ms a key.
+    const TYPING: Duration = Duration::from_millis(80);
     const PASTE: Duration = Duration::from_micros(50);
 
-    #[test]
-    fn typed_chunks_advance_and_finish_with_the_passage() {
-        let mut t = Typist::new("quiet river stone", 8);
-        assert_eq!(t.part(), (1, 3));
-        let mut now = Instant::now();
-        let steps = feed(&mut t, &mut now, b"quiet ri", TYPING);
-        assert_eq!(steps.last(), Some(&Step::Next));
-        assert_eq!(t.part(), (2, 3));
-        feed(&mut t, &mut now, b"ver ston", TYPING);
-        let steps = feed(&mut t, &mut now, b"e", TYPING);
-        assert_eq!(steps, [Step::Echo('e'), Step::Done("quiet river stone".into())]);
+    fn part(text: &str, part: usize, parts: usize) -> Challenge {
+        Challenge {
+            passage: text.into(),
+            chunk_chars: 40,
+            part,
+            parts,
+            min_ms_per_char: 50,
+            done: false,
+        }
     }
 
     #[test]
-    fn a_wrong_character_is_shown_and_the_chunk_retyped() {
-        let mut t = Typist::new("abcdefgh", 8);
+    fn a_typed_part_is_handed_on_and_the_next_one_follows() {
+        let mut t = Typist::new(&part("quiet ri", 1, 3));
+        assert_eq!(t.part(), (1, 3));
+        let mut now = Instant::now();
+        let steps = feed(&mut t, &mut now, b"quiet ri", TYPING);
+        assert_eq!(steps.last(), Some(&Step::Typed("quiet ri".into())));
+        t.next_part(&part("ver ston", 2, 3));
+        assert_eq!((t.part(), t.chunk().len()), ((2, 3), 8));
+        let steps = feed(&mut t, &mut now, b"ver ston", TYPING);
+        assert_eq!(
+            steps[steps.len() - 2..],
+            [Step::Echo('n'), Step::Typed("ver ston".into())]
+        );
+    }
+
+    #[test]
+    fn a_wrong_character_is_shown_and_the_part_retyped() {
+        let mut t = Typist::new(&part("abcdefgh", 1, 1));
         let mut now = Instant::now();
         let steps = feed(&mut t, &mut now, b"abcxefgh", TYPING);
         assert_eq!(
@@ -439,7 +511,6 @@ mod tests {
                 typed: "abcxefgh".into()
             })
         );
-        assert_eq!(t.part(), (1, 1));
         let steps = feed(&mut t, &mut now, b"abc\r", TYPING);
         assert_eq!(
             steps.last(),
@@ -450,56 +521,68 @@ mod tests {
         );
         let steps = feed(&mut t, &mut now, b"abcx\x7fdefgh", TYPING);
         assert!(steps.contains(&Step::Erase(1)));
-        assert_eq!(steps.last(), Some(&Step::Done("abcdefgh".into())));
+        assert_eq!(steps.last(), Some(&Step::Typed("abcdefgh".into())));
     }
 
     #[test]
     fn a_paste_is_discarded_and_the_rest_of_it_drained() {
-        let mut t = Typist::new("abcdefghijklmnop", 8);
+        let mut t = Typist::new(&part("abcdefgh", 1, 2));
         let mut now = Instant::now();
-        // The whole passage at once: the first chunk is refused at the 8th byte,
-        // and the other 8 bytes, still fast, are thrown away.
+        // The whole passage at once: the part is refused when it is complete, and
+        // the other 8 bytes, still fast, are thrown away.
         let steps = feed(&mut t, &mut now, b"abcdefghijklmnop", PASTE);
-        assert_eq!(steps.iter().filter(|s| **s == Step::Burst).count(), 1, "{steps:?}");
-        assert!(!steps.iter().any(|s| matches!(s, Step::Next | Step::Done(_))));
-        assert_eq!(t.part(), (1, 2));
+        assert_eq!(steps.last(), Some(&Step::TooFast), "{steps:?}");
+        assert_eq!(steps.iter().filter(|s| **s == Step::TooFast).count(), 1, "{steps:?}");
         // Typed after a pause, it counts.
         let steps = feed(&mut t, &mut now, b"abcdefgh", TYPING);
-        assert_eq!(steps.last(), Some(&Step::Next));
+        assert_eq!(steps.last(), Some(&Step::Typed("abcdefgh".into())));
     }
 
     #[test]
-    fn seven_fast_bytes_are_not_a_burst_but_eight_are() {
-        let mut t = Typist::new("abcdefghijklmnop", 16);
+    fn small_pieces_a_little_apart_are_judged_by_the_pace_of_the_whole_part() {
+        // 7 bytes at once, 6 ms apart: no run of 8 fast bytes, but 40 characters
+        // in ~36 ms, where a typist takes seconds.
+        let text = "river quiet morning window garden patien";
+        let mut t = Typist::new(&part(text, 1, 5));
         let mut now = Instant::now();
-        let steps = feed(&mut t, &mut now, b"abcdefg", PASTE);
-        assert!(!steps.contains(&Step::Burst));
-        let steps = feed(&mut t, &mut now, b"h", BURST_GAP);
-        assert!(
-            !steps.contains(&Step::Burst),
-            "a gap of exactly BURST_GAP is slow enough"
-        );
-        // 'h' began a new run: with six more fast bytes it is seven, with a seventh eight.
-        let steps = feed(&mut t, &mut now, b"ijklmn", PASTE);
-        assert!(!steps.contains(&Step::Burst));
-        let steps = feed(&mut t, &mut now, b"o", PASTE);
-        assert_eq!(steps, [Step::Burst]);
+        let steps = feed_pieces(&mut t, &mut now, text.as_bytes(), 7, Duration::from_millis(6));
+        assert_eq!(steps.last(), Some(&Step::TooFast), "{steps:?}");
+        assert!(!steps.iter().any(|s| matches!(s, Step::Typed(_))));
+        // Even a little slower than that, as long as the part as a whole comes
+        // faster than 50 ms a character.
+        let steps = feed_pieces(&mut t, &mut now, text.as_bytes(), 2, Duration::from_millis(90));
+        assert_eq!(steps.last(), Some(&Step::TooFast), "{steps:?}");
+        // Key rollover (a few keys at once) in a person's overall pace is fine.
+        let steps = feed_pieces(&mut t, &mut now, text.as_bytes(), 3, Duration::from_millis(200));
+        assert_eq!(steps.last(), Some(&Step::Typed(text.into())), "{steps:?}");
     }
 
     #[test]
-    fn a_short_last_chunk_pasted_whole_is_refused() {
-        let mut t = Typist::new("abcdefgh12345", 8);
+    fn the_pace_limit_is_the_daemons() {
+        let mut t = Typist::new(&part("abcdefghij", 1, 1));
         let mut now = Instant::now();
-        feed(&mut t, &mut now, b"abcdefgh", TYPING);
+        // 9 gaps of 49 ms: just faster than 50 ms a character.
+        let steps = feed(&mut t, &mut now, b"abcdefghij", Duration::from_millis(49));
+        assert_eq!(steps.last(), Some(&Step::TooFast));
+        now += Duration::from_secs(1);
+        let steps = feed(&mut t, &mut now, b"abcdefghij", Duration::from_millis(51));
+        assert_eq!(steps.last(), Some(&Step::Typed("abcdefghij".into())));
+    }
+
+    #[test]
+    fn a_short_last_part_pasted_whole_is_refused() {
+        let mut t = Typist::new(&part("12345", 2, 2));
+        let mut now = Instant::now();
         let steps = feed(&mut t, &mut now, b"12345", PASTE);
-        assert_eq!(steps.last(), Some(&Step::Burst));
+        assert_eq!(steps.last(), Some(&Step::TooFast));
+        now += Duration::from_secs(1);
         let steps = feed(&mut t, &mut now, b"12345", TYPING);
-        assert_eq!(steps.last(), Some(&Step::Done("abcdefgh12345".into())));
+        assert_eq!(steps.last(), Some(&Step::Typed("12345".into())));
     }
 
     #[test]
     fn ctrl_c_and_ctrl_d_cancel_and_arrow_keys_are_ignored() {
-        let mut t = Typist::new("abcdefgh", 8);
+        let mut t = Typist::new(&part("abcdefgh", 1, 1));
         let mut now = Instant::now();
         let steps = feed(&mut t, &mut now, b"ab\x1b[Dc", TYPING);
         assert_eq!(steps, [Step::Echo('a'), Step::Echo('b'), Step::Echo('c')]);
@@ -509,9 +592,9 @@ mod tests {
 
     #[test]
     fn utf8_is_assembled() {
-        let mut t = Typist::new("ñandú", 8);
+        let mut t = Typist::new(&part("ñandú", 1, 1));
         let mut now = Instant::now();
         let steps = feed(&mut t, &mut now, "ñandú".as_bytes(), TYPING);
-        assert_eq!(steps.last(), Some(&Step::Done("ñandú".into())));
+        assert_eq!(steps.last(), Some(&Step::Typed("ñandú".into())));
     }
 }

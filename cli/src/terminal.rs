@@ -78,8 +78,9 @@ fn restore(saved: &Saved) -> io::Result<()> {
 
 /// Blocks SIGINT, SIGTERM and SIGHUP in this thread (and so in every thread started
 /// later) and waits for them in a thread of their own: if one comes while raw mode
-/// is on, the terminal is restored before the process exits. Nothing is sent then:
-/// the passage goes to the daemon only after the terminal is back.
+/// is on, the terminal is restored before the process exits. Nothing is confirmed
+/// then: the parts typed so far may have reached the daemon, but the confirmation
+/// goes only after the terminal is back.
 fn watch_signals(saved: Saved) {
     let mut set = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
@@ -94,7 +95,7 @@ fn watch_signals(saved: Saved) {
             let _ = restore(&saved);
             if was_raw {
                 // Straight to the fd: the main thread may hold the stdout lock.
-                let _ = rustix::io::write(io::stdout().as_fd(), b"\nStopped. Nothing was sent.\n");
+                let _ = rustix::io::write(io::stdout().as_fd(), b"\nStopped. Nothing was confirmed.\n");
             }
             std::process::exit(128 + signal as i32);
         }

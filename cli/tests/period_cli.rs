@@ -475,24 +475,66 @@ fn completions_and_man_page() {
 /// 24 characters in three chunks of 8.
 const PASSAGE: &str = "calm sea and a warm moon";
 const CHUNKS: [&str; 3] = ["calm sea", " and a w", "arm moon"];
-/// Between typed characters.
-const KEY_GAP: Duration = Duration::from_millis(15);
+/// Between typed characters: a person at 200 words a minute, just slower than the
+/// daemon's limit of 50 ms a character.
+const KEY_GAP: Duration = Duration::from_millis(60);
 /// The longest any expected output may take to show.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-/// A confirmable unlock: the challenge is [`PASSAGE`], and the confirmation is
-/// accepted only with it.
-fn confirm_daemon() -> FakeDaemon {
+/// The answer handing out part `index` (0-based) of [`CHUNKS`], or `done`.
+fn part_answer(index: usize) -> Value {
+    json!({
+        "passage": CHUNKS.get(index).copied().unwrap_or(""),
+        "chunk_chars": 8,
+        "part": (index + 1).min(CHUNKS.len()),
+        "parts": CHUNKS.len(),
+        "min_ms_per_char": 50,
+        "done": index >= CHUNKS.len(),
+    })
+}
+
+/// A confirmable unlock: the challenge hands out [`CHUNKS`] one at a time (the
+/// next only when the last came back right), and the confirmation is accepted
+/// only with [`PASSAGE`] once every part came back. With `refuse_first`, the first
+/// return of part 2 is refused as too fast, as ncdd does.
+fn confirm_daemon_with(refuse_first: bool) -> FakeDaemon {
     let mut status = sample_status();
     status.unlock.state = UnlockState::Confirmable;
     status.unlock.remaining_secs = 3600 + 40 * 60;
-    FakeDaemon::start(move |method| match method {
-        Method::Status => Ok(serde_json::to_value(&status).unwrap()),
-        Method::UnlockChallenge => Ok(json!({ "passage": PASSAGE, "chunk_chars": 8 })),
-        Method::UnlockConfirm { typed } if typed == PASSAGE => Ok(json!({ "scope": "end" })),
-        Method::UnlockConfirm { .. } => Err((ErrorCode::Mismatch, "The passage did not match.".into())),
-        _ => Err((ErrorCode::BadRequest, "unexpected".into())),
+    let typed_parts = Mutex::new(0usize);
+    let refused = Mutex::new(!refuse_first);
+    FakeDaemon::start(move |method| {
+        let mut index = typed_parts.lock().unwrap();
+        match method {
+            Method::Status => Ok(serde_json::to_value(&status).unwrap()),
+            Method::UnlockChallenge => {
+                *index = 0;
+                Ok(part_answer(0))
+            }
+            Method::UnlockChunk { typed } if CHUNKS.get(*index) == Some(&typed.as_str()) => {
+                let mut refused = refused.lock().unwrap();
+                if *index == 1 && !*refused {
+                    *refused = true;
+                    return Err((
+                        ErrorCode::Conflict,
+                        "Part 2 of 3 came back too fast to be typed. Type it again, at a person's pace.".into(),
+                    ));
+                }
+                *index += 1;
+                Ok(part_answer(*index))
+            }
+            Method::UnlockChunk { .. } => Err((ErrorCode::Mismatch, "That part did not match.".into())),
+            Method::UnlockConfirm { typed } if typed == PASSAGE && *index == CHUNKS.len() => {
+                Ok(json!({ "scope": "end" }))
+            }
+            Method::UnlockConfirm { .. } => Err((ErrorCode::Conflict, "Type every part first.".into())),
+            _ => Err((ErrorCode::BadRequest, "unexpected".into())),
+        }
     })
+}
+
+fn confirm_daemon() -> FakeDaemon {
+    confirm_daemon_with(false)
 }
 
 /// `ncd` with a pseudo-terminal as stdin, stdout and stderr.
@@ -585,6 +627,15 @@ impl Session {
         self.master.write_all(text.as_bytes()).unwrap();
     }
 
+    /// Writes `text` in pieces of `piece` bytes, each at once, `pause` apart: a
+    /// program that stays under any run-length paste detection.
+    fn paste_in_pieces(&mut self, text: &str, piece: usize, pause: Duration) {
+        for bytes in text.as_bytes().chunks(piece) {
+            std::thread::sleep(pause);
+            self.master.write_all(bytes).unwrap();
+        }
+    }
+
     /// Writes `text` one byte at a time, each [`KEY_GAP`] after the one before (or
     /// after the prompt), as a person types: nobody answers a prompt within 5 ms.
     fn type_slowly(&mut self, text: &str) {
@@ -626,6 +677,19 @@ impl Drop for Session {
     }
 }
 
+/// The parts handed back to the daemon.
+fn parts_sent(daemon: &FakeDaemon) -> Vec<Method> {
+    daemon
+        .methods()
+        .into_iter()
+        .filter(|m| matches!(m, Method::UnlockChunk { .. }))
+        .collect()
+}
+
+fn chunk(text: &str) -> Method {
+    Method::UnlockChunk { typed: text.into() }
+}
+
 fn confirmations(daemon: &FakeDaemon) -> Vec<Method> {
     daemon
         .methods()
@@ -648,6 +712,48 @@ fn typing_the_passage_chunk_by_chunk_confirms_it() {
     let text = session.text();
     assert!(!text.contains("faster than typing"), "{text}");
     assert_contains(&text, &[&format!("When you started, you wrote: “{REASON}”")]);
+    assert_eq!(parts_sent(&daemon), CHUNKS.map(chunk));
+    assert_eq!(
+        confirmations(&daemon),
+        [Method::UnlockConfirm { typed: PASSAGE.into() }]
+    );
+}
+
+#[test]
+fn small_pieces_a_little_apart_are_refused_as_a_paste_and_nothing_is_sent() {
+    let daemon = confirm_daemon();
+    let mut session = Session::start(&daemon.socket);
+    session.expect("Part 1 of 3");
+    // 7 bytes at once, 6 ms apart: never 8 fast bytes in a row, but the part
+    // came far faster than 50 ms a character.
+    session.paste_in_pieces(CHUNKS[0], 7, Duration::from_millis(6));
+    session.expect("That came in faster than typing — please type it.");
+    session.expect("Part 1 of 3");
+    assert_eq!(parts_sent(&daemon), []);
+    session.type_slowly(CHUNKS[0]);
+    session.expect("Part 2 of 3");
+    assert_eq!(parts_sent(&daemon), [chunk(CHUNKS[0])]);
+}
+
+#[test]
+fn a_part_the_daemon_refuses_as_too_fast_is_typed_again() {
+    let daemon = confirm_daemon_with(true);
+    let mut session = Session::start(&daemon.socket);
+    session.expect("Part 1 of 3");
+    session.type_slowly(CHUNKS[0]);
+    session.expect("Part 2 of 3");
+    session.type_slowly(CHUNKS[1]);
+    session.expect("came back too fast to be typed");
+    session.expect("Part 2 of 3");
+    session.type_slowly(CHUNKS[1]);
+    session.expect("Part 3 of 3");
+    session.type_slowly(CHUNKS[2]);
+    let status = session.wait();
+    assert!(status.success(), "{status}; output:\n{}", session.text());
+    assert_eq!(
+        parts_sent(&daemon),
+        [chunk(CHUNKS[0]), chunk(CHUNKS[1]), chunk(CHUNKS[1]), chunk(CHUNKS[2])]
+    );
     assert_eq!(
         confirmations(&daemon),
         [Method::UnlockConfirm { typed: PASSAGE.into() }]
@@ -663,6 +769,7 @@ fn a_pasted_chunk_is_refused_until_it_is_typed() {
     session.expect("That came in faster than typing — please type it.");
     session.expect("Part 1 of 3");
     assert!(!session.text().contains("Part 2 of 3"), "{}", session.text());
+    assert_eq!(parts_sent(&daemon), []);
     assert_eq!(confirmations(&daemon), []);
 
     session.type_slowly(CHUNKS[0]);
@@ -691,7 +798,7 @@ fn ctrl_c_cancels_restores_the_terminal_and_sends_nothing() {
     session.paste("\x03");
     let status = session.wait();
     assert_eq!(status.code(), Some(130), "output:\n{}", session.text());
-    session.expect("Nothing was sent.");
+    session.expect("Nothing was confirmed.");
     assert!(
         session.local_modes().contains(cooked),
         "the terminal is restored: {:?}",
@@ -712,7 +819,7 @@ fn sigterm_while_typing_restores_the_terminal_and_sends_nothing() {
     assert_eq!(status.code(), Some(128 + 15), "output:\n{}", session.text());
     let cooked = LocalModes::ICANON | LocalModes::ECHO | LocalModes::ISIG;
     assert!(session.local_modes().contains(cooked), "{:?}", session.local_modes());
-    session.expect("Nothing was sent.");
+    session.expect("Nothing was confirmed.");
     assert_eq!(confirmations(&daemon), []);
 }
 

@@ -51,9 +51,16 @@ pub enum Method {
     },
     /// Withdraw the pending unlock request.
     UnlockCancel,
-    /// Get the passage to type, once the request is confirmable.
+    /// Get a fresh passage, once the request is confirmable: the answer is its
+    /// first part only. Typing starts over from part 1.
     UnlockChallenge,
-    /// Confirm with the typed passage.
+    /// Hand back the part of the passage just typed; the answer is the next part
+    /// (or `done`). A part is taken only if it came back right and no sooner than
+    /// [`MIN_MS_PER_CHAR`] per character after it was handed out.
+    UnlockChunk {
+        typed: String,
+    },
+    /// Confirm with the whole passage, once every part was typed (`unlock_chunk`).
     UnlockConfirm {
         typed: String,
     },
@@ -74,7 +81,7 @@ impl Method {
             Method::Extend { .. } => AnswerKind::Extended,
             Method::Unlock { .. } => AnswerKind::Unlock,
             Method::UnlockCancel | Method::GuardReport { .. } => AnswerKind::Done,
-            Method::UnlockChallenge => AnswerKind::Challenge,
+            Method::UnlockChallenge | Method::UnlockChunk { .. } => AnswerKind::Challenge,
             Method::UnlockConfirm { .. } => AnswerKind::Confirmed,
         }
     }
@@ -108,6 +115,9 @@ impl Method {
             },
             Method::UnlockCancel,
             Method::UnlockChallenge,
+            Method::UnlockChunk {
+                typed: "river quiet".into(),
+            },
             Method::UnlockConfirm {
                 typed: "river quiet morning".into(),
             },
@@ -125,6 +135,7 @@ impl Method {
                 | Method::Unlock { .. }
                 | Method::UnlockCancel
                 | Method::UnlockChallenge
+                | Method::UnlockChunk { .. }
                 | Method::UnlockConfirm { .. }
                 | Method::GuardReport { .. } => {}
             }
@@ -226,14 +237,41 @@ pub struct Extended {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Done {}
 
-/// How many passage characters the CLI shows at a time.
+/// How many passage characters make one part (the daemon hands out one at a time).
 pub const CHUNK_CHARS: usize = 40;
 
-/// `unlock_challenge`: the passage to type, and how much of it to show at a time.
+/// The least time a part must take, per character, from when ncdd handed it out
+/// to when it comes back: 50 ms, i.e. 20 characters (4 words) a second, 240 words
+/// a minute. That is faster than anyone types: in a study of 168,000 typists the
+/// average was 52 wpm and the fastest few were near 120 wpm (Dhakal et al.,
+/// "Observations on Typing from 136 Million Keystrokes", CHI 2018); the record
+/// for sustained typing is 150 wpm and the highest burst ever measured 212–216 wpm
+/// (Barbara Blackburn, Stella Pajunas; Guinness). So a person never waits, and no
+/// client, however it talks to the socket, confirms faster than a person types.
+pub const MIN_MS_PER_CHAR: u64 = 50;
+
+/// `unlock_challenge` and `unlock_chunk`: the part of the passage to type now.
+///
+/// (Before parts, `passage` was the whole passage. It is now the part to type,
+/// so the field names stay those of protocol v1.)
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Challenge {
+    /// The part to type now; empty once `done`.
     pub passage: String,
+    /// The most characters a part has.
     pub chunk_chars: usize,
+    /// This part, counting from 1 (`parts` once `done`).
+    #[serde(default)]
+    pub part: usize,
+    /// How many parts the passage has (0 from a daemon before parts).
+    #[serde(default)]
+    pub parts: usize,
+    /// See [`MIN_MS_PER_CHAR`].
+    #[serde(default)]
+    pub min_ms_per_char: u64,
+    /// Every part was typed: `unlock_confirm` with the whole passage confirms.
+    #[serde(default)]
+    pub done: bool,
 }
 
 /// `unlock_confirm`: what the confirmed unlock opened.
@@ -268,7 +306,7 @@ pub enum ErrorCode {
     Forbidden,
     /// Not possible now (no period, a request already pending, too early …).
     Conflict,
-    /// The typed passage did not match.
+    /// The typed passage (or part of it) did not match.
     Mismatch,
     /// Something went wrong inside the daemon; nothing was changed.
     Internal,

@@ -16,8 +16,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use ncd_config::DomainName;
 use ncd_config::control::{
-    Answer, CHUNK_CHARS, Challenge, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation,
-    Extended, Method, RuleRef, Started, Status, UnlockScope,
+    Answer, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation, Extended, Method, RuleRef,
+    Started, Status, UnlockScope,
 };
 use ncd_period::{Period, Refusal, Report};
 
@@ -195,12 +195,10 @@ impl Handler for Requests {
                 }
                 Ok(Answer::Done(Done {}))
             }
-            Method::UnlockChallenge => period.challenge(effective.unlock.challenge_chars).map(|passage| {
-                Answer::Challenge(Challenge {
-                    passage,
-                    chunk_chars: CHUNK_CHARS,
-                })
-            }),
+            Method::UnlockChallenge => period
+                .challenge(effective.unlock.challenge_chars)
+                .map(Answer::Challenge),
+            Method::UnlockChunk { typed } => period.type_part(&typed).map(Answer::Challenge),
             Method::UnlockConfirm { typed } => match period.confirm(&typed) {
                 Ok(scope) => {
                     let why = match scope {

@@ -1041,11 +1041,14 @@ fn as_user(uid: u32, socket: &Path, id: u64, method: &Method) -> Value {
     serde_json::from_str(&answer).unwrap_or_else(|e| panic!("{e}: {answer}"))
 }
 
-/// The method with the real passage in `unlock_confirm`, so that a refusal can only
-/// come from who is asking.
+/// The method with the real passage in `unlock_chunk` and `unlock_confirm`, so
+/// that a refusal can only come from who is asking. (The passage is one part.)
 fn with_passage(method: Method, passage: &str) -> Method {
     match method {
         Method::UnlockConfirm { .. } => Method::UnlockConfirm {
+            typed: passage.to_string(),
+        },
+        Method::UnlockChunk { .. } => Method::UnlockChunk {
             typed: passage.to_string(),
         },
         other => other,
@@ -1149,7 +1152,11 @@ fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner(
     for method in Method::examples().into_iter().filter(|m| !m.is_privileged()) {
         assert_eq!(as_user(STRANGER, &socket, 300, &method)["ok"], true, "{method:?}");
     }
-    // And the owner may: the passage they were given confirms.
+    // And the owner may: the passage they were given, typed back at a typist's
+    // pace (it is one part of 20 characters), confirms.
+    std::thread::sleep(Duration::from_millis(60 * passage.chars().count() as u64));
+    let typed = Method::UnlockChunk { typed: passage.clone() };
+    assert_eq!(as_user(NOBODY, &socket, 5, &typed)["ok"], true);
     let confirm = Method::UnlockConfirm { typed: passage };
     assert_eq!(as_user(NOBODY, &socket, 4, &confirm)["ok"], true);
     assert!(!control.status().period.active);
@@ -1234,6 +1241,8 @@ fn exercise_for_the_log(ncdd: &Ncdd, upstream: &FakeUpstream, with_garbage_upstr
         .expect("a passage")
         .to_string();
     let wrong = format!("{passage} wrongly typed {}", rand::random::<u32>());
+    control.refused("unlock_chunk", Some(json!({ "typed": passage })));
+    control.refused("unlock_chunk", Some(json!({ "typed": wrong })));
     control.refused("unlock_confirm", Some(json!({ "typed": wrong })));
     secrets.extend([reason, why, passage, wrong]);
     // One tick and a little more, so that everything there is to log is logged.

@@ -36,7 +36,8 @@ const DEADLINE: Duration = Duration::from_secs(10);
 const REASON: &str = "I want my mornings back, and my attention.";
 const WHY: &str = "A work event needs this page, and I talked it over with a friend.";
 /// `[unlock]` for tests: a delay and a window of seconds, a short passage.
-const FAST_UNLOCK: &str = "[unlock]\ndelay = \"2s\"\nconfirm_within = \"3s\"\nchallenge_chars = 20\n";
+/// (The window leaves time to type 20 characters at 50 ms each.)
+const FAST_UNLOCK: &str = "[unlock]\ndelay = \"2s\"\nconfirm_within = \"6s\"\nchallenge_chars = 20\n";
 /// The fake upstream's addresses for the names the tests open and close.
 const LATER_TEST: &str = "192.0.2.2";
 const KEPT_TEST: &str = "192.0.2.3";
@@ -595,10 +596,9 @@ fn an_unlock_of_the_held_changes_cools_off_then_applies_them_once_the_passage_is
 
     let status = wait_status(&control, "the window opens", |s| s.unlock.state != UnlockState::Waiting);
     assert_eq!(status.unlock.state, UnlockState::Confirmable, "{status:#?}");
-    assert!(status.unlock.remaining_secs <= 3, "{status:#?}");
+    assert!(status.unlock.remaining_secs <= 6, "{status:#?}");
 
-    let challenge = control.ok("unlock_challenge", None);
-    let passage = challenge["passage"].as_str().expect("a passage").to_string();
+    let passage = control.type_passage();
     assert_passage(&passage, 20);
 
     // A wrong passage is refused and changes nothing.
@@ -621,7 +621,7 @@ fn an_unlock_of_the_held_changes_cools_off_then_applies_them_once_the_passage_is
     assert_eq!(status.unlock.state, UnlockState::None);
     assert!(status.pending.is_empty(), "{status:#?}");
     assert!(
-        journal(&status).contains("unlock confirmed (apply the held changes)"),
+        journal(&status).contains("unlock confirmed (apply the held changes) after typing 1/1 parts"),
         "{status:#?}"
     );
 
@@ -660,10 +660,7 @@ fn an_unlock_of_the_end_ends_the_period_once_the_passage_is_typed() {
     wait_status(&control, "the window opens", |s| {
         s.unlock.state == UnlockState::Confirmable
     });
-    let passage = control.ok("unlock_challenge", None)["passage"]
-        .as_str()
-        .expect("a passage")
-        .to_string();
+    let passage = control.type_passage();
     assert_passage(&passage, 20);
     assert_blocked(&ncdd, "kept.test");
     let result = control.ok("unlock_confirm", Some(json!({ "typed": passage })));
@@ -707,10 +704,7 @@ fn an_unlock_of_the_held_changes_opens_only_what_was_held_when_it_was_asked_for(
     wait_status(&control, "the window opens", |s| {
         s.unlock.state == UnlockState::Confirmable
     });
-    let passage = control.ok("unlock_challenge", None)["passage"]
-        .as_str()
-        .expect("a passage")
-        .to_string();
+    let passage = control.type_passage();
     control.ok("unlock_confirm", Some(json!({ "typed": passage })));
 
     wait_resolves(&ncdd, "later.test", LATER_TEST);
@@ -721,6 +715,125 @@ fn an_unlock_of_the_held_changes_opens_only_what_was_held_when_it_was_asked_for(
         answer.message
     );
     assert_eq!(control.status().pending, ["remove domain kept.test"]);
+}
+
+// ----- 3b. The typing is the daemon's -----------------------------------------------
+
+/// `[unlock]` with a passage of two parts (40 + up to 10 characters) and a long window.
+const TWO_PARTS: &str = "[unlock]\ndelay = \"1s\"\nconfirm_within = \"1h\"\nchallenge_chars = 50\n";
+
+/// A period with a confirmable request to end it, under [`TWO_PARTS`].
+fn confirmable_two_parts(upstream: &FakeUpstream) -> (Ncdd, Control) {
+    let ncdd = Ncdd::start(&config(
+        upstream,
+        &format!("[block]\ndomains = [\"later.test\"]\n\n{TWO_PARTS}"),
+    ));
+    let control = control(&ncdd);
+    start_period(&ncdd, "1h");
+    request_unlock(&ncdd, "end");
+    wait_status(&control, "the window opens", |s| {
+        s.unlock.state == UnlockState::Confirmable
+    });
+    (ncdd, control)
+}
+
+/// The whole passage, as a client that can read ncdd's state files (root) finds it.
+fn saved_passage(ncdd: &Ncdd) -> String {
+    let body = state_body(&state_file(ncdd, "period.json"));
+    body["commitment"]["unlock"]["passage"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no passage saved: {body:#}"))
+        .to_string()
+}
+
+/// The passage in the daemon's parts of 40 characters.
+fn parts_of(passage: &str) -> Vec<String> {
+    let chars: Vec<char> = passage.chars().collect();
+    chars.chunks(40).map(|c| c.iter().collect()).collect()
+}
+
+#[test]
+fn a_raw_client_sending_the_whole_passage_at_once_is_refused() {
+    let upstream = FakeUpstream::start();
+    let (ncdd, control) = confirmable_two_parts(&upstream);
+    let first = control.ok("unlock_challenge", None);
+    assert_eq!(
+        (first["part"].as_u64(), first["parts"].as_u64()),
+        (Some(1), Some(2)),
+        "{first}"
+    );
+    assert_eq!(first["min_ms_per_char"], 50, "{first}");
+    let passage = saved_passage(&ncdd);
+    assert_eq!(
+        first["passage"].as_str(),
+        Some(parts_of(&passage)[0].as_str()),
+        "only part 1 is handed out"
+    );
+    // Even after a typist's time for all of it.
+    std::thread::sleep(Duration::from_millis(60 * passage.chars().count() as u64));
+
+    let (code, message) = control.refused("unlock_confirm", Some(json!({ "typed": passage })));
+    assert_eq!(code, "conflict", "{message}");
+    assert!(message.contains("0 of 2 parts typed"), "{message}");
+    let status = control.status();
+    assert!(status.period.active, "{status:#?}");
+    assert_eq!(status.unlock.state, UnlockState::Confirmable);
+    assert_blocked(&ncdd, "later.test");
+}
+
+#[test]
+fn a_raw_client_sending_the_parts_as_fast_as_it_can_is_refused() {
+    let upstream = FakeUpstream::start();
+    let (ncdd, control) = confirmable_two_parts(&upstream);
+    control.ok("unlock_challenge", None);
+    let passage = saved_passage(&ncdd);
+    let parts = parts_of(&passage);
+    // Each part back at once, again and again: never taken.
+    for _ in 0..5 {
+        let (code, message) = control.refused("unlock_chunk", Some(json!({ "typed": parts[0] })));
+        assert_eq!(code, "conflict", "{message}");
+        assert!(message.contains("too fast to be typed"), "{message}");
+    }
+    // Skipping to the second part does not work either.
+    let (code, message) = control.refused("unlock_chunk", Some(json!({ "typed": parts[1] })));
+    assert_eq!(code, "mismatch", "{message}");
+    let (code, message) = control.refused("unlock_confirm", Some(json!({ "typed": passage })));
+    assert_eq!(code, "conflict", "{message}");
+
+    let (_, status) = cli_status(&ncdd);
+    assert!(status.period.active, "{status:#?}");
+    let journal = journal(&status);
+    assert!(
+        journal.contains("part 1 of 2 came back too fast to be typed"),
+        "{journal}"
+    );
+    assert_eq!(
+        journal.matches("too fast").count(),
+        1,
+        "journaled once, not at every try: {journal}"
+    );
+    assert!(!journal.contains("typed part"), "{journal}");
+    assert_blocked(&ncdd, "later.test");
+}
+
+#[test]
+fn a_raw_client_typing_at_a_typists_pace_confirms_and_status_shows_the_parts() {
+    let upstream = FakeUpstream::start();
+    let (ncdd, control) = confirmable_two_parts(&upstream);
+    let passage = control.type_passage();
+    assert_passage(&passage, 50);
+    let result = control.ok("unlock_confirm", Some(json!({ "typed": passage })));
+    assert_eq!(result["scope"], "end");
+
+    let run = ncd_ok(&ncdd, &["status"]);
+    assert!(run.stdout.contains("unlocked"), "the period ended by unlock: {run:#?}");
+    for line in [
+        "typed part 1 of 2 of the passage",
+        "typed part 2 of 2 of the passage",
+        "unlock confirmed (end the period) after typing 2/2 parts",
+    ] {
+        assert!(run.stdout.contains(line), "{line:?} not shown: {run:#?}");
+    }
 }
 
 // ----- 4. Cancel, expiry, escalation ------------------------------------------------
@@ -850,8 +963,23 @@ fn a_pasted_passage_is_refused_at_a_terminal_and_typing_it_ends_the_period() {
     assert!(status.period.active, "{status:#?}");
     assert_eq!(status.unlock.state, UnlockState::Confirmable);
 
-    // Typed key by key: confirmed.
-    tty.type_slowly(chunk.as_bytes(), Duration::from_millis(30));
+    // In pieces of 7 bytes, 6 ms apart (never a run of 8 fast bytes): refused too.
+    let screen = tty.text();
+    for piece in chunk.as_bytes().chunks(7) {
+        std::thread::sleep(Duration::from_millis(6));
+        tty.paste(piece);
+    }
+    eventually(DEADLINE, || {
+        (tty.text().matches("faster than typing").count() > screen.matches("faster than typing").count()).then_some(())
+    })
+    .unwrap_or_else(|| panic!("7-byte pieces were not refused:\n{}", tty.text()));
+    assert!(
+        !journal(&control.status()).contains("typed part"),
+        "nothing was handed back"
+    );
+
+    // Typed key by key, at 200 words a minute: confirmed.
+    tty.type_slowly(chunk.as_bytes(), Duration::from_millis(60));
     tty.expect("Confirmed.", DEADLINE);
     let exit = tty.wait(DEADLINE).expect("ncd exits after confirming");
     assert!(exit.success(), "{exit:?}\n{}", tty.text());

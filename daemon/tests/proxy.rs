@@ -212,10 +212,7 @@ fn after_an_unlock_opens_the_site_the_exs_profile_stays_blocked() {
     wait_status(&control, "the window opens", |s| {
         s.unlock.state == UnlockState::Confirmable
     });
-    let passage = control.ok("unlock_challenge", None)["passage"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let passage = control.type_passage();
     control.ok("unlock_confirm", Some(json!({ "typed": passage })));
 
     // The site opens — through the proxy — and the profile does not.

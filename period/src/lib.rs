@@ -22,7 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use ncd_config::Config;
 use ncd_config::control::{
-    EndedHow, EndedPeriod, EventKind, PeriodStatus, TamperEvent, UnlockScope, UnlockState, UnlockStatus,
+    CHUNK_CHARS, Challenge, EndedHow, EndedPeriod, EventKind, MIN_MS_PER_CHAR, PeriodStatus, TamperEvent, UnlockScope,
+    UnlockState, UnlockStatus,
 };
 use ncd_config::ratchet::ratchet;
 use ncd_state::StateDir;
@@ -76,6 +77,58 @@ struct Inner {
     last_saved_served: u64,
     /// Why the last write failed, until one succeeds again.
     write_error: Option<String>,
+    /// How far the passage has been typed. In memory only: a restart of ncdd
+    /// restarts the typing (the next `unlock_challenge` issues a new passage).
+    typing: Option<Typing>,
+}
+
+/// The typing of one passage, part by part (see [`Period::type_part`]).
+#[derive(Debug, Clone)]
+struct Typing {
+    /// The passage this progress belongs to.
+    passage: String,
+    parts: Vec<String>,
+    /// The part being typed now (0-based); `parts.len()` once all are typed.
+    index: usize,
+    /// The boot clock when the current part was handed out (or last refused).
+    handed_out: std::time::Duration,
+    /// Parts refused for coming back too fast, and for not matching.
+    too_fast: u32,
+    mismatched: u32,
+    /// The parts whose too-fast return is already in the journal (once per part).
+    too_fast_noted: Vec<usize>,
+}
+
+impl Typing {
+    fn new(passage: String, now: std::time::Duration) -> Self {
+        let chars: Vec<char> = passage.chars().collect();
+        let parts = chars.chunks(CHUNK_CHARS).map(|c| c.iter().collect()).collect();
+        Self {
+            passage,
+            parts,
+            index: 0,
+            handed_out: now,
+            too_fast: 0,
+            mismatched: 0,
+            too_fast_noted: Vec::new(),
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.index >= self.parts.len()
+    }
+
+    /// The answer for where the typing stands.
+    fn challenge(&self) -> Challenge {
+        Challenge {
+            passage: self.parts.get(self.index).cloned().unwrap_or_default(),
+            chunk_chars: CHUNK_CHARS,
+            part: (self.index + 1).min(self.parts.len()),
+            parts: self.parts.len(),
+            min_ms_per_char: MIN_MS_PER_CHAR,
+            done: self.done(),
+        }
+    }
 }
 
 pub struct Period {
@@ -155,6 +208,7 @@ impl Period {
                 pending: Vec::new(),
                 last_saved_served,
                 write_error: None,
+                typing: None,
             }),
         };
         period.tick();
@@ -420,8 +474,10 @@ impl Period {
         self.save_or_refuse(&mut inner, before)
     }
 
-    /// Issues a fresh passage for a confirmable request.
-    pub fn challenge(&self, chars: usize) -> Result<String, Refusal> {
+    /// Issues a fresh passage for a confirmable request; the answer is its first
+    /// part. Typing starts over.
+    pub fn challenge(&self, chars: usize) -> Result<Challenge, Refusal> {
+        let now = self.clock.read();
         let mut inner = self.lock();
         let before = inner.state.clone();
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
@@ -443,16 +499,94 @@ impl Period {
         let passage = passage(chars);
         request.passage = Some(passage.clone());
         self.save_or_refuse(&mut inner, before)?;
-        Ok(passage)
+        let typing = Typing::new(passage, now.since_boot);
+        let challenge = typing.challenge();
+        inner.typing = Some(typing);
+        Ok(challenge)
     }
 
-    /// Confirms with the typed passage. On success the period ends (`End`) or the
+    /// Takes back the part just typed. It counts only if it matches and came back
+    /// no sooner than [`MIN_MS_PER_CHAR`] per character after it was handed out
+    /// (by the boot clock, which nobody can set); the answer is then the next part.
+    /// A part refused (wrong, or too fast to be typed) is to be typed again, and
+    /// its time starts over.
+    pub fn type_part(&self, typed: &str) -> Result<Challenge, Refusal> {
+        let now = self.clock.read();
+        let mut inner = self.lock();
+        let c = inner.state.commitment.as_ref().ok_or_else(no_period)?;
+        let request = c
+            .unlock
+            .as_ref()
+            .ok_or_else(|| Refusal::Conflict("There is no unlock request.".into()))?;
+        if request.state(c.served_secs) != UnlockState::Confirmable {
+            return Err(Refusal::Conflict("The request is not open for confirmation.".into()));
+        }
+        let Some(passage) = request.passage.clone() else {
+            return Err(Refusal::Conflict("Ask for the passage first.".into()));
+        };
+        let typing = match inner.typing.as_mut() {
+            Some(t) if t.passage == passage => t,
+            _ => {
+                return Err(Refusal::Conflict(
+                    "ncdd restarted since the passage was given: ask for a new one and type it again.".into(),
+                ));
+            }
+        };
+        let Some(part) = typing.parts.get(typing.index).cloned() else {
+            return Err(Refusal::Conflict(
+                "Every part is typed already: confirm with the whole passage.".into(),
+            ));
+        };
+        let (number, parts) = (typing.index + 1, typing.parts.len());
+        let elapsed = now.since_boot.saturating_sub(typing.handed_out);
+        let chars = u64::try_from(part.chars().count()).unwrap_or(u64::MAX);
+        let least = std::time::Duration::from_millis(chars.saturating_mul(MIN_MS_PER_CHAR));
+        typing.handed_out = now.since_boot;
+        if typed != part {
+            typing.mismatched = typing.mismatched.saturating_add(1);
+            return Err(Refusal::Mismatch(format!(
+                "Part {number} of {parts} did not match; type it again."
+            )));
+        }
+        if elapsed < least {
+            typing.too_fast = typing.too_fast.saturating_add(1);
+            let first = !typing.too_fast_noted.contains(&typing.index);
+            if first {
+                typing.too_fast_noted.push(typing.index);
+                inner.state.record(
+                    now.wall_unix,
+                    EventKind::Unlock,
+                    format!("part {number} of {parts} came back too fast to be typed; it must be typed again"),
+                );
+                self.save(&mut inner);
+            }
+            return Err(Refusal::Conflict(format!(
+                "Part {number} of {parts} came back too fast to be typed (in {} ms; typing it takes at least {} ms). \
+                 Type it again, at a person's pace.",
+                elapsed.as_millis(),
+                least.as_millis()
+            )));
+        }
+        typing.index += 1;
+        let answer = typing.challenge();
+        inner.state.record(
+            now.wall_unix,
+            EventKind::Unlock,
+            format!("typed part {number} of {parts} of the passage"),
+        );
+        self.save(&mut inner);
+        Ok(answer)
+    }
+
+    /// Confirms with the typed passage, once every part of it was typed (see
+    /// [`Period::type_part`]). On success the period ends (`End`) or the
     /// loosenings held when the request was made apply (`Pending`), keeping every
     /// tightening made since.
     pub fn confirm(&self, typed: &str) -> Result<UnlockScope, Refusal> {
         let now = self.clock.read();
         let mut inner = self.lock();
         let before = inner.state.clone();
+        let typing = inner.typing.clone();
         let c = inner.state.commitment.as_mut().ok_or_else(no_period)?;
         let served = c.served_secs;
         let request = c
@@ -462,10 +596,26 @@ impl Period {
         if request.state(served) != UnlockState::Confirmable {
             return Err(Refusal::Conflict("The request is not open for confirmation.".into()));
         }
-        match request.passage.as_deref() {
-            Some(p) if p == typed => {}
-            Some(_) => return Err(Refusal::Mismatch("The passage did not match.".into())),
-            None => return Err(Refusal::Conflict("Ask for the passage first.".into())),
+        let Some(passage) = request.passage.as_deref() else {
+            return Err(Refusal::Conflict("Ask for the passage first.".into()));
+        };
+        let typing = match typing {
+            Some(t) if t.passage == passage && t.done() => t,
+            Some(t) if t.passage == passage => {
+                return Err(Refusal::Conflict(format!(
+                    "Type the passage part by part first: {} of {} parts typed.",
+                    t.index,
+                    t.parts.len()
+                )));
+            }
+            _ => {
+                return Err(Refusal::Conflict(
+                    "Type the passage part by part first (ask for a new one if ncdd restarted).".into(),
+                ));
+            }
+        };
+        if passage != typed {
+            return Err(Refusal::Mismatch("The passage did not match.".into()));
         }
         let scope = request.scope;
         let target = request.target.clone();
@@ -482,12 +632,20 @@ impl Period {
                 ));
             }
         }
-        inner.state.record(
-            now.wall_unix,
-            EventKind::Unlock,
-            format!("unlock confirmed ({})", scope_words(scope)),
+        let parts = typing.parts.len();
+        let mut detail = format!(
+            "unlock confirmed ({}) after typing {parts}/{parts} parts",
+            scope_words(scope)
         );
+        if typing.too_fast > 0 || typing.mismatched > 0 {
+            detail.push_str(&format!(
+                " ({} refused as too fast to be typed, {} as not matching)",
+                typing.too_fast, typing.mismatched
+            ));
+        }
+        inner.state.record(now.wall_unix, EventKind::Unlock, detail);
         self.save_or_refuse(&mut inner, before)?;
+        inner.typing = None;
         Ok(scope)
     }
 

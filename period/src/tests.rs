@@ -34,6 +34,13 @@ impl FakeClock {
         r.wall_unix += secs as i64;
     }
 
+    /// Real time passes, in milliseconds (for the pace of typing).
+    fn pass_ms(&self, ms: u64) {
+        let mut r = self.0.lock().unwrap();
+        r.since_boot += Duration::from_millis(ms);
+        r.awake += Duration::from_millis(ms);
+    }
+
     /// The machine sleeps: boot and wall clocks move, the awake clock does not.
     fn suspend(&self, secs: u64) {
         let mut r = self.0.lock().unwrap();
@@ -102,6 +109,19 @@ fn live(period: &Period, clock: &FakeClock, secs: u64) {
         period.tick();
         left -= step;
     }
+}
+
+/// Asks for a passage of `chars` and types it part by part, each at the least time
+/// allowed; returns the whole passage.
+fn type_passage(period: &Period, clock: &FakeClock, chars: usize) -> String {
+    let mut part = period.challenge(chars).unwrap();
+    let mut passage = String::new();
+    while !part.done {
+        clock.pass_ms(part.passage.chars().count() as u64 * MIN_MS_PER_CHAR);
+        passage.push_str(&part.passage);
+        part = period.type_part(&part.passage).unwrap();
+    }
+    passage
 }
 
 #[test]
@@ -220,10 +240,17 @@ fn the_full_unlock_path_delay_window_passage() {
     assert_eq!(period.status().1.state, UnlockState::Waiting);
     live(&period, &clock, 60);
     assert_eq!(period.status().1.state, UnlockState::Confirmable);
-    let passage = period.challenge(200).unwrap();
+    let passage = type_passage(&period, &clock, 200);
     assert!(passage.len() >= 190 && passage.len() <= 200, "{}", passage.len());
     assert!(matches!(period.confirm("not it"), Err(Refusal::Mismatch(_))));
     assert_eq!(period.confirm(&passage).unwrap(), UnlockScope::Pending);
+    let journal = period.status().3;
+    assert!(
+        journal
+            .iter()
+            .any(|e| e.detail == "unlock confirmed (apply the held changes) after typing 5/5 parts"),
+        "{journal:#?}"
+    );
     // The held change applied; the period goes on.
     let effective = period.effective(&file);
     assert_eq!(effective.block.services.len(), 1);
@@ -258,7 +285,7 @@ fn ending_by_unlock_and_the_window_expiring() {
         .unwrap();
     assert_eq!(period.status().1.delay_secs, 14_400);
     live(&period, &clock, 14_400);
-    let passage = period.challenge(30).unwrap();
+    let passage = type_passage(&period, &clock, 30);
     period.confirm(&passage).unwrap();
     let (status, ..) = period.status();
     assert!(!status.active);
@@ -417,4 +444,99 @@ fn a_failed_write_refuses_the_verb_and_changes_nothing() {
     let reopened = open(&dir, &clock);
     assert_eq!(reopened.status().0.length_secs, 61 * DAY);
     assert!(reopened.status().3.iter().any(|e| e.detail.contains("cannot save")));
+}
+
+/// A period with a confirmable request to end it.
+fn confirmable(dir: &Path, clock: &Arc<FakeClock>) -> Period {
+    let period = open(dir, clock);
+    period
+        .start(1000, 60 * DAY, "reason".into(), &Config::default())
+        .unwrap();
+    let why = "I have thought about it for a long time".to_string();
+    period
+        .request_unlock(UnlockScope::End, why, &Config::default(), 60, 3600)
+        .unwrap();
+    live(&period, clock, 60);
+    assert_eq!(period.status().1.state, UnlockState::Confirmable);
+    period
+}
+
+#[test]
+fn the_passage_comes_one_part_at_a_time_and_each_must_take_a_typists_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let period = confirmable(dir.path(), &clock);
+    let first = period.challenge(100).unwrap();
+    assert_eq!((first.part, first.parts, first.done), (1, 3, false));
+    assert_eq!(first.passage.chars().count(), CHUNK_CHARS);
+    assert_eq!(first.min_ms_per_char, MIN_MS_PER_CHAR);
+    let least = CHUNK_CHARS as u64 * MIN_MS_PER_CHAR;
+
+    // Back at once: too fast to be typed; the part is not taken.
+    assert!(
+        matches!(period.type_part(&first.passage), Err(Refusal::Conflict(m)) if m.contains("too fast to be typed"))
+    );
+    // Its time starts over at the refusal: waiting out the rest is not enough.
+    clock.pass_ms(least - 1);
+    assert!(matches!(period.type_part(&first.passage), Err(Refusal::Conflict(_))));
+    // A wrong part: mismatch, the same part again.
+    clock.pass_ms(least);
+    assert!(matches!(period.type_part("not the part"), Err(Refusal::Mismatch(_))));
+    // Nothing skipped: confirming with the whole passage now is refused.
+    assert!(matches!(period.confirm("anything"), Err(Refusal::Conflict(m)) if m.contains("0 of 3")));
+
+    clock.pass_ms(least);
+    let second = period.type_part(&first.passage).unwrap();
+    assert_eq!((second.part, second.parts, second.done), (2, 3, false));
+    assert_ne!(second.passage, first.passage);
+    // Typing the first part again does not count for the second.
+    clock.pass_ms(least);
+    assert!(matches!(period.type_part(&first.passage), Err(Refusal::Mismatch(_))));
+    clock.pass_ms(least);
+    let third = period.type_part(&second.passage).unwrap();
+    assert_eq!(third.part, 3);
+    clock.pass_ms(third.passage.chars().count() as u64 * MIN_MS_PER_CHAR);
+    let done = period.type_part(&third.passage).unwrap();
+    assert!(done.done && done.passage.is_empty() && done.part == 3, "{done:?}");
+    assert!(matches!(period.type_part(""), Err(Refusal::Conflict(_))));
+
+    let passage = format!("{}{}{}", first.passage, second.passage, third.passage);
+    assert!(matches!(period.confirm("not it"), Err(Refusal::Mismatch(_))));
+    assert_eq!(period.confirm(&passage).unwrap(), UnlockScope::End);
+    let journal: Vec<String> = period.status().3.into_iter().map(|e| e.detail).collect();
+    for line in [
+        "part 1 of 3 came back too fast to be typed; it must be typed again",
+        "typed part 1 of 3 of the passage",
+        "typed part 3 of 3 of the passage",
+        "unlock confirmed (end the period) after typing 3/3 parts (2 refused as too fast to be typed, 2 as not matching)",
+    ] {
+        assert!(journal.iter().any(|d| d == line), "{line:?} not in {journal:#?}");
+    }
+    // The too-fast part is journaled once, not at every try.
+    assert_eq!(
+        journal.iter().filter(|d| d.contains("too fast")).count(),
+        2,
+        "{journal:#?}"
+    );
+}
+
+#[test]
+fn a_new_challenge_or_a_restart_starts_the_typing_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let period = confirmable(dir.path(), &clock);
+    let first = period.challenge(100).unwrap();
+    clock.pass_ms(10_000);
+    period.type_part(&first.passage).unwrap();
+    let again = period.challenge(100).unwrap();
+    assert_eq!(again.part, 1, "a new passage starts at part 1");
+    clock.pass_ms(10_000);
+    period.type_part(&again.passage).unwrap();
+    drop(period);
+
+    let period = open(dir.path(), &clock);
+    assert_eq!(period.status().1.state, UnlockState::Confirmable);
+    assert!(matches!(period.type_part("anything"), Err(Refusal::Conflict(m)) if m.contains("restarted")));
+    let fresh = period.challenge(100).unwrap();
+    assert_eq!((fresh.part, fresh.parts), (1, 3));
 }

@@ -98,6 +98,24 @@ impl Control {
         serde_json::from_value(result.clone()).unwrap_or_else(|e| panic!("status has an unknown shape ({e}): {result}"))
     }
 
+    /// Asks for a passage and types it back part by part, as a person at a
+    /// keyboard would: each part `unlock_chunk`ed no sooner than the pace the
+    /// daemon names (`min_ms_per_char` a character, and a little more). Returns
+    /// the whole passage, for `unlock_confirm`.
+    #[track_caller]
+    pub(crate) fn type_passage(&self) -> String {
+        let mut part = self.ok("unlock_challenge", None);
+        let mut passage = String::new();
+        while part["done"] != true {
+            let text = part["passage"].as_str().expect("a part of the passage").to_string();
+            let per_char = part["min_ms_per_char"].as_u64().expect("the pace") + 10;
+            std::thread::sleep(Duration::from_millis(per_char * text.chars().count() as u64));
+            part = self.ok("unlock_chunk", Some(json!({ "typed": text })));
+            passage.push_str(&text);
+        }
+        passage
+    }
+
     /// `status`, or `None` when the socket does not answer (yet).
     pub(crate) fn try_status(&self) -> Option<Status> {
         let line = format!("{}\n", json!({ "v": 1, "id": 0, "method": "status" }));
