@@ -114,15 +114,26 @@ fn write(root: &Path, mut record: FileRecord, contents: &[u8], manifest: &mut Ma
 
 /// What is at `path` now, with a regular file copied aside to put back later.
 fn keep_original(root: &Path, path: &Path, manifest: &mut Manifest) -> anyhow::Result<Previous> {
+    keep_aside(root, path, &backup_path(path), |dir| ensure_dir(root, dir, manifest))
+}
+
+/// What is at `path` (inside `root`) now; a regular file is copied to `backup`
+/// first (its folder made by `make_dir`, which records it), so it can be put
+/// back byte for byte. Shared by `ncd install` and `ncd ca install`.
+pub(super) fn keep_aside(
+    root: &Path,
+    path: &Path,
+    backup: &Path,
+    make_dir: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<Previous> {
     let disk = fsutil::under(root, path);
     Ok(
         match fsutil::look(&disk).with_context(|| format!("Could not read {}", disk.display()))? {
             Found::Absent => Previous::Absent,
             Found::Symlink { target } => Previous::Symlink { target },
             Found::File { bytes, mode } => {
-                let backup = backup_path(path);
-                ensure_dir(root, parent(&backup), manifest)?;
-                let backup_disk = fsutil::under(root, &backup);
+                make_dir(parent(backup))?;
+                let backup_disk = fsutil::under(root, backup);
                 fsutil::write_atomically(&backup_disk, &bytes, mode).with_context(|| {
                     format!(
                         "Could not keep a copy of {} in {}",
@@ -131,7 +142,7 @@ fn keep_original(root: &Path, path: &Path, manifest: &mut Manifest) -> anyhow::R
                     )
                 })?;
                 Previous::File {
-                    backup,
+                    backup: backup.to_path_buf(),
                     mode,
                     hash: fsutil::hash(&bytes),
                 }

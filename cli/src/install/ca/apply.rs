@@ -45,34 +45,8 @@ fn ensure_dir(root: &Path, dir: &Path, manifest: &mut CaManifest) -> anyhow::Res
 
 /// What is at `path` now, with a regular file copied aside to put back later.
 fn keep_original(root: &Path, path: &Path, manifest: &mut CaManifest) -> anyhow::Result<Previous> {
-    let disk = fsutil::under(root, path);
-    Ok(
-        match fsutil::look(&disk).with_context(|| format!("Could not read {}", disk.display()))? {
-            Found::Absent => Previous::Absent,
-            Found::Symlink { target } => Previous::Symlink { target },
-            Found::File { bytes, mode } => {
-                let backup = Path::new(CA_BACKUP_DIR).join(path.strip_prefix("/").unwrap_or(path));
-                ensure_dir(root, parent(&backup), manifest)?;
-                let backup_disk = fsutil::under(root, &backup);
-                fsutil::write_atomically(&backup_disk, &bytes, mode).with_context(|| {
-                    format!(
-                        "Could not keep a copy of {} in {}",
-                        disk.display(),
-                        backup_disk.display()
-                    )
-                })?;
-                Previous::File {
-                    backup,
-                    mode,
-                    hash: fsutil::hash(&bytes),
-                }
-            }
-            Found::Other => anyhow::bail!(
-                "{} is a directory or something else that is not a file; ncd will not replace it.",
-                disk.display()
-            ),
-        },
-    )
+    let backup = Path::new(CA_BACKUP_DIR).join(path.strip_prefix("/").unwrap_or(path));
+    super::super::apply::keep_aside(root, path, &backup, |dir| ensure_dir(root, dir, manifest))
 }
 
 /// Runs a command quietly; true when it succeeded.
