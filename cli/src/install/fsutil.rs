@@ -85,3 +85,37 @@ pub(super) fn remove(path: &Path) -> std::io::Result<()> {
         _ => Ok(()),
     }
 }
+
+/// Reads a JSON record ncd keeps for root (the install manifest, the CA record):
+/// `None` when there is none; an error naming `what` and the path when it cannot
+/// be read, is damaged, or has a format this ncd does not know.
+pub(crate) fn load_record<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+    known_format: u32,
+    format_of: impl Fn(&T) -> u32,
+) -> anyhow::Result<Option<T>> {
+    use anyhow::Context;
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("Could not read the {what} {}", path.display())),
+    };
+    let record: T =
+        serde_json::from_slice(&bytes).with_context(|| format!("The {what} {} is damaged", path.display()))?;
+    let format = format_of(&record);
+    anyhow::ensure!(
+        format == known_format,
+        "The {what} {} has format {format}, which this ncd does not know (it knows {known_format}).",
+        path.display(),
+    );
+    Ok(Some(record))
+}
+
+/// Writes a JSON record (root's eyes only: 0600), atomically.
+pub(crate) fn save_record<T: serde::Serialize>(path: &Path, what: &str, record: &T) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut bytes = serde_json::to_vec_pretty(record)?;
+    bytes.push(b'\n');
+    write_atomically(path, &bytes, 0o600).with_context(|| format!("Could not write the {what} {}", path.display()))
+}

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::flavour::Flavour;
@@ -106,29 +105,11 @@ impl Manifest {
 
     /// The manifest under `root`, or `None` when nothing is installed there.
     pub(super) fn load(root: &Path) -> anyhow::Result<Option<Manifest>> {
-        let path = Self::path(root);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e).with_context(|| format!("Could not read the install manifest {}", path.display())),
-        };
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .with_context(|| format!("The install manifest {} is damaged", path.display()))?;
-        anyhow::ensure!(
-            manifest.format == FORMAT,
-            "The install manifest {} has format {}, which this ncd does not know (it knows {FORMAT}).",
-            path.display(),
-            manifest.format
-        );
-        Ok(Some(manifest))
+        fsutil::load_record(&Self::path(root), "install manifest", FORMAT, |m: &Manifest| m.format)
     }
 
     pub(super) fn save(&self, root: &Path) -> anyhow::Result<()> {
-        let path = Self::path(root);
-        let mut bytes = serde_json::to_vec_pretty(self)?;
-        bytes.push(b'\n');
-        fsutil::write_atomically(&path, &bytes, 0o600)
-            .with_context(|| format!("Could not write the install manifest {}", path.display()))
+        fsutil::save_record(&Self::path(root), "install manifest", self)
     }
 
     pub(super) fn file(&self, path: &Path) -> Option<&FileRecord> {

@@ -8,7 +8,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::super::fsutil;
@@ -90,31 +89,13 @@ impl CaManifest {
 
     /// The record under `root`, or `None` when the CA was never installed there.
     pub(super) fn load(root: &Path) -> anyhow::Result<Option<CaManifest>> {
-        let path = Self::path(root);
-        let bytes = match std::fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(e).with_context(|| format!("Could not read the CA install record {}", path.display()));
-            }
-        };
-        let manifest: CaManifest = serde_json::from_slice(&bytes)
-            .with_context(|| format!("The CA install record {} is damaged", path.display()))?;
-        anyhow::ensure!(
-            manifest.format == FORMAT,
-            "The CA install record {} has format {}, which this ncd does not know (it knows {FORMAT}).",
-            path.display(),
-            manifest.format
-        );
-        Ok(Some(manifest))
+        fsutil::load_record(&Self::path(root), "CA install record", FORMAT, |m: &CaManifest| {
+            m.format
+        })
     }
 
     pub(super) fn save(&self, root: &Path) -> anyhow::Result<()> {
-        let path = Self::path(root);
-        let mut bytes = serde_json::to_vec_pretty(self)?;
-        bytes.push(b'\n');
-        fsutil::write_atomically(&path, &bytes, 0o600)
-            .with_context(|| format!("Could not write the CA install record {}", path.display()))
+        fsutil::save_record(&Self::path(root), "CA install record", self)
     }
 
     pub(super) fn file(&self, path: &Path) -> Option<&CaFile> {
