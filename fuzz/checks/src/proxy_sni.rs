@@ -9,7 +9,9 @@
 //!   name is one of those domains or under one — never for any other name — and
 //!   every name it does mint for is one of the steered hosts' domains;
 //! - the same holds for the name read as text straight from the input (so names
-//!   the ClientHello codec would refuse are tried against the CA too).
+//!   the ClientHello codec would refuse are tried against the CA too), judged in
+//!   the proxy's normal form (blanks, a port, a trailing dot and case do not make
+//!   another name: `"\tx.com "` gets the leaf of `x.com`, which is permitted).
 
 use std::sync::OnceLock;
 
@@ -31,9 +33,11 @@ fn ca() -> &'static (CertAuthority, Vec<String>) {
     })
 }
 
-/// Whether `name` is one of `domains` or a name under one (the definition).
+/// Whether `name` is one of `domains` or a name under one (the definition), in
+/// the proxy's normal form (`normalize_host`: no blanks around it, no port, no
+/// trailing dot, lower case) — the name a leaf is minted for.
 fn within(name: &str, domains: &[String]) -> bool {
-    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    let name = ncd_proxy::sites::normalize_host(name);
     domains
         .iter()
         .any(|d| name == *d || name.strip_suffix(d.as_str()).is_some_and(|head| head.ends_with('.')))
