@@ -79,7 +79,9 @@ pub fn facts(site: ProfileSite) -> &'static SiteFacts {
 pub fn normalize_host(host: &str) -> String {
     let host = host.trim();
     let host = match host.rsplit_once(':') {
-        Some((name, port)) if !name.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => name,
+        Some((name, port)) if !name.contains(':') && !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
         _ => host,
     };
     host.trim_end_matches('.').to_ascii_lowercase()
