@@ -32,6 +32,10 @@ pub struct Commitment {
     pub unlock: Option<UnlockRequest>,
     /// The served time and delay of the last request, for escalation.
     pub last_request: Option<(u64, u64)>,
+    /// How many `pending` unlocks were confirmed: each one drops the lists'
+    /// locked copies (see [`super::Period::list_hold`]).
+    #[serde(default)]
+    pub lists_opened: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

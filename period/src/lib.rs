@@ -74,6 +74,8 @@ struct Inner {
     state: State,
     damage: Vec<String>,
     pending: Vec<String>,
+    /// The list rules held by the period, in words (from the last rebuild).
+    held_lists: Vec<String>,
     last_saved_served: u64,
     /// Why the last write failed, until one succeeds again.
     write_error: Option<String>,
@@ -188,6 +190,7 @@ impl Period {
                         locked,
                         unlock: None,
                         last_request: None,
+                        lists_opened: 0,
                     }),
                     checkpoint: Some(now.clone()),
                     ..State::default()
@@ -206,6 +209,7 @@ impl Period {
                 state,
                 damage,
                 pending: Vec::new(),
+                held_lists: Vec::new(),
                 last_saved_served,
                 write_error: None,
                 typing: None,
@@ -264,6 +268,7 @@ impl Period {
         if inner.state.commitment.as_ref().is_some_and(Commitment::is_complete) {
             end(&mut inner.state, now.wall_unix, EndedHow::Completed);
             inner.pending.clear();
+            inner.held_lists.clear();
             outcome.ended = true;
             must_save = true;
         }
@@ -352,6 +357,7 @@ impl Period {
         let mut inner = self.lock();
         let Some(c) = inner.state.commitment.as_mut() else {
             inner.pending.clear();
+            inner.held_lists.clear();
             return file.clone();
         };
         let r = ratchet(&c.locked, file);
@@ -368,6 +374,34 @@ impl Period {
             self.save(&mut inner);
         }
         r.effective
+    }
+
+    /// Whether the lists' contents are held, and under which key: while a period
+    /// runs, its start and the number of `pending` unlocks confirmed, so a new
+    /// period or an opening starts the lists' locked copies afresh.
+    pub fn list_hold(&self) -> Option<String> {
+        let inner = self.lock();
+        let c = inner.state.commitment.as_ref()?;
+        Some(format!("{} {}", c.started_unix, c.lists_opened))
+    }
+
+    /// The list rules the rebuild kept blocking though their lists dropped them:
+    /// `(list, rules)`. Shown in `pending`, and opened by a `pending` unlock.
+    pub fn set_held_lists(&self, held: Vec<(String, usize)>) {
+        let mut inner = self.lock();
+        if inner.state.commitment.is_none() {
+            inner.held_lists.clear();
+            return;
+        }
+        inner.held_lists = held
+            .into_iter()
+            .map(|(list, n)| {
+                format!(
+                    "{n} rule{} removed from {list}: held until the period ends or an unlock",
+                    if n == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
     }
 
     /// Adds an event from outside the period (e.g. resolver drift) to the journal.
@@ -409,6 +443,7 @@ impl Period {
             locked: current.clone(),
             unlock: None,
             last_request: None,
+            lists_opened: 0,
         });
         inner.state.ended = None;
         inner.state.checkpoint = Some(now);
@@ -441,7 +476,7 @@ impl Period {
             return Err(Refusal::Conflict("Say why now, in a sentence or more.".into()));
         }
         let mut inner = self.lock();
-        if scope == UnlockScope::Pending && inner.pending.is_empty() {
+        if scope == UnlockScope::Pending && inner.pending.is_empty() && inner.held_lists.is_empty() {
             return Err(Refusal::Conflict("There are no held changes to apply.".into()));
         }
         let before = inner.state.clone();
@@ -625,6 +660,9 @@ impl Period {
             (UnlockScope::Pending, Some(target)) => {
                 let (file_then, lock_then) = *target;
                 c.locked = ncd_config::ratchet::rebase(&file_then, &lock_then, &c.locked);
+                // Every list rule held now opens too (the next rebuild starts
+                // the locked copies afresh from the lists as they are).
+                c.lists_opened = c.lists_opened.saturating_add(1);
             }
             (UnlockScope::Pending, None) => {
                 return Err(Refusal::Internal(
@@ -683,7 +721,7 @@ impl Period {
         Report {
             period,
             unlock,
-            pending: inner.pending.clone(),
+            pending: inner.pending.iter().chain(&inner.held_lists).cloned().collect(),
             journal: inner.state.tamper.clone(),
             damage: inner.damage.clone(),
         }

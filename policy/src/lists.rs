@@ -301,6 +301,73 @@ fn modified(path: &Path) -> String {
         )
 }
 
+/// Whether the lists' contents are held by a running period (ncdd says so from its
+/// `Period`; the offline checks never hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold<'a> {
+    /// No period runs: a list is what its file says.
+    None,
+    /// A period runs. `key` names the period and how many times its held rules
+    /// were opened: locked copies kept under another key are dropped first.
+    Period { key: &'a str },
+}
+
+/// Makes the locked copies' folder match `hold`: removed when no period runs,
+/// emptied when it belongs to another period (or to before a `pending` unlock).
+/// Returns whether the locked copies are to be read and kept.
+pub fn prepare_hold(state_dir: &StateDir, hold: Hold<'_>) -> bool {
+    let dir = state_dir.locked_lists_dir();
+    let key_file = state_dir.locked_lists_key();
+    let Hold::Period { key } = hold else {
+        if dir.exists()
+            && let Err(error) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), %error, "cannot remove the lists' locked copies");
+        }
+        return false;
+    };
+    if std::fs::read_to_string(&key_file).ok().as_deref() == Some(key) {
+        return true;
+    }
+    if dir.exists()
+        && let Err(error) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!(dir = %dir.display(), %error, "cannot remove the lists' old locked copies");
+    }
+    if let Err(error) = ncd_state::write_atomically(&key_file, key.as_bytes(), Some(0o600)) {
+        tracing::warn!(dir = %dir.display(), %error, "cannot keep locked copies of the lists");
+    }
+    true
+}
+
+/// A rule in the plain form of a locked copy: `name`, or `=name` for an exact one.
+pub fn parse_locked_line(line: &str) -> Option<(ncd_config::RuleScope, &str)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    match line.strip_prefix('=') {
+        Some(name) => Some((ncd_config::RuleScope::Exact, name)),
+        None => Some((ncd_config::RuleScope::Subtree, line)),
+    }
+}
+
+/// Appends a rule in plain form (one line).
+pub fn push_locked_line(out: &mut String, scope: ncd_config::RuleScope, name: &str) {
+    if scope == ncd_config::RuleScope::Exact {
+        out.push('=');
+    }
+    out.push_str(name);
+    out.push('\n');
+}
+
+/// Writes a locked copy (atomically, 0600).
+pub fn keep_locked(copy: &Path, text: &str) {
+    if let Err(error) = ncd_state::write_atomically(copy, text.as_bytes(), Some(0o600)) {
+        tracing::warn!(copy = %copy.display(), %error, "cannot keep the locked copy of a list");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
