@@ -286,8 +286,13 @@ fn ca_event_words(event: &CaEvent) -> String {
 /// thread lets the allocator reuse the memory of the policy it replaces, so
 /// repeated reloads do not grow the daemon.
 /// `hold` is the period's key while one runs (see `Period::list_hold`).
-async fn compile_policy(config: Config, state_dir: StateDir, hold: Option<String>) -> Policy {
-    type Job = (Config, StateDir, Option<String>, tokio::sync::oneshot::Sender<Policy>);
+async fn compile_policy(config: Config, state_dir: StateDir, hold: Option<Option<String>>) -> Policy {
+    type Job = (
+        Config,
+        StateDir,
+        Option<Option<String>>,
+        tokio::sync::oneshot::Sender<Policy>,
+    );
     static COMPILER: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
     let sender = COMPILER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
@@ -296,7 +301,7 @@ async fn compile_policy(config: Config, state_dir: StateDir, hold: Option<String
                 let _ = reply.send(Policy::build_keeping_copies(
                     &config,
                     &state_dir,
-                    to_hold(hold.as_deref()),
+                    to_hold(hold.as_ref()),
                 ));
             }
         });
@@ -313,15 +318,13 @@ async fn compile_policy(config: Config, state_dir: StateDir, hold: Option<String
     match (sent, rx.await) {
         (true, Ok(policy)) => policy,
         // The thread is gone: compile here rather than serve without rules.
-        _ => {
-            tokio::task::block_in_place(|| Policy::build_keeping_copies(&config, &state_dir, to_hold(hold.as_deref())))
-        }
+        _ => tokio::task::block_in_place(|| Policy::build_keeping_copies(&config, &state_dir, to_hold(hold.as_ref()))),
     }
 }
 
-fn to_hold(key: Option<&str>) -> Hold<'_> {
-    match key {
-        Some(key) => Hold::Period { key },
+fn to_hold(hold: Option<&Option<String>>) -> Hold<'_> {
+    match hold {
+        Some(key) => Hold::Period { key: key.as_deref() },
         None => Hold::None,
     }
 }

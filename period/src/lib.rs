@@ -190,7 +190,7 @@ impl Period {
                         locked,
                         unlock: None,
                         last_request: None,
-                        lists_opened: 0,
+                        lists_key: None,
                     }),
                     checkpoint: Some(now.clone()),
                     ..State::default()
@@ -376,13 +376,14 @@ impl Period {
         r.effective
     }
 
-    /// Whether the lists' contents are held, and under which key: while a period
-    /// runs, its start and the number of `pending` unlocks confirmed, so a new
-    /// period or an opening starts the lists' locked copies afresh.
-    pub fn list_hold(&self) -> Option<String> {
+    /// Whether the lists' contents are held: `None` when no period runs, else
+    /// `Some(key)`, the key the lists' locked copies are kept under (new at the
+    /// start and at each confirmed `pending` unlock, so those start the copies
+    /// afresh; `None` adopts the copies on disk, see `Commitment::lists_key`).
+    pub fn list_hold(&self) -> Option<Option<String>> {
         let inner = self.lock();
         let c = inner.state.commitment.as_ref()?;
-        Some(format!("{} {}", c.started_unix, c.lists_opened))
+        Some(c.lists_key.clone())
     }
 
     /// The list rules the rebuild kept blocking though their lists dropped them:
@@ -443,7 +444,7 @@ impl Period {
             locked: current.clone(),
             unlock: None,
             last_request: None,
-            lists_opened: 0,
+            lists_key: Some(lists_key()),
         });
         inner.state.ended = None;
         inner.state.checkpoint = Some(now);
@@ -662,7 +663,7 @@ impl Period {
                 c.locked = ncd_config::ratchet::rebase(&file_then, &lock_then, &c.locked);
                 // Every list rule held now opens too (the next rebuild starts
                 // the locked copies afresh from the lists as they are).
-                c.lists_opened = c.lists_opened.saturating_add(1);
+                c.lists_key = Some(lists_key());
             }
             (UnlockScope::Pending, None) => {
                 return Err(Refusal::Internal(
@@ -763,6 +764,11 @@ fn assumed_lock(strictest: &Config, salvage: &[State]) -> (Config, u64) {
         length = length.max(c.remaining_secs());
     }
     (locked, length)
+}
+
+/// A fresh name for the lists' locked copies.
+fn lists_key() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 fn scope_words(scope: UnlockScope) -> &'static str {

@@ -52,7 +52,7 @@ fn main() {
         );
         policy = Some(p);
     };
-    let key = Hold::Period { key: "1 0" };
+    let key = Hold::Period { key: Some("1") };
     run("no period", Hold::None);
     run("period, first build (copy written)", key);
     run("period, steady", key);

@@ -492,7 +492,7 @@ mod tests {
             std::path::Path::new("t.toml"),
         )
         .unwrap();
-        let hold = Hold::Period { key: "1 0" };
+        let hold = Hold::Period { key: Some("1") };
         std::fs::write(&list, "||ads.example^\n=exact.example\nkept.example\n").unwrap();
         let p = Policy::build_keeping_copies(&config, &state, hold);
         assert!(blocked_by(&p, "x.ads.example").is_some());
@@ -513,7 +513,7 @@ mod tests {
 
         // Without a period (or under another key) the file is what counts.
         std::fs::write(&list, "@@||ads.example^\n").unwrap();
-        let p = Policy::build_keeping_copies(&config, &state, Hold::Period { key: "1 1" });
+        let p = Policy::build_keeping_copies(&config, &state, Hold::Period { key: Some("2") });
         assert_eq!(p.verdict(b"x.ads.example"), Verdict::Pass);
         let p = Policy::build_keeping_copies(&config, &state, Hold::None);
         assert_eq!(p.verdict(b"new.example"), Verdict::Pass);

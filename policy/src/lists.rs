@@ -307,9 +307,11 @@ fn modified(path: &Path) -> String {
 pub enum Hold<'a> {
     /// No period runs: a list is what its file says.
     None,
-    /// A period runs. `key` names the period and how many times its held rules
-    /// were opened: locked copies kept under another key are dropped first.
-    Period { key: &'a str },
+    /// A period runs. `key` names the locked copies it holds (new at its start
+    /// and at each confirmed `pending` unlock): copies kept under another key are
+    /// dropped first. `None` adopts the copies on disk, whatever their key (a
+    /// period assumed after damage: damage never opens anything).
+    Period { key: Option<&'a str> },
 }
 
 /// Makes the locked copies' folder match `hold`: removed when no period runs,
@@ -325,6 +327,9 @@ pub fn prepare_hold(state_dir: &StateDir, hold: Hold<'_>) -> bool {
             tracing::warn!(dir = %dir.display(), %error, "cannot remove the lists' locked copies");
         }
         return false;
+    };
+    let Some(key) = key else {
+        return true;
     };
     if std::fs::read_to_string(&key_file).ok().as_deref() == Some(key) {
         return true;
