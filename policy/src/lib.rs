@@ -154,7 +154,14 @@ impl Policy {
                 policy.sources[source as usize].error = Some(error);
             }
             policy.sources[source as usize].from_copy = loaded.from_copy;
-            let mut current = holding.then(Vec::new);
+            // A list and locked copy as they were at a hold that held nothing: the
+            // same again (the common reload), with no comparison.
+            let quiet = holding
+                && loaded
+                    .text
+                    .as_deref()
+                    .is_some_and(|text| lists::hold_is_quiet(&state_dir.locked_list(&list.to_string()), text));
+            let mut current = (holding && !quiet).then(Vec::new);
             if let Some(text) = &loaded.text {
                 policy.load_list(source, text, current.as_mut());
             }
@@ -219,6 +226,7 @@ impl Policy {
             Err(why) => {
                 // Never overwritten while it cannot be read: it may hold more.
                 tracing::warn!("{}; the list's held rules cannot be read", why.words(&path));
+                lists::note_hold(&path, None);
                 return;
             }
         };
@@ -239,7 +247,9 @@ impl Policy {
         locked.sort_unstable();
         locked.dedup();
         let grew = current.iter().any(|h| locked.binary_search(h).is_err());
+        let quiet = held_source.is_none();
         let Some(text) = text.filter(|_| grew) else {
+            lists::note_hold(&path, text.filter(|_| quiet).map(|t| (t, locked_text.as_str())));
             return;
         };
         drop(current);
@@ -253,7 +263,8 @@ impl Policy {
             },
             |_| {},
         );
-        lists::keep_locked(&path, &out);
+        let kept = lists::keep_locked(&path, &out);
+        lists::note_hold(&path, (quiet && kept).then_some((text, out.as_str())));
     }
 
     fn load_list(&mut self, source: SourceId, text: &str, mut current: Option<&mut Vec<u64>>) {
@@ -496,6 +507,10 @@ mod tests {
         std::fs::write(&list, "||ads.example^\n=exact.example\nkept.example\n").unwrap();
         let p = Policy::build_keeping_copies(&config, &state, hold);
         assert!(blocked_by(&p, "x.ads.example").is_some());
+        assert_eq!(p.held().count(), 0);
+        // The same again (the quiet path, no comparison): the same rules.
+        let p = Policy::build_keeping_copies(&config, &state, hold);
+        assert!(blocked_by(&p, "exact.example").is_some());
         assert_eq!(p.held().count(), 0);
 
         // The rule is dropped and the file excepts its name: still blocked, as held.
