@@ -347,6 +347,7 @@ fn commitment() -> Commitment {
         locked: ncd_config::Config::default(),
         unlock: None,
         last_request: None,
+        lists_key: None,
     }
 }
 

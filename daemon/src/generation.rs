@@ -17,6 +17,7 @@ use ncd_config::control::EventKind;
 use ncd_config::{Config, ConfigError};
 use ncd_period::Period;
 use ncd_policy::Policy;
+use ncd_policy::lists::Hold;
 use ncd_proxy::{CaEvent, ProxyRules};
 use ncd_state::StateDir;
 
@@ -215,7 +216,11 @@ async fn build(
         Some(generation) if generation.chain.upstreams.source == wanted => generation.chain.upstreams.clone(),
         _ => Arc::new(Upstreams::build(&wanted, config.dns.upstream_timeout.0).await),
     };
-    let policy = Arc::new(compile_policy(config.clone(), state_dir.clone()).await);
+    // Read here, after `Period::effective`, under the rebuild's one-at-a-time lock:
+    // a confirmed unlock changes the key before the rebuild that follows it.
+    let hold = period.list_hold();
+    let policy = Arc::new(compile_policy(config.clone(), state_dir.clone(), hold).await);
+    period.set_held_lists(policy.held().map(|(list, n)| (list.to_string(), n)).collect());
     let previous = current.and_then(|g| g.proxy.as_deref());
     let (proxy, proxy_error) = match ProxyRules::build(&config, &state_dir.proxy_ca_dir(), previous) {
         Ok(Some((rules, events))) => {
@@ -280,14 +285,24 @@ fn ca_event_words(event: &CaEvent) -> String {
 /// a moment, so it stays off the DNS threads; and doing it always on the same
 /// thread lets the allocator reuse the memory of the policy it replaces, so
 /// repeated reloads do not grow the daemon.
-async fn compile_policy(config: Config, state_dir: StateDir) -> Policy {
-    type Job = (Config, StateDir, tokio::sync::oneshot::Sender<Policy>);
+/// `hold` is the period's key while one runs (see `Period::list_hold`).
+async fn compile_policy(config: Config, state_dir: StateDir, hold: Option<Option<String>>) -> Policy {
+    type Job = (
+        Config,
+        StateDir,
+        Option<Option<String>>,
+        tokio::sync::oneshot::Sender<Policy>,
+    );
     static COMPILER: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>> = std::sync::OnceLock::new();
     let sender = COMPILER.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new().name("ncd-policy".into()).spawn(move || {
-            for (config, state_dir, reply) in rx {
-                let _ = reply.send(Policy::build_keeping_copies(&config, &state_dir));
+            for (config, state_dir, hold, reply) in rx {
+                let _ = reply.send(Policy::build_keeping_copies(
+                    &config,
+                    &state_dir,
+                    to_hold(hold.as_ref()),
+                ));
             }
         });
         if let Err(error) = spawned {
@@ -298,11 +313,18 @@ async fn compile_policy(config: Config, state_dir: StateDir) -> Policy {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let sent = sender
         .lock()
-        .map(|s| s.send((config.clone(), state_dir.clone(), tx)).is_ok())
+        .map(|s| s.send((config.clone(), state_dir.clone(), hold.clone(), tx)).is_ok())
         .unwrap_or(false);
     match (sent, rx.await) {
         (true, Ok(policy)) => policy,
         // The thread is gone: compile here rather than serve without rules.
-        _ => tokio::task::block_in_place(|| Policy::build_keeping_copies(&config, &state_dir)),
+        _ => tokio::task::block_in_place(|| Policy::build_keeping_copies(&config, &state_dir, to_hold(hold.as_ref()))),
+    }
+}
+
+fn to_hold(hold: Option<&Option<String>>) -> Hold<'_> {
+    match hold {
+        Some(key) => Hold::Period { key: key.as_deref() },
+        None => Hold::None,
     }
 }

@@ -170,9 +170,15 @@ impl Handler for Requests {
             }
             Method::Start { length_secs, reason } => {
                 let length_secs = length_secs.unwrap_or(effective.period.length.as_secs());
-                period
-                    .start(uid, length_secs, reason, effective)
-                    .map(|()| Answer::Started(Started { length_secs }))
+                match period.start(uid, length_secs, reason, effective) {
+                    Ok(()) => {
+                        // Locks the lists' contents as they are now (their locked copies),
+                        // before the answer: an edit made after it is held.
+                        self.generations.rebuild("the period started").await;
+                        Ok(Answer::Started(Started { length_secs }))
+                    }
+                    Err(refusal) => Err(refusal),
+                }
             }
             Method::Extend { by_secs } => period.extend(by_secs).map(|()| {
                 Answer::Extended(Extended {

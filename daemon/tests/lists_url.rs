@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 use hickory_proto::op::ResponseCode;
 
 use support::client::{Answer, a};
+use support::control::Control;
 use support::eventually;
 use support::ncdd::{Ncdd, Setup};
 use support::upstream::FakeUpstream;
@@ -439,4 +440,37 @@ fn a_url_list_never_downloaded_does_not_stop_the_other_rules() {
     assert_blocked(&ncdd, "www.instagram.com", "after the failed download");
     assert_resolves(&ncdd, LISTED, LISTED_UPSTREAM_IP, "after the failed download");
     assert!(cached_lists(&ncdd.state_dir()).is_empty(), "nothing to cache");
+}
+
+/// (g) During a period, a download that drops names does not loosen: they stay
+/// blocked, shown as held in `ncd status`.
+#[test]
+fn during_a_period_a_download_that_drops_names_keeps_them_blocked() {
+    let (http, _upstream, mut ncdd) = start_with_downloaded_list("social-g.txt");
+    let control = Control::in_state_dir(&ncdd.state_dir());
+    control.ok(
+        "start",
+        Some(serde_json::json!({ "length_secs": 3600, "reason": "a download must not open anything" })),
+    );
+
+    // The next download drops a name (fetched again at the restart: the copy is old).
+    http.serve("social-g.txt", "0.0.0.0 www.facebook.com\n");
+    make_old(&cached_copy_of(&ncdd.state_dir(), LIST));
+    ncdd.restart();
+    wait_for_log_line(&ncdd, &["blocklist downloaded", &http.url("social-g.txt")]);
+    let held = eventually(FETCH_DEADLINE, || {
+        let status = control.status();
+        status
+            .pending
+            .iter()
+            .any(|p| p.starts_with("1 rule removed from ") && p.contains("social-g.txt"))
+            .then_some(status)
+    });
+    assert!(
+        held.is_some(),
+        "the dropped name shows as held: {:#?}",
+        control.status()
+    );
+    assert_blocked(&ncdd, LISTED, "a name the download dropped during a period");
+    assert_blocked(&ncdd, "www.facebook.com", "a name the download kept");
 }

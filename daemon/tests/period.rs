@@ -552,6 +552,115 @@ fn a_fifo_as_a_list_during_a_period_holds_up_nothing() {
     assert!(list_problem(&status, &fifo).is_some(), "{status:#?}");
 }
 
+/// The pending lines that hold rules removed from the list `name`.
+fn held_list_lines(status: &Status, name: &str) -> Vec<String> {
+    status
+        .pending
+        .iter()
+        .filter(|p| p.contains(" removed from ") && p.contains(name))
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn an_emptied_or_shortened_list_keeps_blocking_until_a_pending_unlock() {
+    let upstream = FakeUpstream::start();
+    let setup = Setup::new(&config(
+        &upstream,
+        &format!("[block]\nlists = [\"mine.txt\"]\n\n{FAST_UNLOCK}"),
+    ))
+    .file("mine.txt", "later.test\nkept.test\n");
+    let ncdd = setup.spawn();
+    let control = control(&ncdd);
+    ncdd.settle();
+    assert_blocked(&ncdd, "later.test");
+    start_period(&ncdd, "1h");
+
+    // Emptied: every name it had stays blocked, and status says so.
+    ncdd.write_file("mine.txt", "");
+    let status = wait_status(&control, "the emptied list's rules show as held", |s| {
+        !held_list_lines(s, "mine.txt").is_empty()
+    });
+    let held = held_list_lines(&status, "mine.txt");
+    assert_eq!(held.len(), 1, "{status:#?}");
+    assert!(
+        held[0].starts_with("2 rules removed from ")
+            && held[0].ends_with("mine.txt: held until the period ends or an unlock"),
+        "{held:?}"
+    );
+    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, "kept.test");
+    let screen = ncd_ok(&ncdd, &["status"]).stdout;
+    assert!(screen.contains("2 rules removed from"), "{screen}");
+
+    // Shortened (and grown): the new name bites at once, the dropped one is held.
+    ncdd.write_file("mine.txt", "kept.test\nlisted-late.test\n");
+    wait_blocked(&ncdd, "listed-late.test");
+    let status = wait_status(&control, "one rule is held", |s| {
+        held_list_lines(s, "mine.txt")
+            .iter()
+            .any(|l| l.starts_with("1 rule removed from "))
+    });
+    assert!(status.period.active, "{status:#?}");
+    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, "kept.test");
+
+    // A `pending` unlock applies the held rules; the period goes on.
+    request_unlock(&ncdd, "pending");
+    wait_status(&control, "the window opens", |s| {
+        s.unlock.state == UnlockState::Confirmable
+    });
+    let passage = control.type_passage();
+    let result = control.ok("unlock_confirm", Some(json!({ "typed": passage })));
+    assert_eq!(result["scope"], "pending");
+    wait_resolves(&ncdd, "later.test", LATER_TEST);
+    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, "listed-late.test");
+    let status = wait_status(&control, "nothing is held", |s| {
+        held_list_lines(s, "mine.txt").is_empty()
+    });
+    assert!(status.period.active, "{status:#?}");
+
+    // The lock holds again from here: the next removal is held like the first.
+    ncdd.write_file("mine.txt", "listed-late.test\n");
+    wait_status(&control, "the new removal is held", |s| {
+        held_list_lines(s, "mine.txt")
+            .iter()
+            .any(|l| l.starts_with("1 rule removed from "))
+    });
+    assert_blocked(&ncdd, "kept.test");
+}
+
+#[test]
+fn a_shortened_list_opens_when_the_period_ends() {
+    let upstream = FakeUpstream::start();
+    let setup =
+        Setup::new(&config(&upstream, "[block]\nlists = [\"mine.txt\"]\n")).file("mine.txt", "later.test\nkept.test\n");
+    let ncdd = setup.spawn();
+    let control = control(&ncdd);
+    ncdd.settle();
+    start_period(&ncdd, "6s");
+
+    ncdd.write_file("mine.txt", "kept.test\n");
+    let status = wait_status(&control, "the removal is held", |s| {
+        !held_list_lines(s, "mine.txt").is_empty()
+    });
+    assert!(
+        status.period.active,
+        "the edit must land while the period runs: {status:#?}"
+    );
+    assert_blocked(&ncdd, "later.test");
+    assert!(ncdd.state_dir().join("lists-locked").is_dir());
+
+    let ended = wait_status(&control, "the period ends", |s| !s.period.active);
+    assert!(journal(&ended).contains("the period ended (completed)"), "{ended:#?}");
+    wait_resolves(&ncdd, "later.test", LATER_TEST);
+    assert_blocked(&ncdd, "kept.test");
+    let status = control.status();
+    assert!(status.pending.is_empty(), "{status:#?}");
+    assert!(!ncdd.state_dir().join("lists-locked").exists());
+}
+
 // ----- 3. The unlock ----------------------------------------------------------------
 
 #[test]

@@ -32,6 +32,12 @@ pub struct Commitment {
     pub unlock: Option<UnlockRequest>,
     /// The served time and delay of the last request, for escalation.
     pub last_request: Option<(u64, u64)>,
+    /// Names the lists' locked copies (see [`super::Period::list_hold`]): new at
+    /// the start and at each confirmed `pending` unlock, which drops the copies
+    /// kept under the old one. `None` (a period assumed after damage, or saved by
+    /// an older ncdd) adopts whatever copies are on disk: damage never opens them.
+    #[serde(default)]
+    pub lists_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -74,6 +74,8 @@ struct Inner {
     state: State,
     damage: Vec<String>,
     pending: Vec<String>,
+    /// The list rules held by the period, in words (from the last rebuild).
+    held_lists: Vec<String>,
     last_saved_served: u64,
     /// Why the last write failed, until one succeeds again.
     write_error: Option<String>,
@@ -188,6 +190,7 @@ impl Period {
                         locked,
                         unlock: None,
                         last_request: None,
+                        lists_key: None,
                     }),
                     checkpoint: Some(now.clone()),
                     ..State::default()
@@ -206,6 +209,7 @@ impl Period {
                 state,
                 damage,
                 pending: Vec::new(),
+                held_lists: Vec::new(),
                 last_saved_served,
                 write_error: None,
                 typing: None,
@@ -264,6 +268,7 @@ impl Period {
         if inner.state.commitment.as_ref().is_some_and(Commitment::is_complete) {
             end(&mut inner.state, now.wall_unix, EndedHow::Completed);
             inner.pending.clear();
+            inner.held_lists.clear();
             outcome.ended = true;
             must_save = true;
         }
@@ -352,6 +357,7 @@ impl Period {
         let mut inner = self.lock();
         let Some(c) = inner.state.commitment.as_mut() else {
             inner.pending.clear();
+            inner.held_lists.clear();
             return file.clone();
         };
         let r = ratchet(&c.locked, file);
@@ -368,6 +374,35 @@ impl Period {
             self.save(&mut inner);
         }
         r.effective
+    }
+
+    /// Whether the lists' contents are held: `None` when no period runs, else
+    /// `Some(key)`, the key the lists' locked copies are kept under (new at the
+    /// start and at each confirmed `pending` unlock, so those start the copies
+    /// afresh; `None` adopts the copies on disk, see `Commitment::lists_key`).
+    pub fn list_hold(&self) -> Option<Option<String>> {
+        let inner = self.lock();
+        let c = inner.state.commitment.as_ref()?;
+        Some(c.lists_key.clone())
+    }
+
+    /// The list rules the rebuild kept blocking though their lists dropped them:
+    /// `(list, rules)`. Shown in `pending`, and opened by a `pending` unlock.
+    pub fn set_held_lists(&self, held: Vec<(String, usize)>) {
+        let mut inner = self.lock();
+        if inner.state.commitment.is_none() {
+            inner.held_lists.clear();
+            return;
+        }
+        inner.held_lists = held
+            .into_iter()
+            .map(|(list, n)| {
+                format!(
+                    "{n} rule{} removed from {list}: held until the period ends or an unlock",
+                    if n == 1 { "" } else { "s" }
+                )
+            })
+            .collect();
     }
 
     /// Adds an event from outside the period (e.g. resolver drift) to the journal.
@@ -409,6 +444,7 @@ impl Period {
             locked: current.clone(),
             unlock: None,
             last_request: None,
+            lists_key: Some(lists_key()),
         });
         inner.state.ended = None;
         inner.state.checkpoint = Some(now);
@@ -441,7 +477,7 @@ impl Period {
             return Err(Refusal::Conflict("Say why now, in a sentence or more.".into()));
         }
         let mut inner = self.lock();
-        if scope == UnlockScope::Pending && inner.pending.is_empty() {
+        if scope == UnlockScope::Pending && inner.pending.is_empty() && inner.held_lists.is_empty() {
             return Err(Refusal::Conflict("There are no held changes to apply.".into()));
         }
         let before = inner.state.clone();
@@ -625,6 +661,9 @@ impl Period {
             (UnlockScope::Pending, Some(target)) => {
                 let (file_then, lock_then) = *target;
                 c.locked = ncd_config::ratchet::rebase(&file_then, &lock_then, &c.locked);
+                // Every list rule held now opens too (the next rebuild starts
+                // the locked copies afresh from the lists as they are).
+                c.lists_key = Some(lists_key());
             }
             (UnlockScope::Pending, None) => {
                 return Err(Refusal::Internal(
@@ -683,7 +722,7 @@ impl Period {
         Report {
             period,
             unlock,
-            pending: inner.pending.clone(),
+            pending: inner.pending.iter().chain(&inner.held_lists).cloned().collect(),
             journal: inner.state.tamper.clone(),
             damage: inner.damage.clone(),
         }
@@ -725,6 +764,11 @@ fn assumed_lock(strictest: &Config, salvage: &[State]) -> (Config, u64) {
         length = length.max(c.remaining_secs());
     }
     (locked, length)
+}
+
+/// A fresh name for the lists' locked copies.
+fn lists_key() -> String {
+    format!("{:016x}", rand::random::<u64>())
 }
 
 fn scope_words(scope: UnlockScope) -> &'static str {

@@ -341,6 +341,45 @@ fn unreadable_state_fails_closed() {
     // And it holds the strictest config known.
     let effective = period.effective(&Config::default());
     assert_eq!(effective.block.services.len(), 1);
+    // And the lists' locked copies on disk, whatever they were kept under.
+    assert_eq!(period.list_hold(), Some(None));
+}
+
+#[test]
+fn held_list_rules_show_as_pending_and_a_pending_unlock_renews_the_lists_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = FakeClock::new();
+    let period = open(dir.path(), &clock);
+    assert_eq!(period.list_hold(), None, "no period, nothing held");
+    period
+        .start(1000, 60 * DAY, "reason".into(), &Config::default())
+        .unwrap();
+    let key = period.list_hold().unwrap().expect("a new period has a key");
+    period.set_held_lists(vec![("/etc/ncd/mine.txt".into(), 3)]);
+    assert_eq!(
+        period.status().2,
+        ["3 rules removed from /etc/ncd/mine.txt: held until the period ends or an unlock"]
+    );
+    // Held list rules are enough to ask for the pending unlock.
+    let file = Config::default();
+    period
+        .request_unlock(
+            UnlockScope::Pending,
+            "I need facebook for my new job".into(),
+            &file,
+            60,
+            7200,
+        )
+        .unwrap();
+    live(&period, &clock, 60);
+    let passage = type_passage(&period, &clock, 20);
+    assert_eq!(period.confirm(&passage).unwrap(), UnlockScope::Pending);
+    let renewed = period.list_hold().unwrap().unwrap();
+    assert_ne!(renewed, key, "a confirmed pending unlock drops the copies");
+    // It survives a restart.
+    drop(period);
+    let period = open(dir.path(), &clock);
+    assert_eq!(period.list_hold(), Some(Some(renewed)));
 }
 
 #[test]

@@ -28,7 +28,7 @@ use ncd_config::lists::parse_list;
 use ncd_config::{Config, ProfileSite, RuleScope};
 use ncd_state::StateDir;
 
-use lists::Copies;
+use lists::{Copies, Hold};
 
 pub use explain::explain;
 pub use matcher::{Match, RuleAction, SourceId, SuffixSet};
@@ -82,17 +82,20 @@ impl Policy {
     /// lists come from the last good copy in `state_dir` (fetched in the background,
     /// never waited for). Keeps no copies: for offline checks.
     pub fn build(config: &Config, state_dir: &StateDir) -> Self {
-        Self::build_with(config, state_dir, Copies::ReadOnly)
+        Self::build_with(config, state_dir, Copies::ReadOnly, Hold::None)
     }
 
     /// [`Policy::build`], also keeping a last good copy of each local list that
     /// read well in `state_dir` (what ncdd does).
-    pub fn build_keeping_copies(config: &Config, state_dir: &StateDir) -> Self {
-        Self::build_with(config, state_dir, Copies::Keep)
+    /// While a period runs (`hold`), each list also blocks with every rule of its
+    /// locked copy, and the copy gains the list's new rules (see [`Policy::held`]).
+    pub fn build_keeping_copies(config: &Config, state_dir: &StateDir, hold: Hold<'_>) -> Self {
+        Self::build_with(config, state_dir, Copies::Keep, hold)
     }
 
-    fn build_with(config: &Config, state_dir: &StateDir, copies: Copies) -> Self {
+    fn build_with(config: &Config, state_dir: &StateDir, copies: Copies, hold: Hold<'_>) -> Self {
         let mut policy = Policy::default();
+        let holding = copies == Copies::Keep && lists::prepare_hold(state_dir, hold);
 
         if config.guard.encrypted_dns {
             let source = policy.add_source(Source::Guard(GuardKind::EncryptedDns));
@@ -151,8 +154,19 @@ impl Policy {
                 policy.sources[source as usize].error = Some(error);
             }
             policy.sources[source as usize].from_copy = loaded.from_copy;
-            if let Some(text) = loaded.text {
-                policy.load_list(source, &text);
+            // A list and locked copy as they were at a hold that held nothing: the
+            // same again (the common reload), with no comparison.
+            let quiet = holding
+                && loaded
+                    .text
+                    .as_deref()
+                    .is_some_and(|text| lists::hold_is_quiet(&state_dir.locked_list(&list.to_string()), text));
+            let mut current = (holding && !quiet).then(Vec::new);
+            if let Some(text) = &loaded.text {
+                policy.load_list(source, text, current.as_mut());
+            }
+            if let Some(current) = current {
+                policy.hold_list(list, state_dir, current, loaded.text.as_deref());
             }
         }
         // Last, so any block on the same name is already there (a block wins).
@@ -186,7 +200,74 @@ impl Policy {
         SourceId::try_from(self.sources.len() - 1).unwrap_or(SourceId::MAX)
     }
 
-    fn load_list(&mut self, source: SourceId, text: &str) {
+    /// The hash a rule is compared by against a locked copy (random per process:
+    /// no name can be made to collide with a held one).
+    fn rule_hash(scope: RuleScope, name: &str) -> u64 {
+        use std::hash::BuildHasher;
+        static STATE: std::sync::OnceLock<foldhash::quality::RandomState> = std::sync::OnceLock::new();
+        STATE.get_or_init(Default::default).hash_one((scope, name))
+    }
+
+    /// Blocks with the rules of `list`'s locked copy that its text no longer has
+    /// (`current`: the hashes of the text's block rules), under a
+    /// [`Source::HeldList`] of its own; then keeps the copy as locked ∪ current,
+    /// written only when the text has rules the copy lacks.
+    fn hold_list(
+        &mut self,
+        list: &ncd_config::ListSource,
+        state_dir: &StateDir,
+        mut current: Vec<u64>,
+        text: Option<&str>,
+    ) {
+        let path = state_dir.locked_list(&list.to_string());
+        let locked_text = match lists::read_file(&path) {
+            Ok(text) => text,
+            Err(lists::Skipped::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(why) => {
+                // Never overwritten while it cannot be read: it may hold more.
+                tracing::warn!("{}; the list's held rules cannot be read", why.words(&path));
+                lists::note_hold(&path, None);
+                return;
+            }
+        };
+        current.sort_unstable();
+        current.dedup();
+        let mut locked = Vec::new();
+        let mut held_source = None;
+        for (scope, name) in locked_text.lines().filter_map(lists::parse_locked_line) {
+            let hash = Self::rule_hash(scope, name);
+            locked.push(hash);
+            if current.binary_search(&hash).is_ok() {
+                continue;
+            }
+            let source = *held_source.get_or_insert_with(|| self.add_source(Source::HeldList(list.clone())));
+            self.block.insert(name, scope, RuleAction::Block, source);
+            self.sources[source as usize].rules += 1;
+        }
+        locked.sort_unstable();
+        locked.dedup();
+        let grew = current.iter().any(|h| locked.binary_search(h).is_err());
+        let quiet = held_source.is_none();
+        let Some(text) = text.filter(|_| grew) else {
+            lists::note_hold(&path, text.filter(|_| quiet).map(|t| (t, locked_text.as_str())));
+            return;
+        };
+        drop(current);
+        let mut out = locked_text;
+        parse_list(
+            text,
+            |rule| {
+                if !rule.allow && locked.binary_search(&Self::rule_hash(rule.scope, rule.name)).is_err() {
+                    lists::push_locked_line(&mut out, rule.scope, rule.name);
+                }
+            },
+            |_| {},
+        );
+        let kept = lists::keep_locked(&path, &out);
+        lists::note_hold(&path, (quiet && kept).then_some((text, out.as_str())));
+    }
+
+    fn load_list(&mut self, source: SourceId, text: &str, mut current: Option<&mut Vec<u64>>) {
         let Self {
             block,
             list_allow,
@@ -204,6 +285,11 @@ impl Policy {
         let stats = parse_list(
             text,
             |rule| {
+                if !rule.allow
+                    && let Some(current) = current.as_deref_mut()
+                {
+                    current.push(Self::rule_hash(rule.scope, rule.name));
+                }
                 let set = if rule.allow { &mut *list_allow } else { &mut *block };
                 set.insert(rule.name, rule.scope, RuleAction::Block, source);
             },
@@ -251,6 +337,15 @@ impl Policy {
             Some(unexcepted) => Verdict::Blocked(unexcepted),
             None => unblocked(rule, exception),
         }
+    }
+
+    /// The rules each list no longer has but the running period still holds
+    /// (none when no period runs).
+    pub fn held(&self) -> impl Iterator<Item = (&ncd_config::ListSource, usize)> {
+        self.sources.iter().filter_map(|s| match &s.source {
+            Source::HeldList(list) if s.rules > 0 => Some((list, s.rules)),
+            _ => None,
+        })
     }
 
     /// Where a rule came from.
@@ -396,5 +491,47 @@ mod tests {
             .find(|s| matches!(s.source, Source::List(_)))
             .unwrap();
         assert!(list.error.is_some());
+    }
+
+    #[test]
+    fn a_lists_exception_never_excepts_a_locked_rule_the_file_no_longer_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        let list = dir.path().join("l.adblock");
+        let config = Config::parse(
+            &format!("[block]\nlists=[\"{}\"]\n", list.display()),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let hold = Hold::Period { key: Some("1") };
+        std::fs::write(&list, "||ads.example^\n=exact.example\nkept.example\n").unwrap();
+        let p = Policy::build_keeping_copies(&config, &state, hold);
+        assert!(blocked_by(&p, "x.ads.example").is_some());
+        assert_eq!(p.held().count(), 0);
+        // The same again (the quiet path, no comparison): the same rules.
+        let p = Policy::build_keeping_copies(&config, &state, hold);
+        assert!(blocked_by(&p, "exact.example").is_some());
+        assert_eq!(p.held().count(), 0);
+
+        // The rule is dropped and the file excepts its name: still blocked, as held.
+        std::fs::write(&list, "kept.example\n@@||ads.example^\nnew.example\n").unwrap();
+        let p = Policy::build_keeping_copies(&config, &state, hold);
+        let by = blocked_by(&p, "x.ads.example").expect("a held rule stays blocked");
+        assert!(by.contains("held until the period ends"), "{by}");
+        assert!(blocked_by(&p, "new.example").is_some(), "a new rule bites at once");
+        let held: Vec<_> = p.held().map(|(_, n)| n).collect();
+        assert_eq!(held, [2], "ads.example and =exact.example");
+        // The list's own current rule is still excepted by its own exception.
+        std::fs::write(&list, "ads.example\n@@||ads.example^\n").unwrap();
+        let p = Policy::build_keeping_copies(&config, &state, hold);
+        assert!(matches!(p.verdict(b"ads.example"), Verdict::Allowed { .. }));
+
+        // Without a period (or under another key) the file is what counts.
+        std::fs::write(&list, "@@||ads.example^\n").unwrap();
+        let p = Policy::build_keeping_copies(&config, &state, Hold::Period { key: Some("2") });
+        assert_eq!(p.verdict(b"x.ads.example"), Verdict::Pass);
+        let p = Policy::build_keeping_copies(&config, &state, Hold::None);
+        assert_eq!(p.verdict(b"new.example"), Verdict::Pass);
+        assert!(!state.locked_lists_dir().exists());
     }
 }

@@ -301,6 +301,126 @@ fn modified(path: &Path) -> String {
         )
 }
 
+/// Whether the lists' contents are held by a running period (ncdd says so from its
+/// `Period`; the offline checks never hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold<'a> {
+    /// No period runs: a list is what its file says.
+    None,
+    /// A period runs. `key` names the locked copies it holds (new at its start
+    /// and at each confirmed `pending` unlock): copies kept under another key are
+    /// dropped first. `None` adopts the copies on disk, whatever their key (a
+    /// period assumed after damage: damage never opens anything).
+    Period { key: Option<&'a str> },
+}
+
+/// Makes the locked copies' folder match `hold`: removed when no period runs,
+/// emptied when it belongs to another period (or to before a `pending` unlock).
+/// Returns whether the locked copies are to be read and kept.
+pub fn prepare_hold(state_dir: &StateDir, hold: Hold<'_>) -> bool {
+    let dir = state_dir.locked_lists_dir();
+    let key_file = state_dir.locked_lists_key();
+    let Hold::Period { key } = hold else {
+        if dir.exists()
+            && let Err(error) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(dir = %dir.display(), %error, "cannot remove the lists' locked copies");
+        }
+        return false;
+    };
+    let Some(key) = key else {
+        return true;
+    };
+    if std::fs::read_to_string(&key_file).ok().as_deref() == Some(key) {
+        return true;
+    }
+    if dir.exists()
+        && let Err(error) = std::fs::remove_dir_all(&dir)
+    {
+        tracing::warn!(dir = %dir.display(), %error, "cannot remove the lists' old locked copies");
+    }
+    if let Err(error) = ncd_state::write_atomically(&key_file, key.as_bytes(), Some(0o600)) {
+        tracing::warn!(dir = %dir.display(), %error, "cannot keep locked copies of the lists");
+    }
+    true
+}
+
+/// The lists whose last hold held nothing: by locked copy, the hashes of the list
+/// text and of the copy then (random per process: no text can be made to match).
+/// While both are the same, nothing is held and the copy needs nothing, so a
+/// reload of a big list skips the comparison.
+fn quiet_holds() -> &'static Mutex<HashMap<PathBuf, (u64, u64)>> {
+    static QUIET: OnceLock<Mutex<HashMap<PathBuf, (u64, u64)>>> = OnceLock::new();
+    QUIET.get_or_init(Default::default)
+}
+
+fn content_hash(bytes: &[u8]) -> u64 {
+    use std::hash::BuildHasher;
+    static STATE: OnceLock<foldhash::quality::RandomState> = OnceLock::new();
+    STATE.get_or_init(Default::default).hash_one(bytes)
+}
+
+/// True when the list's `text` and its locked copy at `copy` are what they were
+/// when the last hold of it held nothing.
+pub fn hold_is_quiet(copy: &Path, text: &str) -> bool {
+    let Some((text_hash, copy_hash)) = quiet_holds().lock().ok().and_then(|q| q.get(copy).copied()) else {
+        return false;
+    };
+    content_hash(text.as_bytes()) == text_hash
+        && read_file(copy).is_ok_and(|locked| content_hash(locked.as_bytes()) == copy_hash)
+}
+
+/// Notes how a hold of the list at `copy` ended: quiet (`Some((text, locked))`,
+/// nothing held) or not.
+pub fn note_hold(copy: &Path, quiet: Option<(&str, &str)>) {
+    let Ok(mut holds) = quiet_holds().lock() else {
+        return;
+    };
+    match quiet {
+        Some((text, locked)) => {
+            holds.insert(
+                copy.to_path_buf(),
+                (content_hash(text.as_bytes()), content_hash(locked.as_bytes())),
+            );
+        }
+        None => {
+            holds.remove(copy);
+        }
+    }
+}
+
+/// A rule in the plain form of a locked copy: `name`, or `=name` for an exact one.
+pub fn parse_locked_line(line: &str) -> Option<(ncd_config::RuleScope, &str)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    match line.strip_prefix('=') {
+        Some(name) => Some((ncd_config::RuleScope::Exact, name)),
+        None => Some((ncd_config::RuleScope::Subtree, line)),
+    }
+}
+
+/// Appends a rule in plain form (one line).
+pub fn push_locked_line(out: &mut String, scope: ncd_config::RuleScope, name: &str) {
+    if scope == ncd_config::RuleScope::Exact {
+        out.push('=');
+    }
+    out.push_str(name);
+    out.push('\n');
+}
+
+/// Writes a locked copy (atomically, 0600); false when it could not be written.
+pub fn keep_locked(copy: &Path, text: &str) -> bool {
+    match ncd_state::write_atomically(copy, text.as_bytes(), Some(0o600)) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(copy = %copy.display(), %error, "cannot keep the locked copy of a list");
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

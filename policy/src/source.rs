@@ -18,6 +18,11 @@ pub enum Source {
     Allow,
     /// One entry of `[block] lists`, a file or a URL.
     List(ListSource),
+    /// The rules a list held earlier in the running period and its file (or
+    /// download) no longer has: still blocking until the period ends or a
+    /// `pending` unlock applies them. Apart from [`Source::List`], so the list's
+    /// own exceptions never except them.
+    HeldList(ListSource),
     /// The hosts of a site a `[[profile]]` names: steered to the proxy, not blocked.
     Profile(ProfileSite),
 }
@@ -36,7 +41,7 @@ impl Source {
         match self {
             Source::Guard(_) | Source::Profile(_) => None,
             Source::Service(name) => Some(name),
-            Source::List(_) => Some("your lists"),
+            Source::List(_) | Source::HeldList(_) => Some("your lists"),
             Source::Domains | Source::Allow => Some("your domains"),
         }
     }
@@ -51,6 +56,10 @@ impl fmt::Display for Source {
             Source::Domains => f.write_str("config: [block] domains"),
             Source::Allow => f.write_str("config: [block] allow"),
             Source::List(list) => write!(f, "list: {list}"),
+            Source::HeldList(list) => write!(
+                f,
+                "list: {list} (removed from it during the period; held until the period ends or an unlock)"
+            ),
             Source::Profile(site) => write!(f, "profile rules: {site}"),
         }
     }

@@ -78,6 +78,26 @@ impl StateDir {
             crate::checksum(path.as_os_str().as_bytes())
         ))
     }
+
+    /// The folder of the lists' locked copies: every block rule each list held
+    /// during the running period (see `ncd_policy::lists`). Removed when the
+    /// period ends or a `pending` unlock applies the held rules.
+    pub fn locked_lists_dir(&self) -> PathBuf {
+        self.root.join("lists-locked")
+    }
+
+    /// Which period (and which opening of its held rules) the locked copies
+    /// belong to.
+    pub fn locked_lists_key(&self) -> PathBuf {
+        self.locked_lists_dir().join("period")
+    }
+
+    /// The locked copy of the list `source` (a path or a URL): its block rules in
+    /// plain form, `name` or `=name`, one a line.
+    pub fn locked_list(&self, source: &str) -> PathBuf {
+        self.locked_lists_dir()
+            .join(format!("{:016x}.txt", crate::checksum(source.as_bytes())))
+    }
 }
 
 /// The control socket `ncdd --dev` serves when none is given, and the one `ncd`
