@@ -310,7 +310,7 @@ impl Daemon {
                     if let Some(guard) = &stop_guard {
                         guard.set(active);
                     }
-                    let rules = generations.current().policy.block_rules();
+                    let rules = generations.current().policy().block_rules();
                     service_manager::status(&status_line(&period.report().period, rules));
                     last_active = Some(active);
                 }

@@ -31,8 +31,6 @@ pub struct Generation {
     /// The config in force: the file as written, or held by the ratchet while a
     /// period runs.
     pub config: Config,
-    /// The rules compiled from `config` (the chain answers with the same ones).
-    pub policy: Arc<Policy>,
     /// The DNS side: ACL, policy, caches, upstreams.
     pub chain: Chain,
     /// The proxy side: the profile rules and the CA covering their sites; `None`
@@ -40,6 +38,13 @@ pub struct Generation {
     pub proxy: Option<Arc<ProxyRules>>,
     /// Why there are profile rules but no proxy rules (the CA could not be made).
     pub proxy_error: Option<String>,
+}
+
+impl Generation {
+    /// The rules compiled from `config`: the ones the chain answers with.
+    pub fn policy(&self) -> &Policy {
+        &self.chain.policy
+    }
 }
 
 /// Where the config comes from.
@@ -178,8 +183,8 @@ impl Generations {
         .await;
         tracing::info!(
             why,
-            rules = generation.policy.block_rules(),
-            exceptions = generation.policy.allow_rules(),
+            rules = generation.policy().block_rules(),
+            exceptions = generation.policy().allow_rules(),
             "policy reloaded; cache flushed"
         );
         self.current.store(Arc::new(generation));
@@ -235,12 +240,11 @@ async fn build(
             (None, Some(format!("cannot make the proxy's CA: {error}")))
         }
     };
-    let chain = Chain::new(policy.clone(), upstreams, &config.dns)
+    let chain = Chain::new(policy, upstreams, &config.dns)
         .steer_to(proxy_addresses(&config))
         .with_ledger(ledger);
     Generation {
         config,
-        policy,
         chain,
         proxy,
         proxy_error,

@@ -115,7 +115,7 @@ impl Requests {
                     .lock()
                     .map(|l| l.iter().map(ToString::to_string).collect())
                     .unwrap_or_default(),
-                rules: generation.policy.block_rules(),
+                rules: generation.policy().block_rules(),
                 damage,
             },
             config: ConfigStatus {
@@ -123,7 +123,7 @@ impl Requests {
             },
             proxy: self.proxy.status(),
             redacted: false,
-            lists: generation.policy.list_problems(),
+            lists: generation.policy().list_problems(),
         }
     }
 }
@@ -166,7 +166,7 @@ impl Handler for Requests {
             }
             Method::Check { name } => {
                 let name = DomainName::parse(&name).map_err(|e| (ErrorCode::BadRequest, e))?;
-                return Ok(Answer::Explanation(ncd_policy::explain(&generation.policy, &name)));
+                return Ok(Answer::Explanation(ncd_policy::explain(generation.policy(), &name)));
             }
             Method::Start { length_secs, reason } => {
                 let length_secs = length_secs.unwrap_or(effective.period.length.as_secs());
@@ -233,7 +233,7 @@ fn explain_url(generation: &Generation, learned: &ncd_proxy::Learned, url: &str)
     let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     let host = uri.host().ok_or_else(|| format!("{url:?} names no host"))?;
     let name = DomainName::parse(host)?;
-    let dns = ncd_policy::explain(&generation.policy, &name);
+    let dns = ncd_policy::explain(generation.policy(), &name);
     let url = url.to_string();
     if !dns.steered {
         return Ok(Explanation { name: url, ..dns });

@@ -224,8 +224,15 @@ impl Policy {
             Ok(text) => text,
             Err(lists::Skipped::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(why) => {
-                // Never overwritten while it cannot be read: it may hold more.
-                tracing::warn!("{}; the list's held rules cannot be read", why.words(&path));
+                // Never overwritten while it cannot be read: it may hold more. Said
+                // in `ncd status` too (a held rule that stops blocking must show).
+                let words = format!(
+                    "{}; the rules removed from it during the period cannot be read",
+                    why.words(&path)
+                );
+                tracing::warn!("{words}");
+                let source = self.add_source(Source::HeldList(list.clone()));
+                self.sources[source as usize].error = Some(words);
                 lists::note_hold(&path, None);
                 return;
             }
@@ -369,7 +376,7 @@ impl Policy {
         self.sources
             .iter()
             .filter_map(|s| match (&s.source, &s.error) {
-                (Source::List(list), Some(why)) => Some(ListProblem {
+                (Source::List(list) | Source::HeldList(list), Some(why)) => Some(ListProblem {
                     list: list.to_string(),
                     why: why.clone(),
                 }),
@@ -533,5 +540,33 @@ mod tests {
         let p = Policy::build_keeping_copies(&config, &state, Hold::None);
         assert_eq!(p.verdict(b"new.example"), Verdict::Pass);
         assert!(!state.locked_lists_dir().exists());
+    }
+
+    #[test]
+    fn a_locked_copy_that_cannot_be_read_is_named_in_the_list_problems() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("state"));
+        let list = dir.path().join("l.txt");
+        std::fs::write(&list, "kept.example\n").unwrap();
+        let config = Config::parse(
+            &format!("[block]\nlists=[\"{}\"]\n", list.display()),
+            std::path::Path::new("t.toml"),
+        )
+        .unwrap();
+        let hold = Hold::Period { key: Some("1") };
+        let p = Policy::build_keeping_copies(&config, &state, hold);
+        assert!(p.list_problems().is_empty());
+        // Root replaces the locked copy with something that is not a file.
+        let copy = state.locked_list(&list.display().to_string());
+        std::fs::remove_file(&copy).unwrap();
+        std::fs::create_dir(&copy).unwrap();
+        let p = Policy::build_keeping_copies(&config, &state, hold);
+        let problems = p.list_problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].why.contains("cannot be read"), "{problems:?}");
+        assert!(
+            blocked_by(&p, "kept.example").is_some(),
+            "the file's own rules still block"
+        );
     }
 }

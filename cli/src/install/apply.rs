@@ -13,27 +13,9 @@ use super::run;
 
 /// Creates the missing directories down to `dir`, recording each one.
 fn ensure_dir(root: &Path, dir: &Path, manifest: &mut Manifest) -> anyhow::Result<()> {
-    let mut missing = Vec::new();
-    for d in dir.ancestors() {
-        if d.parent().is_none() || fsutil::under(root, d).is_dir() {
-            break;
-        }
-        missing.push(d.to_path_buf());
-    }
-    for d in missing.into_iter().rev() {
-        let disk = fsutil::under(root, &d);
-        std::fs::create_dir(&disk).with_context(|| format!("Could not create the directory {}", disk.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        // Root's own record is for root's eyes only.
-        let mode = if d.starts_with(parent(Path::new(manifest::MANIFEST))) {
-            0o700
-        } else {
-            0o755
-        };
-        std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(mode))
-            .with_context(|| format!("Could not set the mode of {}", disk.display()))?;
-        manifest.dirs_created.push(d);
-    }
+    // Root's own record is for root's eyes only.
+    let private = parent(Path::new(manifest::MANIFEST));
+    manifest.dirs_created.extend(fsutil::make_dirs(root, dir, private)?);
     Ok(())
 }
 

@@ -119,3 +119,26 @@ pub(crate) fn save_record<T: serde::Serialize>(path: &Path, what: &str, record: 
     bytes.push(b'\n');
     write_atomically(path, &bytes, 0o600).with_context(|| format!("Could not write the {what} {}", path.display()))
 }
+
+/// Creates the missing directories down to `dir` (a path on the target system)
+/// inside `root`, top first, and returns them so the caller records them for
+/// uninstall. Those under `private` (root's own records) get 0700, the rest 0755.
+pub(crate) fn make_dirs(root: &Path, dir: &Path, private: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    use anyhow::Context;
+    let mut missing = Vec::new();
+    for d in dir.ancestors() {
+        if d.parent().is_none() || under(root, d).is_dir() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+    }
+    missing.reverse();
+    for d in &missing {
+        let disk = under(root, d);
+        std::fs::create_dir(&disk).with_context(|| format!("Could not create the directory {}", disk.display()))?;
+        let mode = if d.starts_with(private) { 0o700 } else { 0o755 };
+        std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("Could not set the mode of {}", disk.display()))?;
+    }
+    Ok(missing)
+}
