@@ -4,7 +4,7 @@
 //! its health. Counts are facts, never judgments.
 
 use chrono::{Local, TimeZone};
-use ncd_config::control::{ListProblem, PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus};
+use ncd_config::control::{GuardStatus, ListProblem, PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus};
 
 use crate::human::{self, Style};
 
@@ -29,6 +29,7 @@ pub(crate) fn render(status: &Status, style: Style) -> String {
         blocked(&mut out, status, style);
     }
     tamper(&mut out, status, style);
+    guard(&mut out, status.guard.as_ref(), status.period.active, style);
     proxy(&mut out, &status.proxy, style);
     health(&mut out, status, style);
     out.text
@@ -280,6 +281,42 @@ fn tamper(out: &mut Screen, status: &Status, style: Style) {
     out.paragraph(&lines);
 }
 
+/// Repairs the guard shown, the most recent ones.
+const REPAIRS_SHOWN: usize = 5;
+
+/// What the root guard found around the boundary and what it put back. Said
+/// plainly: a way around the block stays visible here until it is undone.
+fn guard(out: &mut Screen, guard: Option<&GuardStatus>, period_active: bool, style: Style) {
+    let Some(guard) = guard else { return };
+    if !guard.problems.is_empty() {
+        let mut lines = vec![style.notice(if period_active {
+            "Around the boundary, the system is not as ncd set it:"
+        } else {
+            "Around ncd, the system is not as ncd set it:"
+        })];
+        lines.extend(guard.problems.iter().map(|p| format!("  - {}", p.trim())));
+        lines.push("Each of these can let a blocked name through until it is undone.".to_string());
+        out.paragraph(&lines);
+    }
+    if !guard.repairs.is_empty() {
+        let mut lines = vec!["Put back by the guard during this period (most recent last):".to_string()];
+        let hidden = guard.repairs.len().saturating_sub(REPAIRS_SHOWN);
+        if hidden > 0 {
+            lines.push(style.dim(&format!("  … {hidden} earlier")));
+        }
+        for repair in &guard.repairs[hidden..] {
+            let when = local_time(repair.unix).unwrap_or_else(|| format!("@{}", repair.unix));
+            lines.push(format!("  {}  {}", style.dim(&when), repair.what.trim()));
+        }
+        out.paragraph(&lines);
+    }
+    if period_active && !guard.stop_refusal {
+        out.paragraph(&[style.notice(
+            "`systemctl stop` is not refused for ncd right now: the guard could not put its drop-ins in place.",
+        )]);
+    }
+}
+
 /// The companion proxy: whose profiles it keeps closed, and whether it can.
 fn proxy(out: &mut Screen, proxy: &ProxyStatus, style: Style) {
     if proxy.sites.is_empty() {
@@ -412,8 +449,38 @@ mod tests {
             config: ConfigStatus::default(),
             proxy: Default::default(),
             lists: Vec::new(),
+            guard: None,
             redacted: false,
         }
+    }
+
+    #[test]
+    fn what_the_guard_found_and_put_back_is_shown() {
+        let mut status = active();
+        status.guard = Some(GuardStatus {
+            checked_unix: 1_700_000_000,
+            stop_refusal: true,
+            problems: vec!["/etc/hosts names instagram.com (a blocked name)".into()],
+            repairs: vec![ncd_config::control::GuardRepair {
+                unix: 1_700_000_000,
+                what: "/etc/resolv.conf had been changed; ncd put it back".into(),
+            }],
+        });
+        let text = render(&status, Style::plain());
+        for shown in [
+            "Around the boundary, the system is not as ncd set it:\n  - /etc/hosts names instagram.com",
+            "Put back by the guard during this period",
+            "/etc/resolv.conf had been changed; ncd put it back",
+        ] {
+            assert!(text.contains(shown), "missing {shown:?}:\n{text}");
+        }
+        assert!(!text.contains("not refused"), "{text}");
+        let redacted = render(&status.clone().redacted(), Style::plain());
+        assert!(!redacted.contains("instagram"), "{redacted}");
+        assert!(redacted.contains("a setting around the boundary was changed"), "{redacted}");
+        status.guard.as_mut().unwrap().stop_refusal = false;
+        assert!(render(&status, Style::plain()).contains("`systemctl stop` is not refused"));
+        assert!(!render(&active(), Style::plain()).contains("guard"));
     }
 
     #[test]

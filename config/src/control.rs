@@ -367,10 +367,40 @@ pub struct Status {
     /// blocking from their last good copy. (Absent from older daemons' answers.)
     #[serde(default)]
     pub lists: Vec<ListProblem>,
+    /// What the root guard (`ncd guard`) last found and put back, from its report
+    /// in the state dir. `None`: it has not run here. (Absent from older daemons' answers.)
+    #[serde(default)]
+    pub guard: Option<GuardStatus>,
     /// True when the caller is neither root nor the period's owner: the private
     /// words (see [`Status::redacted`]) were left out.
     #[serde(default)]
     pub redacted: bool,
+}
+
+/// The root guard's report (`StateDir::guard_report`): written by `ncd guard`,
+/// served by ncdd in [`Status`], shown by `ncd status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardStatus {
+    /// When the guard last ran (Unix seconds).
+    pub checked_unix: i64,
+    /// Whether the period's stop refusal was in force after that run.
+    #[serde(default)]
+    pub stop_refusal: bool,
+    /// What stands around the boundary now and was not (or could not be) put
+    /// back, in words: each is a way around the block until it is undone.
+    #[serde(default)]
+    pub problems: Vec<String>,
+    /// What the guard put back during this period, oldest first (the last few).
+    #[serde(default)]
+    pub repairs: Vec<GuardRepair>,
+}
+
+/// One thing the guard put back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardRepair {
+    pub unix: i64,
+    /// What had changed and what was done, in words.
+    pub what: String,
 }
 
 /// A list that could not be read as configured.
@@ -407,6 +437,15 @@ impl Status {
         for problem in &mut self.lists {
             problem.list = "a list".into();
             problem.why = "could not be read as configured".into();
+        }
+        // What was changed can name a site: only that something was.
+        if let Some(guard) = &mut self.guard {
+            for problem in &mut guard.problems {
+                *problem = "a setting around the boundary was changed".into();
+            }
+            for repair in &mut guard.repairs {
+                repair.what = "a changed setting was put back".into();
+            }
         }
         self.redacted = true;
         self

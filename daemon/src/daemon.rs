@@ -24,7 +24,7 @@ use anyhow::Context;
 use ncd_config::Config;
 use ncd_period::Period;
 use ncd_period::clock::SystemClock;
-use ncd_period::stop_guard::StopGuard;
+use ncd_period::stop_guard::DaemonGuard;
 use ncd_state::StateDir;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -288,11 +288,11 @@ impl Daemon {
     fn spawn_tick_loop(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
         let (period, ledger, generations) = (self.period.clone(), self.ledger.clone(), self.generations.clone());
         let proxy = self.proxy.clone();
+        let stop_guard = DaemonGuard::from_env(&StateDir::new(&self.options.state_dir));
         let tick_loop = async move {
             let mut interval = tokio::time::interval(TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut ticks: u64 = 0;
-            let stop_guard = StopGuard::from_env();
             let mut last_active = None;
             loop {
                 interval.tick().await;
@@ -307,9 +307,7 @@ impl Daemon {
                 }
                 let active = period.is_active();
                 if last_active != Some(active) || ticks.is_multiple_of(30) {
-                    if let Some(guard) = &stop_guard {
-                        guard.set(active);
-                    }
+                    stop_guard.set(active);
                     let rules = generations.current().policy().block_rules();
                     service_manager::status(&status_line(&period.report().period, rules));
                     last_active = Some(active);

@@ -16,8 +16,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use ncd_config::DomainName;
 use ncd_config::control::{
-    Answer, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation, Extended, Method, RuleRef,
-    Started, Status, UnlockScope,
+    Answer, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation, Extended, GuardStatus, Method,
+    RuleRef, Started, Status, UnlockScope,
 };
 use ncd_period::{Period, Refusal, Report};
 
@@ -91,6 +91,16 @@ impl Requests {
         if whole { status } else { status.redacted() }
     }
 
+    /// The root guard's last report, if it wrote one (a damaged one says so).
+    fn guard_report(&self) -> Option<GuardStatus> {
+        let path = self.generations.state_dir().guard_report();
+        let bytes = std::fs::read(&path).ok()?;
+        Some(serde_json::from_slice(&bytes).unwrap_or_else(|error| GuardStatus {
+            problems: vec![format!("the guard's report {} cannot be read ({error})", path.display())],
+            ..GuardStatus::default()
+        }))
+    }
+
     /// Everything `ncd status` shows.
     pub fn status(&self) -> Status {
         let Report {
@@ -122,6 +132,7 @@ impl Requests {
                 last_error: self.generations.last_error(),
             },
             proxy: self.proxy.status(),
+            guard: self.guard_report(),
             redacted: false,
             lists: generation.policy().list_problems(),
         }

@@ -4,6 +4,8 @@
 //! fires dozens of lookups in a second, and apps retry in the background. So
 //! lookups from one client for one service count once per [`BURST_WINDOW_SECS`]
 //! (the first lookup opens the window; lookups inside it are the same attempt).
+//! This machine is one device however it asks: 127.0.0.1, ::1 and any other
+//! loopback address (resolved asks both families) are one client.
 //! Encrypted-DNS guard hits are browser plumbing, not urges, and are not counted.
 //! No query names or client addresses are stored: only counts.
 
@@ -77,7 +79,7 @@ impl Ledger {
     /// attempt already counted.
     pub fn record(&self, client: IpAddr, service: &str) {
         let now = chrono::Utc::now().timestamp().max(0) as u64;
-        let key = self.hasher.hash_one((client, service));
+        let key = self.hasher.hash_one((device(client), service));
         let slot = &self.recent[(key as usize) % SLOTS];
         let tag = key >> 32;
         let seen = slot.load(Ordering::Relaxed);
@@ -157,6 +159,16 @@ impl Ledger {
     }
 }
 
+/// The device behind a client address: every loopback address (v4, v6 or
+/// v4-mapped) is this machine; anything else is itself.
+fn device(client: IpAddr) -> IpAddr {
+    if client.to_canonical().is_loopback() {
+        IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+    } else {
+        client.to_canonical()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +193,19 @@ mod tests {
             [("instagram".to_string(), 2), ("tiktok".to_string(), 1)]
         );
         assert_eq!(status.peak_hour, Some(Local::now().hour() as u8));
+    }
+
+    #[test]
+    fn this_machine_over_ipv4_and_ipv6_is_one_device() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&StateDir::new(dir.path()));
+        for client in ["127.0.0.1", "::1", "127.0.0.53", "::ffff:127.0.0.1"] {
+            ledger.record(client.parse().unwrap(), "instagram");
+        }
+        assert_eq!(ledger.status().today, 1);
+        // Another device still counts on its own.
+        ledger.record("192.168.1.20".parse().unwrap(), "instagram");
+        assert_eq!(ledger.status().today, 2);
     }
 
     #[test]

@@ -146,7 +146,7 @@ fn a_period_puts_the_stop_guard_in_place_and_its_end_removes_it() {
     let mut child = Killed(child);
     wait_ready(&mut child.0);
     let control = support::control::Control::new(dir.path().join("control.sock"));
-    let guard = root.join("run/systemd/system/ncd.service.d/50-period.conf");
+    let guard = root.join("etc/systemd/system/ncd.service.d/50-period.conf");
     assert!(!guard.exists(), "no guard without a period");
     control.ok(
         "start",

@@ -30,6 +30,19 @@ impl StateDir {
         self.root.join("period.ran-here")
     }
 
+    /// Present while a period runs; written by ncdd only when a period starts or
+    /// ends. `ncd-guard.path` watches it, so the root guard (`ncd guard`) puts the
+    /// stop refusal in place at once (see `ncd_period::stop_guard`).
+    pub fn period_marker(&self) -> PathBuf {
+        self.root.join("period.running")
+    }
+
+    /// What `ncd guard` (root) found and repaired, for `ncd status`: written by
+    /// the guard (mode 0644), read by ncdd.
+    pub fn guard_report(&self) -> PathBuf {
+        self.root.join("guard-report.json")
+    }
+
     /// The text of the last config that loaded: used when ncdd starts on a broken file.
     pub fn last_good_config(&self) -> PathBuf {
         self.root.join("config.last-good.toml")

@@ -9,7 +9,7 @@ use anyhow::Context;
 use super::fsutil::{self, Found};
 use super::manifest::{self, FileRecord, Manifest, Previous, SettingRecord};
 use super::plan::Step;
-use super::run;
+use super::{Runner, run_with};
 
 /// Creates the missing directories down to `dir`, recording each one.
 fn ensure_dir(root: &Path, dir: &Path, manifest: &mut Manifest) -> anyhow::Result<()> {
@@ -25,7 +25,7 @@ fn backup_path(path: &Path) -> PathBuf {
 
 /// Carries out `steps`, saving the manifest after each so a crash leaves a true record.
 /// Returns whether a command failed.
-pub(super) fn apply(root: &Path, steps: &[Step], manifest: &mut Manifest, live: bool) -> anyhow::Result<bool> {
+pub(super) fn apply(root: &Path, steps: &[Step], manifest: &mut Manifest, runner: &Runner) -> anyhow::Result<bool> {
     let mut failed = false;
     ensure_dir(root, parent(Path::new(manifest::MANIFEST)), manifest)?;
     manifest.save(root)?;
@@ -63,9 +63,9 @@ pub(super) fn apply(root: &Path, steps: &[Step], manifest: &mut Manifest, live: 
                     restore: restore.clone(),
                 });
                 manifest.save(root)?;
-                failed |= !run(apply, live, &mut manifest.commands)?;
+                failed |= !run_with(apply, runner, &mut manifest.commands)?;
             }
-            Step::Run { argv, .. } => failed |= !run(argv, live, &mut manifest.commands)?,
+            Step::Run { argv, .. } => failed |= !run_with(argv, runner, &mut manifest.commands)?,
         }
         manifest.save(root)?;
     }

@@ -37,6 +37,10 @@ pub(super) struct Manifest {
     pub uninstall_before: Vec<Vec<String>>,
     /// Commands uninstall runs after restoring files (reload, flush caches).
     pub uninstall_after: Vec<Vec<String>>,
+    /// Installed over the Debian package: its binaries and units are the
+    /// package's, so uninstall neither stops nor removes them.
+    #[serde(default)]
+    pub packaged: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,6 +100,7 @@ impl Manifest {
             commands: Vec::new(),
             uninstall_before: Vec::new(),
             uninstall_after: Vec::new(),
+            packaged: false,
         }
     }
 

@@ -64,6 +64,16 @@ pub(crate) struct InstallArgs {
     /// DHCP), instead of asking networksetup. For tests.
     #[arg(long, hide = true)]
     macos_services: Option<String>,
+    #[command(flatten)]
+    commands: CommandsArg,
+}
+
+/// Tests replace the system's commands (systemctl, resolvectl, …) with one program.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct CommandsArg {
+    /// Run every command as `PROGRAM COMMAND ARGS…`, even under --root. For tests.
+    #[arg(long, hide = true, value_name = "PROGRAM")]
+    run_with: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -74,9 +84,17 @@ pub(crate) struct UninstallArgs {
     /// Print what would be done, and change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Remove files ncd installed even if they were edited since.
+    /// Remove files ncd installed even if they were edited since, and carry on
+    /// when stopping the service fails.
     #[arg(long)]
     force: bool,
+    /// Only say whether ncd may be removed now (no period running, by the period's
+    /// state files), and change nothing: exit 0 if so, else 1 with the reason. The
+    /// Debian package's `prerm` asks this.
+    #[arg(long, conflicts_with_all = ["dry_run", "force"])]
+    check: bool,
+    #[command(flatten)]
+    commands: CommandsArg,
 }
 
 fn platform(arg: Option<PlatformArg>) -> Platform {
@@ -88,6 +106,17 @@ fn platform(arg: Option<PlatformArg>) -> Platform {
     }
 }
 
+/// How a plan's commands are carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Runner {
+    /// Listed, not run: the root is not the live system.
+    List,
+    /// Run as they are.
+    Live,
+    /// Each run as `PROGRAM ARGV…` (`--run-with`: tests' stand-in for the system's tools).
+    Via(PathBuf),
+}
+
 /// Commands run only on the live system, for the system this ncd was built for.
 fn live(root: &Path, platform: Platform) -> bool {
     let host = if cfg!(target_os = "macos") {
@@ -96,6 +125,57 @@ fn live(root: &Path, platform: Platform) -> bool {
         Platform::Linux
     };
     root == Path::new("/") && platform == host
+}
+
+impl Runner {
+    /// Commands run only on the live system (see [`live`]), unless `--run-with`
+    /// names a stand-in.
+    pub(crate) fn new(root: &Path, platform: Platform, commands: &CommandsArg) -> Runner {
+        match &commands.run_with {
+            Some(program) => Runner::Via(program.clone()),
+            None if live(root, platform) => Runner::Live,
+            None => Runner::List,
+        }
+    }
+
+    fn runs(&self) -> bool {
+        *self != Runner::List
+    }
+
+    /// The process for `argv`, or None when commands are only listed.
+    fn command(&self, argv: &[String]) -> Option<std::process::Command> {
+        match self {
+            Runner::List => None,
+            Runner::Live => {
+                let (program, args) = argv.split_first()?;
+                let mut command = std::process::Command::new(program);
+                command.args(args);
+                Some(command)
+            }
+            Runner::Via(program) => {
+                let mut command = std::process::Command::new(program);
+                command.args(argv);
+                Some(command)
+            }
+        }
+    }
+
+    /// Whether `argv` ran and succeeded (false when listed only), quietly.
+    fn succeeds(&self, argv: &[String]) -> bool {
+        self.command(argv).is_some_and(|mut command| {
+            command
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+    }
+
+    /// Runs `argv` and returns its output (None when listed only or it could not start).
+    pub(crate) fn output(&self, argv: &[&str]) -> Option<std::process::Output> {
+        let argv: Vec<String> = argv.iter().map(|w| (*w).to_string()).collect();
+        self.command(&argv)?.stderr(std::process::Stdio::null()).output().ok()
+    }
 }
 
 fn show(path: &Path) -> String {
@@ -167,9 +247,10 @@ pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
+    let runner = Runner::new(root, platform, &args.commands);
     let at = Where {
         root,
-        live: live(root, platform),
+        live: runner.runs(),
     };
     if root == Path::new("/") && !args.dry_run {
         need_root("install")?;
@@ -189,7 +270,7 @@ pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
     manifest.uninstall_before = full.uninstall_before.clone();
     manifest.uninstall_after = full.uninstall_after.clone();
     manifest.commands.clear();
-    let failed = apply::apply(root, &steps, &mut manifest, at.live)?;
+    let failed = apply::apply(root, &steps, &mut manifest, &runner)?;
     say!(
         "\nDone. What was changed is recorded in {}.",
         show(&Manifest::path(root))
@@ -303,7 +384,14 @@ fn print_plan<S: Describe>(heading: &str, steps: &[S], at: &Where) -> anyhow::Re
 
 /// Runs a command when `live` (else records it as not run). False when it failed.
 fn run(argv: &[String], live: bool, record: &mut Vec<CommandRecord>) -> anyhow::Result<bool> {
-    if !live {
+    let runner = if live { Runner::Live } else { Runner::List };
+    run_with(argv, &runner, record)
+}
+
+/// Runs a command (or records it as not run, when commands are only listed).
+/// False when it failed.
+fn run_with(argv: &[String], runner: &Runner, record: &mut Vec<CommandRecord>) -> anyhow::Result<bool> {
+    if !runner.runs() {
         record.push(CommandRecord {
             argv: argv.to_vec(),
             ran: false,
@@ -311,8 +399,8 @@ fn run(argv: &[String], live: bool, record: &mut Vec<CommandRecord>) -> anyhow::
         });
         return Ok(true);
     }
-    let status = match argv.split_first() {
-        Some((program, args)) => std::process::Command::new(program).args(args).status(),
+    let status = match runner.command(argv) {
+        Some(mut command) => command.status(),
         None => Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
             "an empty command",
@@ -353,6 +441,11 @@ fn need_root(verb: &str) -> anyhow::Result<()> {
 
 pub(crate) fn uninstall(args: &UninstallArgs, socket: Option<&Path>, state_dir: &Path) -> anyhow::Result<ExitCode> {
     let root = &args.root;
+    if args.check {
+        refuse_during_a_period(root, socket, state_dir)?;
+        say!("No period is running: ncd may be removed.");
+        return Ok(ExitCode::SUCCESS);
+    }
     let Some(mut manifest) = Manifest::load(root)? else {
         say!(
             "ncd is not installed here (there is no {}); nothing to do.",
@@ -364,9 +457,10 @@ pub(crate) fn uninstall(args: &UninstallArgs, socket: Option<&Path>, state_dir: 
     if root == Path::new("/") && !args.dry_run {
         need_root("uninstall")?;
     }
+    let runner = Runner::new(root, manifest.platform, &args.commands);
     let at = Where {
         root,
-        live: live(root, manifest.platform),
+        live: runner.runs(),
     };
     let steps = reverse::reverse(root, &manifest, args.force)?;
     let from = if root == Path::new("/") {
@@ -379,7 +473,7 @@ pub(crate) fn uninstall(args: &UninstallArgs, socket: Option<&Path>, state_dir: 
         say!("\nThis was a dry run: nothing was changed.");
         return Ok(ExitCode::SUCCESS);
     }
-    let failed = reverse::undo(root, &steps, &mut manifest, at.live)?;
+    let failed = reverse::undo(root, &steps, &mut manifest, &runner)?;
     say!("\nDone: ncd is uninstalled.");
     if !at.live {
         say!("The commands above were not run, because --root is not /.");
@@ -388,6 +482,9 @@ pub(crate) fn uninstall(args: &UninstallArgs, socket: Option<&Path>, state_dir: 
         if let reverse::Undo::Keep { path } = step {
             say!("Your {} was kept.", show(path));
         }
+    }
+    if manifest.packaged {
+        say!("The Debian package's ncd service keeps running; `sudo apt remove ncd` removes it.");
     }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -1,11 +1,13 @@
 //! Whether a period is running, as far as install, uninstall and `ncd guard` can
-//! tell: ncdd is asked first; if it cannot be asked, the period state files decide.
+//! tell: the period state files first (ncdd writes a period before it answers, so
+//! they know even while ncdd is stopped); when they say none runs, ncdd is asked
+//! too, if it answers. A period either of them knows of is running.
 //! The only place here that reads the period store.
 
 use std::path::{Path, PathBuf};
 
 use super::{fsutil, plan};
-use crate::client::{Client, ClientError};
+use crate::client::Client;
 
 /// What is known of the period.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,19 +21,20 @@ pub(super) enum PeriodRunning {
     },
 }
 
-/// Asks ncdd on `socket` (by default the config's, inside the root), else reads
-/// the period state under `root` + `state_dir`.
+/// Reads the period state under `root` + `state_dir`; when that says no period
+/// runs, asks ncdd on `socket` (by default the config's, inside the root) too.
 pub(super) fn period_running(root: &Path, socket: Option<&Path>, state_dir: &Path) -> PeriodRunning {
+    let stored = stored_period(&fsutil::under(root, state_dir));
+    if stored != PeriodRunning::No {
+        return stored;
+    }
     // An explicit --socket is taken as it is; else the config's, inside the root.
     let socket = socket.map_or_else(|| default_socket(root), Path::to_path_buf);
     match Client::new(socket).status() {
-        Ok(status) if status.period.active => return PeriodRunning::Yes,
-        Ok(_) => return PeriodRunning::No,
-        Err(ClientError::NotRunning { .. }) => {}
-        // Reached but unclear: the state files decide.
-        Err(_) => {}
+        Ok(status) if status.period.active => PeriodRunning::Yes,
+        // Not running, not reached, or unclear: the state files have decided.
+        Ok(_) | Err(_) => PeriodRunning::No,
     }
-    stored_period(&fsutil::under(root, state_dir))
 }
 
 /// ncdd's control socket as the config under `root` names it, inside the root.

@@ -108,7 +108,7 @@ pub(super) struct Request {
     pub macos_services: Option<Vec<(String, String)>>,
 }
 
-fn argv(words: &[&str]) -> Vec<String> {
+pub(super) fn argv(words: &[&str]) -> Vec<String> {
     words.iter().map(|w| (*w).to_string()).collect()
 }
 
