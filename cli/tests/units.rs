@@ -359,7 +359,7 @@ fn resolved_dropin_template_resets_then_routes_everything_to_ncd() {
             "[Resolve]",
             "DNS=",
             "DNS=127.0.0.1 ::1",
-            "Domains=",
+            // No `Domains=` reset: the person's own search domains stay.
             "Domains=~. @BLOCKED_DOMAINS@",
             "FallbackDNS=",
             "DNSSEC=no",

@@ -66,6 +66,12 @@ pub(super) fn apply(root: &Path, steps: &[Step], manifest: &mut Manifest, runner
                 failed |= !run_with(apply, runner, &mut manifest.commands)?;
             }
             Step::Run { argv, .. } => failed |= !run_with(argv, runner, &mut manifest.commands)?,
+            Step::Unshadow { path } => {
+                if let Some(record) = manifest.file(path).cloned() {
+                    super::reverse::put_back(root, &record)?;
+                    manifest.files.retain(|f| f.path != *path);
+                }
+            }
         }
         manifest.save(root)?;
     }

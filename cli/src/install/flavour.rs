@@ -98,8 +98,10 @@ impl Flavour {
 
     /// The files that send DNS to ncd, with `domains` (the blocked apexes) routed to
     /// it by name where the flavour can, and the commands that reload the resolver.
+    /// `original_resolv_conf` is the person's own `/etc/resolv.conf` (before ncd):
+    /// its `search`, `domain` and `options` lines are kept in ncd's.
     /// (macOS network services' DNS servers are settings, not files: see `plan`.)
-    pub(super) fn takeover(self, domains: &[String]) -> Takeover {
+    pub(super) fn takeover(self, domains: &[String], original_resolv_conf: Option<&str>) -> Takeover {
         let file = |path: &str, contents: &str, what: &str| ResolverFile {
             path: path.into(),
             contents: contents.as_bytes().to_vec(),
@@ -135,7 +137,7 @@ impl Flavour {
             Flavour::ResolvConf => Takeover {
                 files: vec![file(
                     "/etc/resolv.conf",
-                    RESOLV_CONF,
+                    &resolv_conf(original_resolv_conf.unwrap_or("")),
                     "the resolver file, pointing at ncd",
                 )],
                 reload: Vec::new(),
@@ -183,6 +185,35 @@ fn resolved_dropin(domains: &[String]) -> String {
     text
 }
 
+/// ncd's `/etc/resolv.conf`: ncd's servers, with the person's search domains
+/// and options kept (local names like `printer` still find `printer.lan`).
+fn resolv_conf(original: &str) -> String {
+    let kept: Vec<&str> = original
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            let word = l.split_whitespace().next().unwrap_or("");
+            matches!(word, "search" | "domain" | "options") && *l != "options edns0 trust-ad"
+        })
+        .collect();
+    if kept.is_empty() {
+        return RESOLV_CONF.to_string();
+    }
+    let mut text = String::new();
+    for line in RESOLV_CONF.lines() {
+        if line.starts_with("options") {
+            text.push_str("# Kept from the original:\n");
+            for kept in &kept {
+                text.push_str(kept);
+                text.push('\n');
+            }
+        }
+        text.push_str(line);
+        text.push('\n');
+    }
+    text
+}
+
 const NM_DROPIN: &str = "\
 # Installed by `ncd install`; `ncd uninstall` removes it.
 # Global DNS overrides every connection's own: all queries go to ncd.
@@ -192,7 +223,7 @@ const NM_DROPIN: &str = "\
 servers=127.0.0.1,::1
 ";
 
-const RESOLV_CONF: &str = "\
+pub(super) const RESOLV_CONF: &str = "\
 # Managed by ncd: every query goes to the ncd DNS filter on this machine.
 # The original is kept in /var/lib/ncd-root/install-backup/etc/resolv.conf;
 # `sudo ncd uninstall` puts it back.
@@ -225,9 +256,24 @@ mod tests {
 
     #[test]
     fn the_resolved_takeover_routes_each_domain() {
-        let takeover = Flavour::Resolved.takeover(&["a.example".into(), "b.example".into()]);
+        let takeover = Flavour::Resolved.takeover(&["a.example".into(), "b.example".into()], None);
         let text = String::from_utf8(takeover.files[0].contents.clone()).unwrap();
         assert!(text.contains(" ~a.example ~b.example"), "{text}");
         assert_eq!(takeover.reload.len(), 2);
+        // The person's own search domains (an earlier drop-in's Domains=) are not reset.
+        assert!(!text.lines().any(|l| l == "Domains="), "{text}");
+    }
+
+    #[test]
+    fn the_plain_file_keeps_search_domains_and_options() {
+        let original = "# from DHCP\nnameserver 10.0.0.1\nsearch lan corp.example\noptions rotate\n";
+        let takeover = Flavour::ResolvConf.takeover(&[], Some(original));
+        let text = String::from_utf8(takeover.files[0].contents.clone()).unwrap();
+        assert!(text.contains("nameserver 127.0.0.1\nnameserver ::1\n"), "{text}");
+        assert!(text.contains("\nsearch lan corp.example\noptions rotate\noptions edns0 trust-ad\n"), "{text}");
+        assert!(!text.contains("10.0.0.1"), "{text}");
+        // Taken over again from ncd's own file: nothing doubles.
+        let again = Flavour::ResolvConf.takeover(&[], Some(&text));
+        assert_eq!(again.files[0].contents, takeover.files[0].contents);
     }
 }

@@ -12,6 +12,7 @@
 //! listed.
 
 mod apply;
+mod effective;
 pub(crate) mod ca;
 mod flavour;
 mod fsutil;
@@ -108,7 +109,7 @@ fn platform(arg: Option<PlatformArg>) -> Platform {
 
 /// How a plan's commands are carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Runner {
+pub(super) enum Runner {
     /// Listed, not run: the root is not the live system.
     List,
     /// Run as they are.
@@ -130,7 +131,7 @@ fn live(root: &Path, platform: Platform) -> bool {
 impl Runner {
     /// Commands run only on the live system (see [`live`]), unless `--run-with`
     /// names a stand-in.
-    pub(crate) fn new(root: &Path, platform: Platform, commands: &CommandsArg) -> Runner {
+    pub(super) fn new(root: &Path, platform: Platform, commands: &CommandsArg) -> Runner {
         match &commands.run_with {
             Some(program) => Runner::Via(program.clone()),
             None if live(root, platform) => Runner::Live,
@@ -172,7 +173,7 @@ impl Runner {
     }
 
     /// Runs `argv` and returns its output (None when listed only or it could not start).
-    pub(crate) fn output(&self, argv: &[&str]) -> Option<std::process::Output> {
+    pub(super) fn output(&self, argv: &[&str]) -> Option<std::process::Output> {
         let argv: Vec<String> = argv.iter().map(|w| (*w).to_string()).collect();
         self.command(&argv)?.stderr(std::process::Stdio::null()).output().ok()
     }
@@ -241,7 +242,10 @@ pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
     };
     let full = plan::plan(&request)?;
     let old = Manifest::load(root)?;
-    let steps = todo(root, &full, old.as_ref(), args.force)?;
+    let mut steps = todo(root, &full, old.as_ref(), args.force)?;
+    if full.packaged {
+        steps.splice(0..0, unshadow(root, old.as_ref())?);
+    }
     if !steps.iter().any(|s| !matches!(s, Step::Run { .. })) {
         say!("Already installed; nothing to do.");
         return Ok(ExitCode::SUCCESS);
@@ -269,6 +273,7 @@ pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
     let mut manifest = old.unwrap_or_else(|| Manifest::new(platform, full.flavour));
     manifest.uninstall_before = full.uninstall_before.clone();
     manifest.uninstall_after = full.uninstall_after.clone();
+    manifest.packaged = full.packaged;
     manifest.commands.clear();
     let failed = apply::apply(root, &steps, &mut manifest, &runner)?;
     say!(
@@ -280,6 +285,45 @@ pub(crate) fn install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
     }
     say!("`ncd uninstall` puts everything back.");
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Over the package: the binaries and units an earlier `ncd install` wrote, still
+/// as written, removed (they would hide the package's, so its upgrades would never
+/// serve), then systemd re-reads the units and ncd restarts on the package's.
+fn unshadow(root: &Path, old: Option<&Manifest>) -> anyhow::Result<Vec<Step>> {
+    let Some(old) = old else { return Ok(Vec::new()) };
+    let units = plan::own_unit_paths();
+    let mut steps = Vec::new();
+    for record in &old.files {
+        let binary = record.path.file_name().is_some_and(|n| n == "ncd" || n == "ncdd")
+            && !record.path.starts_with("/usr/bin");
+        if !binary && !units.contains(&record.path) {
+            continue;
+        }
+        let disk = fsutil::under(root, &record.path);
+        let intact = match fsutil::look(&disk).with_context(|| format!("Could not look at {}", disk.display()))? {
+            Found::File { bytes, .. } => fsutil::hash(&bytes) == record.hash,
+            Found::Absent => true,
+            _ => false,
+        };
+        // An edited one is the person's: left, and named by uninstall later.
+        if intact {
+            steps.push(Step::Unshadow {
+                path: record.path.clone(),
+            });
+        }
+    }
+    if !steps.is_empty() {
+        steps.push(Step::Run {
+            argv: plan::argv(&["systemctl", "daemon-reload"]),
+            why: "let systemd read the package's units".into(),
+        });
+        steps.push(Step::Run {
+            argv: plan::argv(&["systemctl", "try-restart", "ncd.service"]),
+            why: "serve with the package's ncdd".into(),
+        });
+    }
+    Ok(steps)
 }
 
 /// Where to take the binaries from: `--from`, else beside this ncd.
@@ -326,7 +370,7 @@ fn todo(root: &Path, full: &plan::Plan, old: Option<&Manifest>, force: bool) -> 
                     false
                 }
             },
-            Step::Dir { .. } => true,
+            Step::Dir { .. } | Step::Unshadow { .. } => true,
             Step::Setting { what, .. } => !old.is_some_and(|m| m.settings.iter().any(|s| &s.what == what)),
             Step::Run { .. } => true,
         };

@@ -49,6 +49,10 @@ pub(super) enum Step {
     },
     /// Run a command (only when the root is the live system).
     Run { argv: Vec<String>, why: String },
+    /// Remove a file an earlier install wrote that the package now provides
+    /// (a unit in /etc/systemd/system would hide the package's), putting back
+    /// what it replaced.
+    Unshadow { path: PathBuf },
 }
 
 impl Describe for Step {
@@ -79,6 +83,10 @@ impl Describe for Step {
                 what, previous, new, ..
             } => format!("Set the {what} to {new} (now: {previous}; saved to put back)"),
             Step::Run { argv, why } => format!("Run `{}` to {why}{}", argv.join(" "), at.listed()),
+            Step::Unshadow { path } => format!(
+                "Remove {}, written by an earlier `ncd install`: the package's own copy serves now",
+                show(path)
+            ),
         })
     }
 }
@@ -87,6 +95,9 @@ impl Describe for Step {
 #[derive(Debug, Clone)]
 pub(super) struct Plan {
     pub flavour: Flavour,
+    /// The Debian package is installed: its binaries and units serve, and
+    /// install only takes the resolver over (and starts the package's units).
+    pub packaged: bool,
     pub steps: Vec<Step>,
     /// Commands uninstall runs before putting files back (stop the service).
     pub uninstall_before: Vec<Vec<String>>,
@@ -168,7 +179,36 @@ pub(super) fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
 /// writes, and what `ncd guard` expects to find.
 pub(super) fn takeover(root: &Path, flavour: Flavour) -> anyhow::Result<Takeover> {
     let (config, _) = effective_config(root)?;
-    Ok(flavour.takeover(&blocked_domains(&config)))
+    let original = original_resolv_conf(root);
+    Ok(flavour.takeover(&blocked_domains(&config), original.as_deref()))
+}
+
+/// The person's own `/etc/resolv.conf`: the copy install kept aside, else the
+/// file itself unless it is ncd's.
+fn original_resolv_conf(root: &Path) -> Option<String> {
+    let kept = Path::new(super::manifest::BACKUP_DIR).join("etc/resolv.conf");
+    if let Ok(text) = std::fs::read_to_string(fsutil::under(root, &kept)) {
+        return Some(text);
+    }
+    let text = std::fs::read_to_string(fsutil::under(root, Path::new("/etc/resolv.conf"))).ok()?;
+    (!text.starts_with("# Managed by ncd")).then_some(text)
+}
+
+/// The Debian package's files under `root`: its daemon in /usr/bin and its
+/// service unit in /usr/lib/systemd/system (or /lib/systemd/system).
+pub(super) fn package_installed(root: &Path) -> bool {
+    let has = |path: &str| fsutil::under(root, Path::new(path)).is_file();
+    has(units::PACKAGED_NCDD)
+        && (has("/usr/lib/systemd/system/ncd.service") || has("/lib/systemd/system/ncd.service"))
+}
+
+/// The units `ncd install` writes into /etc/systemd/system (which would hide the
+/// package's), as on the target system.
+pub(super) fn own_unit_paths() -> Vec<PathBuf> {
+    units::SYSTEMD_UNITS
+        .iter()
+        .map(|(name, _)| Path::new("/etc/systemd/system").join(name))
+        .collect()
 }
 
 /// The full plan, as if nothing were installed yet.
@@ -176,14 +216,30 @@ pub(super) fn plan(request: &Request) -> anyhow::Result<Plan> {
     let root = &request.root;
     let flavour = Flavour::detect(root, request.platform)?;
     let (config, config_exists) = effective_config(root)?;
-    let takeover = flavour.takeover(&blocked_domains(&config));
+    let original = original_resolv_conf(root);
+    let takeover = flavour.takeover(&blocked_domains(&config), original.as_deref());
     let bin = &request.bin_dir;
-    let mut steps = binaries(request)?;
+    let packaged = request.platform == Platform::Linux && package_installed(root);
+    let mut steps = if packaged { Vec::new() } else { binaries(request)? };
     if !config_exists {
         steps.extend(example_config());
     }
     let (mut uninstall_before, mut uninstall_after) = (Vec::new(), Vec::new());
     match request.platform {
+        // The package's units are the package's: started, never written or stopped.
+        Platform::Linux if packaged => steps.push(run(
+            &[
+                "systemctl",
+                "enable",
+                "--now",
+                "ncd.socket",
+                "ncd-control.socket",
+                "ncd-proxy.socket",
+                "ncd-guard.path",
+                "ncd-guard.timer",
+            ],
+            "make sure the package's ncd runs now and at every boot",
+        )),
         Platform::Linux => {
             steps.extend(systemd_units(bin));
             steps.extend(state_dirs());
@@ -201,6 +257,7 @@ pub(super) fn plan(request: &Request) -> anyhow::Result<Plan> {
     uninstall_after.extend(takeover.reload.iter().map(|r| r.argv.clone()));
     Ok(Plan {
         flavour,
+        packaged,
         steps: with_dirs(root, steps),
         uninstall_before,
         uninstall_after,
