@@ -134,6 +134,29 @@ impl Fake {
         out
     }
 
+    /// A stand-in for the system's commands, given to `--run-with`: it logs each
+    /// command line, with whether the stop refusal's drop-in was there at that
+    /// moment, and answers a command starting with a rule's words with its exit
+    /// code and output (else 0 and nothing).
+    fn commands(&self, rules: &[(&str, i32, &str)]) -> (PathBuf, PathBuf) {
+        let dir = self._tmp.path();
+        let log = dir.join("commands.log");
+        let script = dir.join(format!("commands-{}.sh", rules.len() + rules.iter().map(|r| r.1 as usize).sum::<usize>()));
+        let dropin = self.root.join("etc/systemd/system/ncd.service.d/50-period.conf");
+        let mut text = format!(
+            "#!/bin/sh\nif [ -e '{}' ]; then g=refusing; else g=free; fi\necho \"$* [$g]\" >> '{}'\ncase \"$*\" in\n",
+            dropin.display(),
+            log.display()
+        );
+        for (words, code, output) in rules {
+            text.push_str(&format!("  '{words}'*) printf '%s' '{output}'; exit {code} ;;\n"));
+        }
+        text.push_str("esac\nexit 0\n");
+        std::fs::write(&script, text).unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        (script, log)
+    }
+
     fn install(&self, extra: &[&str]) -> Output {
         let mut args = vec!["install", "--from", self.bin.to_str().unwrap()];
         args.extend(extra);
@@ -465,8 +488,14 @@ fn the_guard_puts_back_drifted_resolver_settings_during_a_period_and_keeps_the_s
     ok(&fake.install(&[]));
     let managed = fake.read("etc/resolv.conf");
     assert!(managed.contains("nameserver 127.0.0.1"), "{managed}");
-    let drop_ins = ["ncd.service", "ncd.socket", "ncd-control.socket"]
-        .map(|unit| fake.root.join(format!("run/systemd/system/{unit}.d/50-period.conf")));
+    let drop_ins = [
+        "ncd.service",
+        "ncd.socket",
+        "ncd-control.socket",
+        "ncd-guard.timer",
+        "ncd-guard.path",
+    ]
+    .map(|unit| fake.root.join(format!("etc/systemd/system/{unit}.d/50-period.conf")));
 
     // No period: the guard changes nothing, even where settings drifted.
     fake.write("etc/resolv.conf", "nameserver 9.9.9.9\n", 0o644);
@@ -475,7 +504,8 @@ fn the_guard_puts_back_drifted_resolver_settings_during_a_period_and_keeps_the_s
     assert_eq!(fake.read("etc/resolv.conf"), "nameserver 9.9.9.9\n");
     assert!(drop_ins.iter().all(|p| !p.exists()));
 
-    // A period: the drift is put back and named; `systemctl stop` is refused for all three units.
+    // A period: the drift is put back and named; `systemctl stop` is refused for the
+    // units, the guard's own timer and path unit too, from /etc (so from early boot).
     let store = Store::new(&ncd_state::StateDir::new(fake.root.join("var/lib/ncd")));
     store
         .save(&State {
@@ -624,5 +654,369 @@ fn the_guard_puts_back_a_drifted_resolved_dropin() {
     // Back as it was, but for what the period left: its state and the guard's drop-in dirs.
     let mut after = walk(&fake.root);
     after.retain(|path, _| !path.starts_with("var") && !path.starts_with("run/systemd/system"));
+    assert_eq!(after, before);
+}
+
+fn save_period(fake: &Fake, seq: u64, running: bool) {
+    let store = Store::new(&ncd_state::StateDir::new(fake.root.join("var/lib/ncd")));
+    store
+        .save(&State {
+            seq,
+            commitment: running.then(commitment),
+            ..State::default()
+        })
+        .unwrap();
+}
+
+fn log_lines(log: &Path) -> Vec<String> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Finding 1: an uninstall in the minute after a period ends, before the guard
+/// has run again. It lifts the stop refusal itself and has systemd re-read the
+/// units before it stops them; the files go only after that.
+#[test]
+fn uninstall_right_after_a_period_lifts_the_stop_refusal_and_reloads_before_stopping() {
+    let fake = Fake::plain();
+    let before = walk(&fake.root);
+    let (script, log) = fake.commands(&[("systemctl is-active", 3, "")]);
+    let with = ["--run-with", script.to_str().unwrap()];
+    ok(&fake.install(&with));
+    save_period(&fake, 1, true);
+    ok(&fake.ncd(&["guard", "--run-with", script.to_str().unwrap()]));
+    let dropin = fake.root.join("etc/systemd/system/ncd.service.d/50-period.conf");
+    assert!(dropin.exists());
+    // The period ends; the guard has not run since.
+    save_period(&fake, 2, false);
+    std::fs::remove_file(&log).unwrap();
+    let out = ok(&fake.ncd(&["uninstall", "--run-with", script.to_str().unwrap()]));
+    assert!(out.contains("Remove the period's stop-refusing drop-ins"), "{out}");
+    let commands = log_lines(&log);
+    assert_eq!(
+        commands[..3],
+        [
+            "systemctl daemon-reload [free]",
+            "systemctl disable --now ncd-guard.timer ncd-guard.path ncd.service ncd.socket ncd-control.socket \
+             ncd-proxy.socket [free]",
+            "systemctl is-active --quiet ncd.service ncd.socket ncd-control.socket ncd-proxy.socket ncd-guard.timer \
+             ncd-guard.path [free]",
+        ],
+        "{commands:#?}"
+    );
+    assert!(!dropin.exists());
+    // Back as it was, but for the period's state the test wrote (and its folders).
+    let mut after = walk(&fake.root);
+    after.retain(|path, _| !path.starts_with("var"));
+    assert_eq!(after, before, "uninstall did not restore the tree");
+}
+
+/// Finding 1: when the units cannot be stopped, uninstall stops before any file
+/// goes, keeps its record, and can be run again.
+#[test]
+fn uninstall_stops_before_touching_files_while_a_unit_still_runs() {
+    let fake = Fake::resolved();
+    let before = walk(&fake.root);
+    ok(&fake.install(&[]));
+    let installed = walk(&fake.root);
+    for rules in [
+        [("systemctl disable", 1, "")],
+        // Stopped "successfully", but one still runs.
+        [("systemctl is-active", 0, "")],
+    ] {
+        let (script, log) = fake.commands(&rules);
+        let err = refused(&fake.ncd(&["uninstall", "--run-with", script.to_str().unwrap()]));
+        assert!(err.contains("uninstall stopped here") && err.contains("no file was removed"), "{err}");
+        assert_eq!(walk(&fake.root), installed, "a stopped uninstall changed files");
+        assert!(
+            !log_lines(&log).iter().any(|l| l.contains("reload-or-restart")),
+            "the resolver was reloaded"
+        );
+    }
+    let (script, _) = fake.commands(&[("systemctl is-active", 3, "")]);
+    ok(&fake.ncd(&["uninstall", "--run-with", script.to_str().unwrap()]));
+    assert_eq!(walk(&fake.root), before);
+}
+
+/// `debian/prerm remove` with ncd's state under a temp root (the script's test
+/// hooks; systemctl is never run then).
+fn prerm(fake: &Fake) -> Output {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../debian/prerm");
+    let out = Command::new("sh")
+        .arg(script)
+        .arg("remove")
+        .env("NCD_PRERM_NCD", NCD)
+        .env("NCD_PRERM_ROOT", &fake.root)
+        .env_remove("NCD_SOCKET")
+        .output()
+        .unwrap();
+    eprintln!(
+        "prerm: {}\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Finding 2: the package's prerm reads the period's state files: with ncdd
+/// stopped (no socket at all), removal is refused mid-period. After the period,
+/// it puts back what `ncd install` took over before the package goes.
+#[test]
+fn prerm_refuses_removal_mid_period_even_with_ncdd_stopped() {
+    let fake = Fake::plain();
+    let before = walk(&fake.root);
+    ok(&fake.install(&[]));
+    save_period(&fake, 1, true);
+    let installed = walk(&fake.root);
+    let err = refused(&prerm(&fake));
+    assert!(err.contains("while a period is running"), "{err}");
+    assert!(err.contains("cannot be removed"), "{err}");
+    assert_eq!(walk(&fake.root), installed);
+
+    save_period(&fake, 2, false);
+    ok(&prerm(&fake));
+    assert_eq!(fake.read("etc/resolv.conf"), "nameserver 10.0.0.1\nsearch lan\n");
+    // Back as it was, but for the period's state the test wrote (and its folders).
+    let mut after = walk(&fake.root);
+    after.retain(|path, _| !path.starts_with("var"));
+    assert_eq!(after, before);
+}
+
+/// The Debian package's files under a root.
+fn add_package(fake: &Fake) {
+    fake.write("usr/bin/ncd", "packaged ncd\n", 0o755);
+    fake.write("usr/bin/ncdd", "packaged ncdd\n", 0o755);
+    fake.write("usr/lib/systemd/system/ncd.service", "[Service]\n", 0o644);
+}
+
+/// Finding 3: over the package, install uses its binaries and units and only
+/// takes the resolver over; uninstall leaves the package's units running.
+#[test]
+fn install_over_the_package_only_takes_the_resolver_over() {
+    let fake = Fake::resolved();
+    add_package(&fake);
+    let before = walk(&fake.root);
+    let (script, log) = fake.commands(&[]);
+    let out = ok(&fake.install(&["--run-with", script.to_str().unwrap()]));
+    assert!(!out.contains("Write /usr/local/bin"), "{out}");
+    assert!(!out.contains("/etc/systemd/system/"), "{out}");
+    assert!(!fake.root.join("etc/systemd/system/ncd.service").exists());
+    assert!(fake.root.join("etc/systemd/resolved.conf.d/99-ncd.conf").exists());
+    assert!(
+        log_lines(&log)
+            .iter()
+            .any(|l| l.starts_with("systemctl enable --now ncd.socket")),
+        "{:?}",
+        log_lines(&log)
+    );
+    assert_eq!(ok(&fake.install(&[])).trim(), "Already installed; nothing to do.");
+    std::fs::remove_file(&log).unwrap();
+    let out = ok(&fake.ncd(&["uninstall", "--run-with", script.to_str().unwrap()]));
+    assert!(out.contains("package's ncd service keeps running"), "{out}");
+    let commands = log_lines(&log);
+    assert!(
+        !commands.iter().any(|l| l.contains("disable") || l.contains("is-active")),
+        "{commands:#?}"
+    );
+    assert_eq!(walk(&fake.root), before);
+}
+
+/// Finding 3: an earlier `ncd install` from source, then the package: installing
+/// again removes the units and binaries that would hide the package's.
+#[test]
+fn installing_again_over_the_package_removes_what_would_hide_it() {
+    let fake = Fake::plain();
+    ok(&fake.install(&[]));
+    assert!(fake.root.join("etc/systemd/system/ncd.service").exists());
+    add_package(&fake);
+    let out = ok(&fake.install(&[]));
+    assert!(out.contains("Remove /etc/systemd/system/ncd.service"), "{out}");
+    assert!(out.contains("systemctl try-restart ncd.service"), "{out}");
+    assert!(!fake.root.join("etc/systemd/system/ncd.service").exists());
+    // The older binary ncd install had replaced is back.
+    assert_eq!(fake.read("usr/local/bin/ncd"), "old ncd\n");
+    assert!(!fake.root.join("usr/local/bin/ncdd").exists());
+    ok(&fake.ncd(&["uninstall"]));
+    assert_eq!(fake.read("etc/resolv.conf"), "nameserver 10.0.0.1\nsearch lan\n");
+    assert_eq!(fake.read("usr/bin/ncdd"), "packaged ncdd\n");
+}
+
+fn report(fake: &Fake) -> serde_json::Value {
+    serde_json::from_str(&fake.read("var/lib/ncd/guard-report.json")).unwrap()
+}
+
+fn report_has(report: &serde_json::Value, field: &str, words: &str) -> bool {
+    report[field].as_array().unwrap().iter().any(|entry| {
+        entry
+            .as_str()
+            .or_else(|| entry["what"].as_str())
+            .is_some_and(|text| text.contains(words))
+    })
+}
+
+/// Finding 4: under resolved, what is in effect is checked, not only ncd's drop-in.
+#[test]
+fn the_guard_undoes_a_later_resolved_dropin_and_a_replaced_resolv_conf() {
+    let fake = Fake::resolved();
+    ok(&fake.install(&[]));
+    save_period(&fake, 1, true);
+    ok(&fake.ncd(&["guard"]));
+    assert!(report(&fake)["stop_refusal"].as_bool().unwrap());
+    // 1 a.m.: a drop-in that sorts after ncd's, and resolv.conf replaced by a plain file.
+    let mine = "[Resolve]\nDNS=1.1.1.1\nDomains=~.\n";
+    fake.write("etc/systemd/resolved.conf.d/zz-mine.conf", mine, 0o644);
+    std::fs::remove_file(fake.root.join("etc/resolv.conf")).unwrap();
+    fake.write("etc/resolv.conf", "nameserver 1.1.1.1\n", 0o644);
+    let out = fake.ncd(&["guard"]);
+    ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("zz-mine.conf sets DNS servers"), "{stderr}");
+    assert!(!fake.root.join("etc/systemd/resolved.conf.d/zz-mine.conf").exists());
+    assert_eq!(
+        fake.read("var/lib/ncd-root/guard-aside/etc/systemd/resolved.conf.d/zz-mine.conf"),
+        mine
+    );
+    assert_eq!(
+        std::fs::read_link(fake.root.join("etc/resolv.conf")).unwrap(),
+        Path::new("../run/systemd/resolve/stub-resolv.conf")
+    );
+    let report = report(&fake);
+    assert!(report_has(&report, "repairs", "zz-mine.conf"), "{report}");
+    assert!(report_has(&report, "repairs", "replaced by a file naming 1.1.1.1"), "{report}");
+    // Nothing left to put back; the repairs stay in the report for the period.
+    assert!(ok(&fake.ncd(&["guard"])).contains("as ncd left them"));
+    assert!(report_has(&self::report(&fake), "repairs", "zz-mine.conf"));
+    // Outside a period a later drop-in is reported, and left where it is.
+    save_period(&fake, 2, false);
+    fake.write("etc/systemd/resolved.conf.d/zz-mine.conf", mine, 0o644);
+    ok(&fake.ncd(&["guard"]));
+    assert!(fake.root.join("etc/systemd/resolved.conf.d/zz-mine.conf").exists());
+    let report = self::report(&fake);
+    assert!(report_has(&report, "problems", "zz-mine.conf"), "{report}");
+    assert!(report["repairs"].as_array().unwrap().is_empty(), "{report}");
+}
+
+/// Finding 4: the servers and domains resolved actually uses (`resolvectl`): a
+/// link that claims every name for its own servers is reported.
+#[test]
+fn the_guard_reports_a_link_that_takes_every_name_from_resolved() {
+    let fake = Fake::resolved();
+    ok(&fake.install(&[]));
+    save_period(&fake, 1, true);
+    let (script, _) = fake.commands(&[
+        (
+            "resolvectl dns",
+            0,
+            "Global: 127.0.0.1 ::1\nLink 2 (eth0): 192.168.1.1\nLink 3 (wlan0): 9.9.9.9\n",
+        ),
+        (
+            "resolvectl domain",
+            0,
+            "Global: ~. ~instagram.com\nLink 2 (eth0): lan\nLink 3 (wlan0): ~.\n",
+        ),
+    ]);
+    let out = fake.ncd(&["guard", "--run-with", script.to_str().unwrap()]);
+    ok(&out);
+    let report = report(&fake);
+    assert!(report_has(&report, "problems", "link 3 (wlan0) sends names to its own DNS servers (9.9.9.9)"), "{report}");
+    assert!(!report_has(&report, "problems", "eth0"), "{report}");
+}
+
+/// Finding 4: NetworkManager's global DNS overridden by a later conf.d file.
+#[test]
+fn the_guard_undoes_a_later_network_manager_setting() {
+    let fake = Fake::network_manager();
+    ok(&fake.install(&[]));
+    save_period(&fake, 1, true);
+    fake.write(
+        "etc/NetworkManager/conf.d/zz-dns.conf",
+        "[global-dns-domain-*]\nservers=1.1.1.1\n",
+        0o644,
+    );
+    ok(&fake.ncd(&["guard"]));
+    assert!(!fake.root.join("etc/NetworkManager/conf.d/zz-dns.conf").exists());
+    let report = report(&fake);
+    assert!(report_has(&report, "repairs", "zz-dns.conf sets NetworkManager's DNS"), "{report}");
+    // resolv.conf still names the network's server (NetworkManager has not rewritten it).
+    assert!(report_has(&report, "repairs", "names 192.168.1.1 besides ncd"), "{report}");
+    assert!(fake.read("etc/resolv.conf").contains("nameserver 127.0.0.1"));
+}
+
+/// Finding 4: an /etc/hosts line for a blocked name: reported outside a period,
+/// removed (and reported) during one. A line that blocks it too is left.
+#[test]
+fn hosts_lines_for_blocked_names_are_reported_and_removed_during_a_period() {
+    let fake = Fake::plain();
+    ok(&fake.install(&[]));
+    let hosts = "127.0.0.1\tlocalhost\n0.0.0.0 facebook.com\n157.240.1.1 www.instagram.com\n";
+    fake.write("etc/hosts", hosts, 0o644);
+    std::fs::create_dir_all(fake.root.join("var/lib/ncd")).unwrap();
+    ok(&fake.ncd(&["guard"]));
+    assert_eq!(fake.read("etc/hosts"), hosts);
+    assert!(report_has(&report(&fake), "problems", "/etc/hosts gives www.instagram.com an address"));
+    save_period(&fake, 1, true);
+    ok(&fake.ncd(&["guard"]));
+    assert_eq!(fake.read("etc/hosts"), "127.0.0.1\tlocalhost\n0.0.0.0 facebook.com\n");
+    let report = report(&fake);
+    assert!(report_has(&report, "repairs", "ncd removed those names"), "{report}");
+    assert!(report["problems"].as_array().unwrap().is_empty(), "{report}");
+}
+
+/// Finding 4: the stop refusal removed by hand during a period is put back and
+/// named (the path unit runs the guard when its folder changes).
+#[test]
+fn a_removed_stop_refusal_is_put_back_and_reported() {
+    let fake = Fake::plain();
+    ok(&fake.install(&[]));
+    save_period(&fake, 1, true);
+    ok(&fake.ncd(&["guard"]));
+    let dropin = fake.root.join("etc/systemd/system/ncd-guard.timer.d/50-period.conf");
+    std::fs::remove_file(&dropin).unwrap();
+    ok(&fake.ncd(&["guard"]));
+    assert!(dropin.exists());
+    assert!(report_has(&report(&fake), "repairs", "`systemctl stop` refuse had been removed"));
+}
+
+/// Finding 6: a list the kept config names stays with it.
+#[test]
+fn a_list_the_kept_config_names_is_kept() {
+    let fake = Fake::resolved();
+    ok(&fake.install(&[]));
+    let list = fake.read("etc/ncd/lists/social.hosts");
+    let mut config = fake.read("etc/ncd/ncd.toml");
+    config.push_str("\n# mine now\n");
+    fake.write("etc/ncd/ncd.toml", &config, 0o644);
+    let out = ok(&fake.ncd(&["uninstall"]));
+    assert!(out.contains("/etc/ncd/lists/social.hosts was kept"), "{out}");
+    assert_eq!(fake.read("etc/ncd/lists/social.hosts"), list);
+}
+
+/// Finding 5 (the takeover's part): the plain file keeps the person's search
+/// domains and options, and uninstall still puts the original back byte for byte.
+#[test]
+fn the_plain_takeover_keeps_search_domains() {
+    let fake = Fake::plain();
+    fake.write(
+        "etc/resolv.conf",
+        "nameserver 10.0.0.1\nsearch lan corp.example\noptions rotate\n",
+        0o644,
+    );
+    let before = walk(&fake.root);
+    ok(&fake.install(&[]));
+    let resolv = fake.read("etc/resolv.conf");
+    assert!(resolv.contains("search lan corp.example\noptions rotate\n"), "{resolv}");
+    assert!(!resolv.contains("10.0.0.1\n"), "{resolv}");
+    // The guard expects the same text: nothing to put back.
+    save_period(&fake, 1, true);
+    assert!(ok(&fake.ncd(&["guard"])).contains("as ncd left them"));
+    save_period(&fake, 2, false);
+    ok(&fake.ncd(&["uninstall"]));
+    // Back as it was, but for the period's state the test wrote (and its folders).
+    let mut after = walk(&fake.root);
+    after.retain(|path, _| !path.starts_with("var"));
     assert_eq!(after, before);
 }

@@ -109,7 +109,7 @@ fn platform(arg: Option<PlatformArg>) -> Platform {
 
 /// How a plan's commands are carried out.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Runner {
+enum Runner {
     /// Listed, not run: the root is not the live system.
     List,
     /// Run as they are.
@@ -131,7 +131,7 @@ fn live(root: &Path, platform: Platform) -> bool {
 impl Runner {
     /// Commands run only on the live system (see [`live`]), unless `--run-with`
     /// names a stand-in.
-    pub(super) fn new(root: &Path, platform: Platform, commands: &CommandsArg) -> Runner {
+    fn new(root: &Path, platform: Platform, commands: &CommandsArg) -> Runner {
         match &commands.run_with {
             Some(program) => Runner::Via(program.clone()),
             None if live(root, platform) => Runner::Live,
@@ -173,7 +173,7 @@ impl Runner {
     }
 
     /// Runs `argv` and returns its output (None when listed only or it could not start).
-    pub(super) fn output(&self, argv: &[&str]) -> Option<std::process::Output> {
+    fn output(&self, argv: &[&str]) -> Option<std::process::Output> {
         let argv: Vec<String> = argv.iter().map(|w| (*w).to_string()).collect();
         self.command(&argv)?.stderr(std::process::Stdio::null()).output().ok()
     }
