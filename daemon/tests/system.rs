@@ -159,6 +159,98 @@ fn a_period_puts_the_stop_guard_in_place_and_its_end_removes_it() {
     assert!(gone.is_some(), "the stop guard is removed when the period ends");
 }
 
+/// ncdd (the shipped unit runs it as `ncd`, which cannot write the drop-ins)
+/// writes the period marker `ncd-guard.path` watches, at the period's start and
+/// end only, so the root guard runs at once.
+#[test]
+fn an_unprivileged_ncdd_marks_the_period_for_the_guard() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &upstream, "");
+    let state = dir.path().join("state");
+    let child = ncdd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--control-socket")
+        .arg(dir.path().join("control.sock"))
+        .env_remove("NCD_SYSTEM_ROOT")
+        .env_remove("INVOCATION_ID")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    wait_ready(&mut child.0);
+    let marker = state.join("period.running");
+    assert!(!marker.exists(), "no marker without a period");
+    let control = support::control::Control::new(dir.path().join("control.sock"));
+    control.ok(
+        "start",
+        Some(serde_json::json!({ "length_secs": 3, "reason": "a test of the marker" })),
+    );
+    // Written at the next tick (every second).
+    assert!(
+        eventually(Duration::from_secs(3), || marker.exists().then_some(())).is_some(),
+        "the marker appears when the period starts"
+    );
+    let gone = eventually(Duration::from_secs(10), || (!marker.exists()).then_some(()));
+    assert!(gone.is_some(), "the marker goes when the period ends");
+}
+
+/// What the root guard finds reaches `ncd status` through ncdd, the one place that
+/// serves status: the real `ncd guard` (under a temp root) writes its report into
+/// ncdd's state dir, and the real `ncd status` shows it.
+#[test]
+fn what_the_guard_finds_shows_in_ncd_status() {
+    let upstream = FakeUpstream::start();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc/ncd")).unwrap();
+    let config = write_config(&root.join("etc/ncd"), &upstream, "");
+    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n157.240.1.1 www.instagram.com\n").unwrap();
+    let state = root.join("var/lib/ncd");
+    let socket = dir.path().join("control.sock");
+    let child = ncdd()
+        .arg("--config")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(&state)
+        .args(["--listen", "127.0.0.1:0"])
+        .arg("--control-socket")
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = Killed(child);
+    wait_ready(&mut child.0);
+    let before = support::cli::ncd(&socket, &["status"]);
+    assert!(before.success(), "{before:?}");
+    assert!(!before.stdout.contains("/etc/hosts"), "{}", before.stdout);
+    let guard = Command::new(support::cli::ncd_path())
+        .args(["--state-dir", "/var/lib/ncd", "--socket"])
+        .arg(&socket)
+        .args(["guard", "--root"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert!(guard.status.success(), "{guard:?}");
+    let after = support::cli::ncd(&socket, &["status"]);
+    assert!(
+        after
+            .stdout
+            .contains("Around ncd, the system is not as ncd set it:\n  - /etc/hosts gives www.instagram.com an address of its own"),
+        "{}",
+        after.stdout
+    );
+    let json = support::cli::ncd(&socket, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert!(status["guard"]["checked_unix"].as_i64().unwrap() > 0, "{status}");
+}
+
 #[test]
 fn a_non_loopback_address_needs_allow_clients() {
     let upstream = FakeUpstream::start();

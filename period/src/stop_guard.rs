@@ -50,18 +50,13 @@ pub enum DaemonGuard {
 
 impl DaemonGuard {
     /// For this process: the drop-ins under `NCD_SYSTEM_ROOT` when that is given
-    /// (tests), or under / when running as root under systemd (`INVOCATION_ID`);
-    /// else (the shipped unit runs ncdd as `ncd`) the marker in the state dir,
-    /// which `ncd-guard.path` watches.
+    /// (tests); else the marker in the state dir, which `ncd-guard.path` watches.
+    /// ncdd never writes under the real /etc itself, even as root: the one path
+    /// to the drop-ins is the guard.
     pub fn from_env(state: &ncd_state::StateDir) -> Self {
-        if let Some(root) = std::env::var_os("NCD_SYSTEM_ROOT") {
-            return Self::DropIns(StopGuard::at(PathBuf::from(root)));
-        }
-        let root_user = rustix::process::geteuid().is_root();
-        if root_user && std::env::var_os("INVOCATION_ID").is_some() {
-            Self::DropIns(StopGuard::at(PathBuf::from("/")))
-        } else {
-            Self::Marker(state.period_marker())
+        match std::env::var_os("NCD_SYSTEM_ROOT") {
+            Some(root) => Self::DropIns(StopGuard::at(PathBuf::from(root))),
+            None => Self::Marker(state.period_marker()),
         }
     }
 
