@@ -4,7 +4,9 @@
 //! its health. Counts are facts, never judgments.
 
 use chrono::{Local, TimeZone};
-use ncd_config::control::{GuardStatus, ListProblem, PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus};
+use ncd_config::control::{
+    GuardStatus, ListProblem, PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus,
+};
 
 use crate::human::{self, Style};
 
@@ -477,7 +479,10 @@ mod tests {
         assert!(!text.contains("not refused"), "{text}");
         let redacted = render(&status.clone().redacted(), Style::plain());
         assert!(!redacted.contains("instagram"), "{redacted}");
-        assert!(redacted.contains("a setting around the boundary was changed"), "{redacted}");
+        assert!(
+            redacted.contains("a setting around the boundary was changed"),
+            "{redacted}"
+        );
         status.guard.as_mut().unwrap().stop_refusal = false;
         assert!(render(&status, Style::plain()).contains("`systemctl stop` is not refused"));
         assert!(!render(&active(), Style::plain()).contains("guard"));

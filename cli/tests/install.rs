@@ -141,7 +141,10 @@ impl Fake {
     fn commands(&self, rules: &[(&str, i32, &str)]) -> (PathBuf, PathBuf) {
         let dir = self._tmp.path();
         let log = dir.join("commands.log");
-        let script = dir.join(format!("commands-{}.sh", rules.len() + rules.iter().map(|r| r.1 as usize).sum::<usize>()));
+        let script = dir.join(format!(
+            "commands-{}.sh",
+            rules.len() + rules.iter().map(|r| r.1 as usize).sum::<usize>()
+        ));
         let dropin = self.root.join("etc/systemd/system/ncd.service.d/50-period.conf");
         let mut text = format!(
             "#!/bin/sh\nif [ -e '{}' ]; then g=refusing; else g=free; fi\necho \"$* [$g]\" >> '{}'\ncase \"$*\" in\n",
@@ -729,7 +732,10 @@ fn uninstall_stops_before_touching_files_while_a_unit_still_runs() {
     ] {
         let (script, log) = fake.commands(&rules);
         let err = refused(&fake.ncd(&["uninstall", "--run-with", script.to_str().unwrap()]));
-        assert!(err.contains("uninstall stopped here") && err.contains("no file was removed"), "{err}");
+        assert!(
+            err.contains("uninstall stopped here") && err.contains("no file was removed"),
+            "{err}"
+        );
         assert_eq!(walk(&fake.root), installed, "a stopped uninstall changed files");
         assert!(
             !log_lines(&log).iter().any(|l| l.contains("reload-or-restart")),
@@ -819,7 +825,9 @@ fn install_over_the_package_only_takes_the_resolver_over() {
     assert!(out.contains("package's ncd service keeps running"), "{out}");
     let commands = log_lines(&log);
     assert!(
-        !commands.iter().any(|l| l.contains("disable") || l.contains("is-active")),
+        !commands
+            .iter()
+            .any(|l| l.contains("disable") || l.contains("is-active")),
         "{commands:#?}"
     );
     assert_eq!(walk(&fake.root), before);
@@ -886,7 +894,10 @@ fn the_guard_undoes_a_later_resolved_dropin_and_a_replaced_resolv_conf() {
     );
     let report = report(&fake);
     assert!(report_has(&report, "repairs", "zz-mine.conf"), "{report}");
-    assert!(report_has(&report, "repairs", "replaced by a file naming 1.1.1.1"), "{report}");
+    assert!(
+        report_has(&report, "repairs", "replaced by a file naming 1.1.1.1"),
+        "{report}"
+    );
     // Nothing left to put back; the repairs stay in the report for the period.
     assert!(ok(&fake.ncd(&["guard"])).contains("as ncd left them"));
     assert!(report_has(&self::report(&fake), "repairs", "zz-mine.conf"));
@@ -922,7 +933,14 @@ fn the_guard_reports_a_link_that_takes_every_name_from_resolved() {
     let out = fake.ncd(&["guard", "--run-with", script.to_str().unwrap()]);
     ok(&out);
     let report = report(&fake);
-    assert!(report_has(&report, "problems", "link 3 (wlan0) sends names to its own DNS servers (9.9.9.9)"), "{report}");
+    assert!(
+        report_has(
+            &report,
+            "problems",
+            "link 3 (wlan0) sends names to its own DNS servers (9.9.9.9)"
+        ),
+        "{report}"
+    );
     assert!(!report_has(&report, "problems", "eth0"), "{report}");
 }
 
@@ -940,9 +958,15 @@ fn the_guard_undoes_a_later_network_manager_setting() {
     ok(&fake.ncd(&["guard"]));
     assert!(!fake.root.join("etc/NetworkManager/conf.d/zz-dns.conf").exists());
     let report = report(&fake);
-    assert!(report_has(&report, "repairs", "zz-dns.conf sets NetworkManager's DNS"), "{report}");
+    assert!(
+        report_has(&report, "repairs", "zz-dns.conf sets NetworkManager's DNS"),
+        "{report}"
+    );
     // resolv.conf still names the network's server (NetworkManager has not rewritten it).
-    assert!(report_has(&report, "repairs", "names 192.168.1.1 besides ncd"), "{report}");
+    assert!(
+        report_has(&report, "repairs", "names 192.168.1.1 besides ncd"),
+        "{report}"
+    );
     assert!(fake.read("etc/resolv.conf").contains("nameserver 127.0.0.1"));
 }
 
@@ -957,7 +981,11 @@ fn hosts_lines_for_blocked_names_are_reported_and_removed_during_a_period() {
     std::fs::create_dir_all(fake.root.join("var/lib/ncd")).unwrap();
     ok(&fake.ncd(&["guard"]));
     assert_eq!(fake.read("etc/hosts"), hosts);
-    assert!(report_has(&report(&fake), "problems", "/etc/hosts gives www.instagram.com an address"));
+    assert!(report_has(
+        &report(&fake),
+        "problems",
+        "/etc/hosts gives www.instagram.com an address"
+    ));
     save_period(&fake, 1, true);
     ok(&fake.ncd(&["guard"]));
     assert_eq!(fake.read("etc/hosts"), "127.0.0.1\tlocalhost\n0.0.0.0 facebook.com\n");
@@ -978,7 +1006,11 @@ fn a_removed_stop_refusal_is_put_back_and_reported() {
     std::fs::remove_file(&dropin).unwrap();
     ok(&fake.ncd(&["guard"]));
     assert!(dropin.exists());
-    assert!(report_has(&report(&fake), "repairs", "`systemctl stop` refuse had been removed"));
+    assert!(report_has(
+        &report(&fake),
+        "repairs",
+        "`systemctl stop` refuse had been removed"
+    ));
 }
 
 /// Finding 6: a list the kept config names stays with it.

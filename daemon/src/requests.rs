@@ -16,8 +16,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use ncd_config::DomainName;
 use ncd_config::control::{
-    Answer, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation, Extended, GuardStatus, Method,
-    RuleRef, Started, Status, UnlockScope,
+    Answer, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation, Extended, GuardStatus,
+    Method, RuleRef, Started, Status, UnlockScope,
 };
 use ncd_period::{Period, Refusal, Report};
 
@@ -96,7 +96,10 @@ impl Requests {
         let path = self.generations.state_dir().guard_report();
         let bytes = std::fs::read(&path).ok()?;
         Some(serde_json::from_slice(&bytes).unwrap_or_else(|error| GuardStatus {
-            problems: vec![format!("the guard's report {} cannot be read ({error})", path.display())],
+            problems: vec![format!(
+                "the guard's report {} cannot be read ({error})",
+                path.display()
+            )],
             ..GuardStatus::default()
         }))
     }

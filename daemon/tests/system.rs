@@ -210,7 +210,11 @@ fn what_the_guard_finds_shows_in_ncd_status() {
     let root = dir.path().join("root");
     std::fs::create_dir_all(root.join("etc/ncd")).unwrap();
     let config = write_config(&root.join("etc/ncd"), &upstream, "");
-    std::fs::write(root.join("etc/hosts"), "127.0.0.1 localhost\n157.240.1.1 www.instagram.com\n").unwrap();
+    std::fs::write(
+        root.join("etc/hosts"),
+        "127.0.0.1 localhost\n157.240.1.1 www.instagram.com\n",
+    )
+    .unwrap();
     let state = root.join("var/lib/ncd");
     let socket = dir.path().join("control.sock");
     let child = ncdd()
@@ -240,9 +244,9 @@ fn what_the_guard_finds_shows_in_ncd_status() {
     assert!(guard.status.success(), "{guard:?}");
     let after = support::cli::ncd(&socket, &["status"]);
     assert!(
-        after
-            .stdout
-            .contains("Around ncd, the system is not as ncd set it:\n  - /etc/hosts gives www.instagram.com an address of its own"),
+        after.stdout.contains(
+            "Around ncd, the system is not as ncd set it:\n  - /etc/hosts gives www.instagram.com an address of its own"
+        ),
         "{}",
         after.stdout
     );

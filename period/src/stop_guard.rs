@@ -179,7 +179,10 @@ mod tests {
         assert!(guard.in_force());
         for unit in ["ncd-guard.timer", "ncd-guard.path", "ncd-proxy.socket"] {
             let text = std::fs::read_to_string(guard.path_for(unit)).unwrap();
-            assert!(text.contains("RefuseManualStop=yes") && text.contains("ncd guard"), "{text}");
+            assert!(
+                text.contains("RefuseManualStop=yes") && text.contains("ncd guard"),
+                "{text}"
+            );
         }
         assert!(!old.exists(), "the old /run drop-in is gone");
         assert!(!guard.update(true), "nothing to change the second time");

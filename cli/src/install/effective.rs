@@ -13,9 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::Runner;
 use super::flavour::Flavour;
 use super::fsutil::{self, Found};
-use super::Runner;
 
 /// Something around the boundary that is not as ncd set it.
 #[derive(Debug, Clone)]
@@ -59,10 +59,15 @@ pub(super) fn resolver(root: &Path, flavour: Flavour, runner: &Runner) -> Vec<Fi
                 "/usr/lib/systemd/resolved.conf.d",
             ];
             for path in later_files(root, &dirs) {
-                if sets(root, &path, |section, key| section == "Resolve" && matches!(key, "DNS" | "Domains")) {
+                if sets(root, &path, |section, key| {
+                    section == "Resolve" && matches!(key, "DNS" | "Domains")
+                }) {
                     findings.push(aside(
                         &path,
-                        format!("{} sets DNS servers or domains after ncd's drop-in, so they win", path.display()),
+                        format!(
+                            "{} sets DNS servers or domains after ncd's drop-in, so they win",
+                            path.display()
+                        ),
                     ));
                 }
             }
@@ -119,7 +124,9 @@ fn later_files(root: &Path, dirs: &[&str]) -> Vec<PathBuf> {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".conf") && name.as_str() > OURS {
-                by_name.entry(name.clone()).or_insert_with(|| Path::new(dir).join(&name));
+                by_name
+                    .entry(name.clone())
+                    .or_insert_with(|| Path::new(dir).join(&name));
             }
         }
     }
@@ -205,10 +212,7 @@ fn resolved_in_use(runner: &Runner) -> Vec<Finding> {
         }
         if scope == "Global" {
             findings.push(Finding {
-                what: format!(
-                    "systemd-resolved asks {} besides ncd for every name",
-                    others.join(" ")
-                ),
+                what: format!("systemd-resolved asks {} besides ncd for every name", others.join(" ")),
                 repair: None,
             });
             continue;
@@ -412,7 +416,11 @@ mod tests {
         std::fs::write(dir.path().join("etc/hosts"), hosts).unwrap();
         let findings = super::hosts(dir.path(), |n| n == "instagram.com" || n.ends_with(".instagram.com"));
         assert_eq!(findings.len(), 1);
-        assert!(findings[0].what.contains("www.instagram.com, Instagram.com."), "{}", findings[0].what);
+        assert!(
+            findings[0].what.contains("www.instagram.com, Instagram.com."),
+            "{}",
+            findings[0].what
+        );
         let Some(Repair::WriteHosts { contents, .. }) = &findings[0].repair else {
             panic!("no repair")
         };

@@ -270,7 +270,10 @@ mod tests {
         let takeover = Flavour::ResolvConf.takeover(&[], Some(original));
         let text = String::from_utf8(takeover.files[0].contents.clone()).unwrap();
         assert!(text.contains("nameserver 127.0.0.1\nnameserver ::1\n"), "{text}");
-        assert!(text.contains("\nsearch lan corp.example\noptions rotate\noptions edns0 trust-ad\n"), "{text}");
+        assert!(
+            text.contains("\nsearch lan corp.example\noptions rotate\noptions edns0 trust-ad\n"),
+            "{text}"
+        );
         assert!(!text.contains("10.0.0.1"), "{text}");
         // Taken over again from ncd's own file: nothing doubles.
         let again = Flavour::ResolvConf.takeover(&[], Some(&text));

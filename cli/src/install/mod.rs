@@ -12,8 +12,8 @@
 //! listed.
 
 mod apply;
-mod effective;
 pub(crate) mod ca;
+mod effective;
 mod flavour;
 mod fsutil;
 pub(crate) mod guard;
@@ -295,8 +295,8 @@ fn unshadow(root: &Path, old: Option<&Manifest>) -> anyhow::Result<Vec<Step>> {
     let units = plan::own_unit_paths();
     let mut steps = Vec::new();
     for record in &old.files {
-        let binary = record.path.file_name().is_some_and(|n| n == "ncd" || n == "ncdd")
-            && !record.path.starts_with("/usr/bin");
+        let binary =
+            record.path.file_name().is_some_and(|n| n == "ncd" || n == "ncdd") && !record.path.starts_with("/usr/bin");
         if !binary && !units.contains(&record.path) {
             continue;
         }

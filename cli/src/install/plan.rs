@@ -198,8 +198,7 @@ fn original_resolv_conf(root: &Path) -> Option<String> {
 /// service unit in /usr/lib/systemd/system (or /lib/systemd/system).
 pub(super) fn package_installed(root: &Path) -> bool {
     let has = |path: &str| fsutil::under(root, Path::new(path)).is_file();
-    has(units::PACKAGED_NCDD)
-        && (has("/usr/lib/systemd/system/ncd.service") || has("/lib/systemd/system/ncd.service"))
+    has(units::PACKAGED_NCDD) && (has("/usr/lib/systemd/system/ncd.service") || has("/lib/systemd/system/ncd.service"))
 }
 
 /// The units `ncd install` writes into /etc/systemd/system (which would hide the

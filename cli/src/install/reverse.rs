@@ -48,13 +48,18 @@ impl Describe for Undo {
     fn describe(&self, at: &Where) -> anyhow::Result<String> {
         let listed = at.listed();
         Ok(match self {
-            Undo::LiftStopGuard => "Remove the period's stop-refusing drop-ins, if any are left (the period is over)".into(),
+            Undo::LiftStopGuard => {
+                "Remove the period's stop-refusing drop-ins, if any are left (the period is over)".into()
+            }
             Undo::Run { argv, must: false } => format!("Run `{}`{listed}", argv.join(" ")),
             Undo::Run { argv, must: true } => {
                 format!("Run `{}`{listed}; if it fails, stop here", argv.join(" "))
             }
             Undo::EnsureStopped { argv } => {
-                format!("Check with `{}` that no unit still runs; if one does, stop here{listed}", argv.join(" "))
+                format!(
+                    "Check with `{}` that no unit still runs; if one does, stop here{listed}",
+                    argv.join(" ")
+                )
             }
             Undo::SetBack {
                 what,
