@@ -877,12 +877,16 @@ fn the_guard_undoes_a_later_resolved_dropin_and_a_replaced_resolv_conf() {
     // 1 a.m.: a drop-in that sorts after ncd's, and resolv.conf replaced by a plain file.
     let mine = "[Resolve]\nDNS=1.1.1.1\nDomains=~.\n";
     fake.write("etc/systemd/resolved.conf.d/zz-mine.conf", mine, 0o644);
+    // A later drop-in that only adds search domains is the person's, and stays.
+    let search = "[Resolve]\nDomains=corp.example\n";
+    fake.write("etc/systemd/resolved.conf.d/zz-search.conf", search, 0o644);
     std::fs::remove_file(fake.root.join("etc/resolv.conf")).unwrap();
     fake.write("etc/resolv.conf", "nameserver 1.1.1.1\n", 0o644);
     let out = fake.ncd(&["guard"]);
     ok(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("zz-mine.conf sets DNS servers"), "{stderr}");
+    assert_eq!(fake.read("etc/systemd/resolved.conf.d/zz-search.conf"), search);
     assert!(!fake.root.join("etc/systemd/resolved.conf.d/zz-mine.conf").exists());
     assert_eq!(
         fake.read("var/lib/ncd-root/guard-aside/etc/systemd/resolved.conf.d/zz-mine.conf"),

@@ -58,14 +58,17 @@ pub(super) fn resolver(root: &Path, flavour: Flavour, runner: &Runner) -> Vec<Fi
                 "/usr/local/lib/systemd/resolved.conf.d",
                 "/usr/lib/systemd/resolved.conf.d",
             ];
+            // Any DNS= adds servers beside ncd (or, empty, drops ncd's); an empty
+            // Domains= drops ncd's routes. A Domains= that adds search domains is
+            // the person's, and stays.
             for path in later_files(root, &dirs) {
-                if sets(root, &path, |section, key| {
-                    section == "Resolve" && matches!(key, "DNS" | "Domains")
+                if sets(root, &path, |section, key, value| {
+                    section == "Resolve" && (key == "DNS" || key == "Domains" && value.is_empty())
                 }) {
                     findings.push(aside(
                         &path,
                         format!(
-                            "{} sets DNS servers or domains after ncd's drop-in, so they win",
+                            "{} sets DNS servers (or clears ncd's routes) after ncd's drop-in, so they win",
                             path.display()
                         ),
                     ));
@@ -81,8 +84,10 @@ pub(super) fn resolver(root: &Path, flavour: Flavour, runner: &Runner) -> Vec<Fi
                 "/usr/lib/NetworkManager/conf.d",
             ];
             for path in later_files(root, &dirs) {
-                if sets(root, &path, |section, key| {
-                    section.starts_with("global-dns") || section == "main" && matches!(key, "dns" | "rc-manager")
+                // Other settings that let /etc/resolv.conf name other servers
+                // (`dns=none`) are caught by the check of /etc/resolv.conf itself.
+                if sets(root, &path, |section, key, _| {
+                    section.starts_with("global-dns") && key == "servers"
                 }) {
                     findings.push(aside(
                         &path,
@@ -133,8 +138,8 @@ fn later_files(root: &Path, dirs: &[&str]) -> Vec<PathBuf> {
     by_name.into_values().collect()
 }
 
-/// Whether the ini-style file at `path` has a setting `wanted(section, key)` accepts.
-fn sets(root: &Path, path: &Path, wanted: impl Fn(&str, &str) -> bool) -> bool {
+/// Whether the ini-style file at `path` has a setting `wanted(section, key, value)` accepts.
+fn sets(root: &Path, path: &Path, wanted: impl Fn(&str, &str, &str) -> bool) -> bool {
     let Ok(text) = std::fs::read_to_string(fsutil::under(root, path)) else {
         return false;
     };
@@ -145,8 +150,8 @@ fn sets(root: &Path, path: &Path, wanted: impl Fn(&str, &str) -> bool) -> bool {
         }
         if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
             section = name.trim().to_string();
-        } else if let Some((key, _)) = line.split_once('=')
-            && wanted(&section, key.trim())
+        } else if let Some((key, value)) = line.split_once('=')
+            && wanted(&section, key.trim(), value.trim())
         {
             return true;
         }

@@ -50,7 +50,16 @@ fn stored_period(dir: &Path) -> PeriodRunning {
     use ncd_period::store::{Loaded, Store};
     match Store::new(&ncd_state::StateDir::new(dir)).load() {
         Loaded::Fresh => PeriodRunning::No,
-        Loaded::Found { state, .. } if state.commitment.is_none() => PeriodRunning::No,
+        // A commitment whose time is all served is over, even before ncdd has
+        // recorded the end (it was stopped at that moment).
+        Loaded::Found { state, .. }
+            if state
+                .commitment
+                .as_ref()
+                .is_none_or(ncd_period::commitment::Commitment::is_complete) =>
+        {
+            PeriodRunning::No
+        }
         Loaded::Found { .. } => PeriodRunning::Yes,
         Loaded::Unreadable { damage } => PeriodRunning::Unknown {
             why: format!(
