@@ -972,6 +972,18 @@ fn the_guard_undoes_a_later_network_manager_setting() {
         "{report}"
     );
     assert!(fake.read("etc/resolv.conf").contains("nameserver 127.0.0.1"));
+    // Global DNS set over D-Bus lands in NetworkManager's own state: reported.
+    fake.write(
+        "var/lib/NetworkManager/NetworkManager-intern.conf",
+        "[.intern.global-dns-domain-*]\nservers=9.9.9.9\n",
+        0o600,
+    );
+    ok(&fake.ncd(&["guard"]));
+    let report = self::report(&fake);
+    assert!(
+        report_has(&report, "problems", "global DNS was set over D-Bus"),
+        "{report}"
+    );
 }
 
 /// Finding 4: an /etc/hosts line for a blocked name: reported outside a period,

@@ -98,6 +98,20 @@ pub(super) fn resolver(root: &Path, flavour: Flavour, runner: &Runner) -> Vec<Fi
                     ));
                 }
             }
+            // Global DNS set over D-Bus (`GlobalDnsConfiguration`) is kept here and
+            // wins over every conf.d file. NetworkManager's own state: reported only.
+            let intern = Path::new("/var/lib/NetworkManager/NetworkManager-intern.conf");
+            if sets(root, intern, |section, key, value| {
+                section.starts_with(".intern.global-dns-domain") && key == "servers" && !value.is_empty()
+            }) {
+                findings.push(Finding {
+                    what: format!(
+                        "NetworkManager's global DNS was set over D-Bus ({}), over ncd's setting",
+                        intern.display()
+                    ),
+                    repair: None,
+                });
+            }
             findings.extend(resolv_conf_names_only_ncd(root));
         }
         // The plain file is ncd's own: the guard compares it with what install wrote.
