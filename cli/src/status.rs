@@ -31,7 +31,7 @@ pub(crate) fn render(status: &Status, style: Style) -> String {
         blocked(&mut out, status, style);
     }
     tamper(&mut out, status, style);
-    guard(&mut out, status.guard.as_ref(), status.period.active, style);
+    guard(&mut out, status.guard.as_ref(), &status.period, style);
     proxy(&mut out, &status.proxy, style);
     health(&mut out, status, style);
     out.text
@@ -288,8 +288,9 @@ const REPAIRS_SHOWN: usize = 5;
 
 /// What the root guard found around the boundary and what it put back. Said
 /// plainly: a way around the block stays visible here until it is undone.
-fn guard(out: &mut Screen, guard: Option<&GuardStatus>, period_active: bool, style: Style) {
+fn guard(out: &mut Screen, guard: Option<&GuardStatus>, period: &PeriodStatus, style: Style) {
     let Some(guard) = guard else { return };
+    let period_active = period.active;
     if !guard.problems.is_empty() {
         let mut lines = vec![style.notice(if period_active {
             "Around the boundary, the system is not as ncd set it:"
@@ -313,9 +314,13 @@ fn guard(out: &mut Screen, guard: Option<&GuardStatus>, period_active: bool, sty
         out.paragraph(&lines);
     }
     if period_active && !guard.stop_refusal {
-        out.paragraph(&[style.notice(
-            "`systemctl stop` is not refused for ncd right now: the guard could not put its drop-ins in place.",
-        )]);
+        let since_start = period.started_unix.is_none_or(|start| guard.checked_unix >= start);
+        out.paragraph(&[style.notice(if since_start {
+            "`systemctl stop` is not refused for ncd right now: the guard could not put its drop-ins in place."
+        } else {
+            "The guard has not run since the period started, so `systemctl stop` is not refused yet. It runs \
+             within seconds; if this stays, `systemctl status ncd-guard.path` says why."
+        })]);
     }
 }
 
@@ -484,7 +489,10 @@ mod tests {
             "{redacted}"
         );
         status.guard.as_mut().unwrap().stop_refusal = false;
-        assert!(render(&status, Style::plain()).contains("`systemctl stop` is not refused"));
+        assert!(render(&status, Style::plain()).contains("`systemctl stop` is not refused for ncd right now"));
+        // A report from before the period started: the guard has not run yet.
+        status.guard.as_mut().unwrap().checked_unix = 1_600_000_000;
+        assert!(render(&status, Style::plain()).contains("has not run since the period started"));
         assert!(!render(&active(), Style::plain()).contains("guard"));
     }
 

@@ -1068,3 +1068,26 @@ fn the_plain_takeover_keeps_search_domains() {
     after.retain(|path, _| !path.starts_with("var"));
     assert_eq!(after, before);
 }
+
+/// An edit of the config that does not load does not stop the guard: it checks
+/// against the last good copy ncdd keeps, as ncdd itself does.
+#[test]
+fn a_broken_config_edit_does_not_stop_the_guard() {
+    let fake = Fake::resolved();
+    let mine = "[block]\nservices = [\"instagram\"]\n";
+    fake.write("etc/ncd/ncd.toml", mine, 0o644);
+    ok(&fake.install(&[]));
+    let managed = fake.read("etc/systemd/resolved.conf.d/99-ncd.conf");
+    save_period(&fake, 1, true);
+    fake.write("var/lib/ncd/config.last-good.toml", mine, 0o600);
+    fake.write("etc/ncd/ncd.toml", "[block\nservices = [", 0o644);
+    fake.write(
+        "etc/systemd/resolved.conf.d/99-ncd.conf",
+        "[Resolve]\nDNS=9.9.9.9\n",
+        0o644,
+    );
+    let out = fake.ncd(&["guard"]);
+    ok(&out);
+    assert_eq!(fake.read("etc/systemd/resolved.conf.d/99-ncd.conf"), managed);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not parse"));
+}

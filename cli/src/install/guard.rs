@@ -75,11 +75,18 @@ pub(crate) fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -
         println!("No period is running: nothing to guard.");
     }
 
-    let mut findings = effective::hosts(root, blocked_names(root, &state));
+    let config = guard_config(root, &state);
+    let mut findings = effective::hosts(root, blocked_names(config.as_ref(), &state));
     let mut resolver_repaired = false;
     let mut reloads = Vec::new();
     if let Some(mut manifest) = manifest {
-        let takeover = plan::takeover(root, manifest.resolver)?;
+        let Some(config) = &config else {
+            anyhow::bail!(
+                "Neither the config nor ncdd's last good copy of it can be read, so the resolver's routes \
+                 cannot be checked. `ncd config check` shows what is wrong."
+            );
+        };
+        let takeover = plan::takeover(root, manifest.resolver, config);
         reloads = takeover.reload.clone();
         if running {
             let put_back = own_files(root, &mut manifest, &takeover)?;
@@ -156,13 +163,25 @@ fn own_files(root: &Path, manifest: &mut Manifest, takeover: &super::flavour::Ta
     Ok(put_back)
 }
 
-/// Whether a name is blocked (or steered to the proxy) by the config under the
-/// root, or by the config the running period holds.
-fn blocked_names(root: &Path, state: &StateDir) -> impl Fn(&str) -> bool {
+/// The config the guard checks against: the file under the root, else (an edit
+/// that does not load) the last good copy ncdd keeps, as ncdd itself does.
+fn guard_config(root: &Path, state: &StateDir) -> Option<ncd_config::Config> {
+    match plan::effective_config(root) {
+        Ok((config, _)) => Some(config),
+        Err(error) => {
+            eprintln!("ncd guard: {error}");
+            ncd_config::Config::load(&state.last_good_config()).ok()
+        }
+    }
+}
+
+/// Whether a name is blocked (or steered to the proxy) by `config`, or by the
+/// config the running period holds.
+fn blocked_names(config: Option<&ncd_config::Config>, state: &StateDir) -> impl Fn(&str) -> bool {
     use ncd_period::store::{Loaded, Store};
     let mut policies = Vec::new();
-    if let Ok((config, _)) = plan::effective_config(root) {
-        policies.push(ncd_policy::Policy::build(&config, state));
+    if let Some(config) = config {
+        policies.push(ncd_policy::Policy::build(config, state));
     }
     if let Loaded::Found { state: stored, .. } = Store::new(state).load()
         && let Some(commitment) = stored.commitment

@@ -24,16 +24,27 @@ pub(super) enum PeriodRunning {
 /// Reads the period state under `root` + `state_dir`; when that says no period
 /// runs, asks ncdd on `socket` (by default the config's, inside the root) too.
 pub(super) fn period_running(root: &Path, socket: Option<&Path>, state_dir: &Path) -> PeriodRunning {
-    let stored = stored_period(&fsutil::under(root, state_dir));
-    if stored != PeriodRunning::No {
+    let dir = fsutil::under(root, state_dir);
+    // Not root (`--dry-run`, `--check` as a user): the state dir is the `ncd`
+    // user's (0700). Then only ncdd can say, and nothing is changed either way.
+    let unreadable = std::fs::read_dir(&dir).is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    let stored = if unreadable {
+        PeriodRunning::Unknown {
+            why: format!("the period state in {} can only be read by root", dir.display()),
+        }
+    } else {
+        stored_period(&dir)
+    };
+    if matches!(stored, PeriodRunning::Yes) || matches!(stored, PeriodRunning::Unknown { .. }) && !unreadable {
         return stored;
     }
     // An explicit --socket is taken as it is; else the config's, inside the root.
     let socket = socket.map_or_else(|| default_socket(root), Path::to_path_buf);
     match Client::new(socket).status() {
         Ok(status) if status.period.active => PeriodRunning::Yes,
+        Ok(_) if unreadable => PeriodRunning::No,
         // Not running, not reached, or unclear: the state files have decided.
-        Ok(_) | Err(_) => PeriodRunning::No,
+        Ok(_) | Err(_) => stored,
     }
 }
 

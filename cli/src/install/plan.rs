@@ -177,10 +177,9 @@ pub(super) fn effective_config(root: &Path) -> anyhow::Result<(Config, bool)> {
 
 /// The resolver takeover for the config install leaves in place: what install
 /// writes, and what `ncd guard` expects to find.
-pub(super) fn takeover(root: &Path, flavour: Flavour) -> anyhow::Result<Takeover> {
-    let (config, _) = effective_config(root)?;
+pub(super) fn takeover(root: &Path, flavour: Flavour, config: &Config) -> Takeover {
     let original = original_resolv_conf(root);
-    Ok(flavour.takeover(&blocked_domains(&config), original.as_deref()))
+    flavour.takeover(&blocked_domains(config), original.as_deref())
 }
 
 /// The person's own `/etc/resolv.conf`: the copy install kept aside, else the
