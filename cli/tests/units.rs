@@ -412,3 +412,21 @@ fn sysusers_and_tmpfiles_entries() {
         "{tmpfiles}"
     );
 }
+
+/// The stop refusal from a period's first second: ncdd (not root) writes the
+/// period marker, `ncd-guard.path` watches that very file, and the folders of the
+/// drop-ins, so a removed one is put back at once.
+#[test]
+fn the_guard_path_watches_the_period_marker_and_the_stop_refusal() {
+    let text = read("ncd-guard.path");
+    let watched: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("PathChanged=")).collect();
+    let marker = ncd_state::StateDir::new("/var/lib/ncd").period_marker();
+    assert!(watched.contains(&marker.to_str().unwrap()), "{watched:?}");
+    let guard = ncd_period::stop_guard::StopGuard::at("/".into());
+    for unit in ["ncd.service", "ncd.socket", "ncd-control.socket", "ncd-guard.timer"] {
+        let folder = guard.path_for(unit).parent().unwrap().to_path_buf();
+        assert!(watched.contains(&folder.to_str().unwrap()), "{unit}: {watched:?}");
+    }
+    // Early boot: the timer's first run comes soon, and the drop-ins are persistent.
+    assert!(guard.path().starts_with("/etc/systemd/system"));
+}

@@ -9,7 +9,9 @@
 //! what it printed: files still as written are removed or replaced by the originals kept
 //! aside (bytes, mode, and whether it was a link), edited ones are left alone and named.
 //! Commands run only when the root is the live system (`/`); under another root they are
-//! listed.
+//! listed, or run through `--run-with PROGRAM` (the tests' stand-in for systemctl and
+//! resolvectl: [`Runner`]). Where the Debian package is installed, install only takes
+//! the resolver over and uninstall leaves the package's units alone.
 
 mod apply;
 pub(crate) mod ca;
