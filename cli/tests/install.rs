@@ -1041,6 +1041,12 @@ fn a_list_the_kept_config_names_is_kept() {
     let out = ok(&fake.ncd(&["uninstall"]));
     assert!(out.contains("/etc/ncd/lists/social.hosts was kept"), "{out}");
     assert_eq!(fake.read("etc/ncd/lists/social.hosts"), list);
+    // An older uninstall deleted it: a later install brings it back.
+    std::fs::remove_file(fake.root.join("etc/ncd/lists/social.hosts")).unwrap();
+    let out = ok(&fake.install(&[]));
+    assert!(out.contains("Write /etc/ncd/lists/social.hosts"), "{out}");
+    assert_eq!(fake.read("etc/ncd/lists/social.hosts"), list);
+    assert_eq!(fake.read("etc/ncd/ncd.toml"), config);
 }
 
 /// Finding 5 (the takeover's part): the plain file keeps the person's search

@@ -18,6 +18,8 @@ use super::{Describe, Where, show, size, units};
 const EXAMPLE_CONFIG: &str = include_str!("../../../examples/ncd.toml");
 const EXAMPLE_LIST: &str = include_str!("../../../examples/lists/social.hosts");
 pub(super) const CONFIG_PATH: &str = "/etc/ncd/ncd.toml";
+/// Where the example config's list goes (the example names it `lists/social.hosts`).
+const EXAMPLE_LIST_PATH: &str = "/etc/ncd/lists/social.hosts";
 
 /// The system installed for; stored in the manifest as "linux" or "macos".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +223,10 @@ pub(super) fn plan(request: &Request) -> anyhow::Result<Plan> {
     let mut steps = if packaged { Vec::new() } else { binaries(request)? };
     if !config_exists {
         steps.extend(example_config());
+    } else if names_missing_example_list(root, &config) {
+        // Your config names the example's list, and it is gone (an older
+        // uninstall removed it): it is put back, yours to edit.
+        steps.extend(example_config().into_iter().skip(1));
     }
     let (mut uninstall_before, mut uninstall_after) = (Vec::new(), Vec::new());
     match request.platform {
@@ -296,11 +302,22 @@ fn example_config() -> Vec<Step> {
             "the config, from the example; yours to edit",
         ),
         keep(
-            "/etc/ncd/lists/social.hosts",
+            EXAMPLE_LIST_PATH,
             EXAMPLE_LIST,
             "the blocklist the example config names",
         ),
     ]
+}
+
+/// Whether `config` names the example's list file, and it is missing under `root`.
+fn names_missing_example_list(root: &Path, config: &Config) -> bool {
+    let example = fsutil::under(root, Path::new(EXAMPLE_LIST_PATH));
+    config
+        .block
+        .lists
+        .iter()
+        .any(|list| matches!(list, ncd_config::ListSource::File(path) if *path == example))
+        && !example.exists()
 }
 
 /// The service, socket and guard units, naming the installed binaries.
