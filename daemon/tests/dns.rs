@@ -1029,12 +1029,8 @@ fn sigterm_shuts_ncdd_down_cleanly() {
 
 #[test]
 fn a_lan_client_is_refused_unless_allow_clients_lets_it_in() {
-    let ns = match support::netns::NetNs::create() {
-        Ok(ns) => ns,
-        Err(why) => {
-            eprintln!("skipping the LAN client test: {why}");
-            return;
-        }
+    let Some(ns) = support::needs("the LAN client test", support::netns::NetNs::create()) else {
+        return;
     };
     let upstream = FakeUpstream::start();
     // Serving a LAN address needs some allow_clients; this one lets in only a
@@ -1076,12 +1072,8 @@ fn a_lan_client_is_refused_unless_allow_clients_lets_it_in() {
 
 #[test]
 fn a_noisy_lan_client_is_held_to_its_rate_limit() {
-    let ns = match support::netns::NetNs::create() {
-        Ok(ns) => ns,
-        Err(why) => {
-            eprintln!("skipping the rate-limit test: {why}");
-            return;
-        }
+    let Some(ns) = support::needs("the rate-limit test", support::netns::NetNs::create()) else {
+        return;
     };
     let upstream = FakeUpstream::start();
     let dns = format!("allow_clients = [\"{}/32\"]\nclient_rate_limit = 5", ns.peer_addr);

@@ -681,20 +681,14 @@ fn thirty_kills_at_random_moments_lose_no_period_no_unlock_and_no_acknowledged_w
 // ----- 4. A full disk and a read-only state dir -------------------------------------
 
 /// An ncdd whose state dir is a mount in a private namespace (see [`MountNs`]),
-/// with its control socket outside it. `None` (with the reason printed) when mount
-/// namespaces are not available here.
+/// with its control socket outside it. `None` when mount namespaces are not
+/// available here (a failure under CI: see [`support::needs`]).
 fn ncdd_in_mount_ns(
     upstream: &FakeUpstream,
     rest: &str,
     mount: impl FnOnce(&MountNs, &Path),
 ) -> Option<(MountNs, Ncdd)> {
-    let ns = match MountNs::create() {
-        Ok(ns) => ns,
-        Err(why) => {
-            eprintln!("skipped: no private mount namespace here ({why})");
-            return None;
-        }
-    };
+    let ns = support::needs("a full or read-only state dir", MountNs::create())?;
     let setup = Setup::new(&config(upstream, "", rest));
     let state_dir = setup.dir().join("state");
     std::fs::create_dir_all(&state_dir).unwrap();
@@ -1057,8 +1051,7 @@ fn with_passage(method: Method, passage: &str) -> Method {
 
 #[test]
 fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: running as other users needs root (this test runs as root in CI)");
+    if support::needs("running ncd as other users", support::root()).is_none() {
         return;
     }
     let _machine = shared();

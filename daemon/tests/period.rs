@@ -1038,8 +1038,8 @@ fn confirming_from_piped_input_is_refused_and_asks_for_no_passage() {
 
 #[test]
 fn a_pasted_passage_is_refused_at_a_terminal_and_typing_it_ends_the_period() {
-    if !cli::have_script() {
-        eprintln!("skipped: util-linux `script` is not installed, so there is no pseudo-terminal to type at");
+    // util-linux `script` gives ncd a pseudo-terminal to type at.
+    if support::needs("typing at a terminal", support::program("script", "--version")).is_none() {
         return;
     }
     let upstream = FakeUpstream::start();
@@ -1101,8 +1101,7 @@ fn a_pasted_passage_is_refused_at_a_terminal_and_typing_it_ends_the_period() {
 
 #[test]
 fn another_user_may_read_the_period_but_not_change_it() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: running as another user needs root (this test runs as root in CI)");
+    if support::needs("running ncd as another user", support::root()).is_none() {
         return;
     }
     let upstream = FakeUpstream::start();
