@@ -3,6 +3,7 @@
 //! a runner for the real `ncd` command line, a flood generator and a private mount
 //! namespace.
 
+pub(crate) mod blocked;
 pub(crate) mod cli;
 pub(crate) mod client;
 pub(crate) mod control;

@@ -2,18 +2,21 @@
 //! test can send DNS from an address that is not loopback without leaving this
 //! machine. Everything is removed again when the guard is dropped.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// A namespace `name` with `peer_addr`, linked by veth to `host_addr` in the root
-/// namespace (a /30 inside 10.250.0.0/16).
+/// A namespace `name` with `peer_addr` and `peer_addr6`, linked by veth to
+/// `host_addr` and `host_addr6` in the root namespace (a /30 inside 10.250.0.0/16
+/// and a /64 inside the ULA fd4e:6364::/48).
 #[derive(Debug)]
 pub(crate) struct NetNs {
     pub name: String,
     host_link: String,
     pub host_addr: Ipv4Addr,
     pub peer_addr: Ipv4Addr,
+    pub host_addr6: Ipv6Addr,
+    pub peer_addr6: Ipv6Addr,
 }
 
 impl NetNs {
@@ -36,6 +39,8 @@ impl NetNs {
             host_link: format!("nv{tag}h"),
             host_addr: Ipv4Addr::new(10, 250, third, fourth + 1),
             peer_addr: Ipv4Addr::new(10, 250, third, fourth + 2),
+            host_addr6: Ipv6Addr::new(0xfd4e, 0x6364, 0, u16::try_from(block).unwrap_or(0), 0, 0, 0, 1),
+            peer_addr6: Ipv6Addr::new(0xfd4e, 0x6364, 0, u16::try_from(block).unwrap_or(0), 0, 0, 0, 2),
         };
         ip(&["netns", "add", &ns.name]).map_err(|e| format!("`ip netns add` is not permitted here: {e}"))?;
         // From here on, Drop cleans up whatever was made.
@@ -59,6 +64,11 @@ impl NetNs {
         ip(&["-n", &ns.name, "addr", "add", &peer_cidr, "dev", &peer_link])?;
         ip(&["-n", &ns.name, "link", "set", &peer_link, "up"])?;
         ip(&["-n", &ns.name, "link", "set", "lo", "up"])?;
+        // `nodad`: usable at once, without duplicate address detection's wait.
+        let host_cidr6 = format!("{}/64", ns.host_addr6);
+        let peer_cidr6 = format!("{}/64", ns.peer_addr6);
+        ip(&["-6", "addr", "add", &host_cidr6, "dev", &ns.host_link, "nodad"])?;
+        ip(&["-6", "-n", &ns.name, "addr", "add", &peer_cidr6, "dev", &peer_link, "nodad"])?;
         Ok(ns)
     }
 
