@@ -288,24 +288,40 @@ fn an_upstream_answering_garbage_gets_servfail_in_time_and_is_used_again_once_sa
     ));
     upstream.set_mode(Mode::Garbage);
     assert_blocked_at_once(&ncdd, "www.instagram.com", "upstream answers garbage");
-    // Every kind of garbage at least twice; none is taken for an answer.
+    // Every kind of garbage at least twice; none is taken for an answer. The names
+    // that drew the forgery (kind 3: the right id, an answer for forged.invalid)
+    // are noted, to ask again below.
+    let mut forged_for = Vec::new();
     for i in 0..GARBAGE_KINDS * 2 {
-        assert_servfail_in_time(&ncdd, &format!("g{i}.allowed.test"), "upstream answers garbage");
+        let name = format!("g{i}.allowed.test");
+        let first = upstream.garbage_sent();
+        assert_servfail_in_time(&ncdd, &name, "upstream answers garbage");
+        // ncdd may ask more than once for one query: any of its asks may have drawn it.
+        if (first..upstream.garbage_sent()).any(|n| n % GARBAGE_KINDS == 3) {
+            forged_for.push(name);
+        }
     }
     assert!(
         upstream.garbage_sent() >= GARBAGE_KINDS,
         "only {} garbage replies went out",
         upstream.garbage_sent()
     );
-    // The forged answer (192.0.2.99 for a name nobody asked) never reaches a client.
-    for name in ["allowed.test", "kept.test"] {
+    assert!(!forged_for.is_empty(), "no query drew the forged answer");
+    // The forged answer (192.0.2.99 for a name nobody asked) was not kept either: once
+    // the upstream is sane, the names that drew it, and the forged name itself, get
+    // the upstream's real answer (NXDOMAIN from its zone), not the forgery from a cache.
+    upstream.set_mode(Mode::Normal);
+    for name in forged_for.iter().map(String::as_str).chain(["forged.invalid"]) {
         let answer = a(ncdd.addr, name);
         assert!(
-            !answer.ipv4().contains(&Ipv4Addr::new(192, 0, 2, 99)),
-            "a forged answer got through: {:?}",
+            !answer.ipv4().contains(&Ipv4Addr::new(192, 0, 2, 99))
+                && answer.is_from_fake_upstream()
+                && answer.rcode() == ResponseCode::NXDomain,
+            "{name}: the forged answer was kept: {:?}",
             answer.message
         );
     }
+    upstream.set_mode(Mode::Garbage);
     assert_blocked_at_once(&ncdd, "instagram.com", "after the garbage");
 
     upstream.set_mode(Mode::Normal);
@@ -325,6 +341,14 @@ struct FloodFigures {
     hwm_kib: u64,
     serving_again_after: Duration,
 }
+
+/// The most ncdd's RSS may reach under a flood (the README measured 12 MiB).
+const FLOOD_MAX_RSS_MIB: u64 = 64;
+/// ncdd's cap on TCP connections (`dns/tcp.rs`, the README's "at most 256 held").
+const MAX_TCP_CONNECTIONS: usize = 256;
+/// The README says every idle TCP connection is closed within 10 s; this is that,
+/// loosely.
+const IDLE_TCP_RECLAIMED_WITHIN: Duration = Duration::from_secs(30);
 
 /// Limits ncdd's open files as systemd does for a service (DefaultLimitNOFILE,
 /// soft 1024) and raises this process's own for `connections` client sockets.
@@ -348,6 +372,12 @@ fn wait_reclaimed(ncdd: &Ncdd, idle: &IdleTcp, files_before: usize) -> Duration 
         reclaimed.is_some(),
         "ncdd still holds {} of {opened} idle TCP connections after 60 s",
         opened - idle.closed_by_server()
+    );
+    // The README's figure is "within 10 s" (the idle timeout, 1 s when more than
+    // half the slots are taken); three times that, for a loaded CI machine.
+    assert!(
+        took <= IDLE_TCP_RECLAIMED_WITHIN,
+        "ncdd took {took:?} to close {opened} idle TCP connections (README: within 10 s)"
     );
     let files = eventually(Duration::from_secs(10), || {
         flood::open_files(pid).filter(|&n| n <= files_before + 16)
@@ -471,8 +501,10 @@ fn flood_and_recover(rate: u64, secs: u64, threads: usize, max_rss_mib: u64, idl
 fn a_flood_of_good_and_bad_packets_leaves_memory_bounded_and_ncdd_answering() {
     let _machine = exclusive();
     // About twice what one core answers (≈ 65k q/s measured on a release build);
-    // a debug build answers less, so this floods it all the more.
-    flood_and_recover(130_000, 5, 2, 256, 1000);
+    // a debug build answers less, so this floods it all the more. The README's
+    // peak is 12 MiB (release); a debug build peaked at 26 MiB here: 64 MiB is
+    // loose, and still far below what an unbounded queue would take.
+    flood_and_recover(130_000, 5, 2, FLOOD_MAX_RSS_MIB, 1000);
 }
 
 /// Opens `count` idle TCP connections (half of them stopping after one byte of a
@@ -496,6 +528,15 @@ fn idle_tcp_connections(count: usize) {
         "idle TCP: {opened} of {count} connections opened ({} refused); ncdd has {} files open (was {files_before})",
         idle.failed,
         flood::open_files(pid).unwrap_or(0)
+    );
+
+    // At most 256 held (the README's figure): ncdd's open files grow by the
+    // connection slots, not by the connections (a little slack for the upstream
+    // sockets and the accept that is about to close one).
+    let held_files = flood::open_files(pid).expect("ncdd's fds");
+    assert!(
+        held_files <= files_before + MAX_TCP_CONNECTIONS + 32,
+        "ncdd holds {held_files} files with {opened} idle TCP clients (was {files_before}; the cap is {MAX_TCP_CONNECTIONS})"
     );
 
     // Other clients are served while the idle connections are held.
@@ -1118,6 +1159,13 @@ fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner(
     for args in [&["extend", "1d"][..], &["unlock", "--cancel"][..]] {
         let run = cli::ncd_as(STRANGER, &ncd_copy, &socket, args);
         assert_eq!(run.code, Some(1), "`ncd {}` as a stranger: {run:#?}", args.join(" "));
+        // The daemon's refusal, not an EACCES on the socket (which also exits 1).
+        assert!(
+            run.stderr
+                .contains("Only root or the person who started this period can do that."),
+            "`ncd {}` as a stranger: {run:#?}",
+            args.join(" ")
+        );
     }
     let after = control.status();
     let period = |s: &Status| {
@@ -1308,7 +1356,7 @@ fn at_the_default_log_level_a_garbage_upstream_leaks_no_query_name() {
 /// `NCD_FLOOD_SECS` (default 30) at `NCD_FLOOD_RATE` packets/s (default 130000) from
 /// `NCD_FLOOD_THREADS` threads (default 2), with `NCD_IDLE_TCP` idle TCP connections
 /// held (default 1000); ncdd's peak RSS must stay under `NCD_FLOOD_MAX_RSS_MIB`
-/// (default 256).
+/// (default [`FLOOD_MAX_RSS_MIB`]).
 #[test]
 #[ignore = "long: run by stress/run.sh"]
 fn long_flood() {
@@ -1317,7 +1365,7 @@ fn long_flood() {
         env_number("NCD_FLOOD_RATE", 130_000),
         env_number("NCD_FLOOD_SECS", 30),
         env_number("NCD_FLOOD_THREADS", 2) as usize,
-        env_number("NCD_FLOOD_MAX_RSS_MIB", 256),
+        env_number("NCD_FLOOD_MAX_RSS_MIB", FLOOD_MAX_RSS_MIB),
         env_number("NCD_IDLE_TCP", 1000) as usize,
     );
 }

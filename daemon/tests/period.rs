@@ -1123,6 +1123,12 @@ fn another_user_may_read_the_period_but_not_change_it() {
         &["start", "--for", "1d", "--reason", REASON],
     );
     assert_eq!(run.code, Some(1), "`ncd start` as nobody: {run:#?}");
+    // The daemon's words, not an EACCES on the socket (which also exits 1).
+    assert!(
+        run.stderr
+            .contains("Starting a period here is for root, the user ncdd runs as, or the owner of the config file."),
+        "`ncd start` as nobody: {run:#?}"
+    );
     assert!(!control.status().period.active, "nobody started a period");
 
     start_period(&ncdd, "30d");
@@ -1473,13 +1479,41 @@ fn garbage_on_the_control_socket_is_refused_and_ncdd_keeps_serving() {
         still_fine("half a request and a hang-up");
     }
 
-    // 500 connections at once, held open: DNS is not affected, and the control
-    // socket answers again once they are gone.
+    // 500 connections at once, held open by one user: DNS is not affected; ncdd
+    // keeps MAX_PER_USER (16) of them and closes the rest at once; another user
+    // still gets in meanwhile; and the control socket answers this user again
+    // once they are gone.
+    const MAX_PER_USER: usize = 16;
     let held: Vec<_> = (0..500).map(|_| control.connect().expect("connect")).collect();
     for name in ["www.instagram.com", "instagram.com"] {
         assert_blocked(&ncdd, name);
     }
     assert_resolves(&ncdd, "allowed.test", ALLOWED_TEST);
+    let closed_by_ncdd = |stream: &std::os::unix::net::UnixStream| {
+        use std::io::Read;
+        stream.set_nonblocking(true).expect("non-blocking");
+        matches!((&*stream).read(&mut [0u8; 1]), Ok(0))
+    };
+    let open = eventually(DEADLINE, || {
+        let open = held.iter().filter(|s| !closed_by_ncdd(s)).count();
+        (open == MAX_PER_USER).then_some(open)
+    });
+    assert!(
+        open.is_some(),
+        "one user holds {} of 500 control connections; the cap is {MAX_PER_USER}",
+        held.iter().filter(|s| !closed_by_ncdd(s)).count()
+    );
+    if support::needs("another user beside the 500", support::root()).is_some() {
+        let dir = ncdd.config_path().parent().expect("the temp dir").to_path_buf();
+        for path in [&dir, &ncdd.state_dir()] {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let line = json!({ "v": 1, "id": 77, "method": "status" }).to_string();
+        let response = cli::protocol_as(NOBODY, &socket(&ncdd), &line);
+        let response: Value = serde_json::from_str(&response).unwrap_or_else(|e| panic!("{e}: {response}"));
+        assert_eq!(response["ok"], true, "another user was kept out by the 500: {response}");
+        assert_eq!(response["result"]["period"]["active"], true, "{response}");
+    }
     drop(held);
     let back = eventually(DEADLINE, || control.try_status());
     assert!(back.is_some(), "status did not answer after the 500 connections closed");
