@@ -737,6 +737,16 @@ fn a_repeated_request_is_answered_with_its_own_id() {
             answers.push(response.answers);
         }
         assert!(answers.windows(2).all(|w| w[0] == w[1]), "{name}: {answers:?}");
+        // And what is kept is the right answer, not just the same one four times.
+        let expected = if name == "allowed.test" { "192.0.2.1" } else { "0.0.0.0" };
+        let addresses: Vec<String> = answers[3]
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(addresses, [expected], "{name}: {answers:?}");
     }
     assert_eq!(upstream.queries(), 1, "one upstream query for four asks");
 }

@@ -1122,8 +1122,19 @@ fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner(
             response["ok"], false,
             "{method:?} as a stranger with no period: {response}"
         );
+        // Starting and reporting drift are the stranger's to be refused; every
+        // other verb is turned down because there is no period — and for nothing else.
         if matches!(method, Method::Start { .. } | Method::GuardReport { .. }) {
             assert_eq!(response["error"]["code"], "forbidden", "{method:?}: {response}");
+        } else {
+            assert_eq!(response["error"]["code"], "conflict", "{method:?}: {response}");
+            let message = response["error"]["message"].as_str().unwrap_or_default();
+            let no_period = if matches!(method, Method::Unlock { scope: UnlockScope::Pending, .. }) {
+                "There are no held changes to apply."
+            } else {
+                "No period is running"
+            };
+            assert!(message.contains(no_period), "{method:?}: {response}");
         }
     }
     assert!(!control.status().period.active, "a stranger started a period");
@@ -1286,8 +1297,10 @@ fn exercise_for_the_log(ncdd: &Ncdd, upstream: &FakeUpstream, with_garbage_upstr
     control.refused("unlock_chunk", Some(json!({ "typed": wrong })));
     control.refused("unlock_confirm", Some(json!({ "typed": wrong })));
     secrets.extend([reason, why, passage, wrong]);
-    // One tick and a little more, so that everything there is to log is logged.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Two ticks of the period's clock after the last request, so that everything
+    // there is to log is logged.
+    let served = control.status().period.served_secs;
+    wait_status(&control, "two more ticks", |s| s.period.served_secs >= served + 2);
     secrets
 }
 

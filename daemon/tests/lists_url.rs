@@ -382,11 +382,15 @@ fn a_multi_line_html_page_is_refused_too() {
     make_old(&cached);
     ncdd.restart();
 
-    // Either outcome is logged: wait for it, then for the reload a download causes.
-    let line = wait_for_log_line(&ncdd, &[&http.url(file)]);
-    if line.contains("blocklist downloaded") {
-        wait_for_log_line(&ncdd, &["policy reloaded"]);
-    }
+    // Refused, said so, and never taken as a download.
+    let line = wait_for_log_line(&ncdd, &[DOWNLOAD_FAILED, &http.url(file)]);
+    assert!(line.contains("not a blocklist"), "{line}");
+    assert_eq!(http.gets(file), 2, "the page was fetched: {}", http.log());
+    assert!(
+        !stderr_since_restart(&ncdd).contains("blocklist downloaded"),
+        "{}",
+        ncdd.stderr()
+    );
     assert_blocked(&ncdd, LISTED, "after an HTML page was served instead of the list");
     assert_eq!(std::fs::read_to_string(&cached).unwrap(), LIST, "the good copy is kept");
 }
