@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hickory_proto::op::ResponseCode;
+use ncd_config::BlockAnswer;
 use ncd_config::control::{Status, UnlockScope, UnlockState};
 use serde_json::{Value, json};
 
@@ -148,9 +149,10 @@ fn resolves_to(answer: &Answer, ip: &str) -> bool {
 }
 
 #[track_caller]
-fn assert_blocked(ncdd: &Ncdd, name: &str) {
-    let answer = a(ncdd.addr, name);
-    assert!(is_null_block(&answer), "{name} should be blocked: {:?}", answer.message);
+fn assert_blocked(ncdd: &Ncdd, upstream: &FakeUpstream, name: &str) {
+    // Blocked as a user would notice: 0.0.0.0 / :: / no data with EDE 15, over UDP
+    // and TCP, for A, AAAA, HTTPS, ANY and a rare type, and nothing goes upstream.
+    support::blocked::assert_blocked_and_unseen(ncdd.addr, upstream, name, BlockAnswer::Null);
 }
 
 #[track_caller]
@@ -246,7 +248,7 @@ fn a_short_period_runs_its_course_and_then_the_held_change_applies() {
         "the edit must land while the period runs: {held:#?}"
     );
     assert_eq!(held.pending, ["remove domain later.test"]);
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 
     // Served and remaining add up to the length; time served grows, tick by tick
     // (up to the end, where the ended period keeps what was served).
@@ -276,7 +278,7 @@ fn a_short_period_runs_its_course_and_then_the_held_change_applies() {
     );
     assert!(journal(&status).contains("the period ended (completed)"), "{status:#?}");
     wait_resolves(&ncdd, "later.test", LATER_TEST);
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
 }
 
 // ----- 2. The ratchet ---------------------------------------------------------------
@@ -314,7 +316,7 @@ fn refused_answers_and_a_dropped_listen_address_are_held_until_the_period_ends()
             .contains(&"remove DNS listen address 127.0.0.1:5399".to_string()),
         "{held:#?}"
     );
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
     let screen = ncd_ok(&ncdd, &["status"]).stdout;
     assert!(
         screen.contains("Held until the period ends or an unlock:") && screen.contains("127.0.0.1:5399"),
@@ -364,14 +366,14 @@ fn during_a_period_tightenings_bite_at_once_and_loosenings_are_held() {
     wait_status(&control, "the removed domain is held", |s| {
         s.pending == ["remove domain later.test"]
     });
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 
     // A removed service, likewise.
     ncdd.rewrite_config(&file("", "\"kept.test\"", "", true));
     wait_status(&control, "the removed service is held", |s| {
         s.pending.contains(&"remove service facebook".to_string())
     });
-    assert_blocked(&ncdd, "www.facebook.com");
+    assert_blocked(&ncdd, &upstream, "www.facebook.com");
 
     // A mixed edit (swap kept.test for allowed.test): the addition bites, the removal waits.
     ncdd.rewrite_config(&file("", "\"allowed.test\"", "", true));
@@ -380,14 +382,14 @@ fn during_a_period_tightenings_bite_at_once_and_loosenings_are_held() {
         s.pending.contains(&"remove domain kept.test".to_string())
     });
     assert!(status.period.active);
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
 
     // An allow exception added during the period is held: the name stays blocked.
     ncdd.rewrite_config(&file("", "\"allowed.test\"", "\"business.facebook.com\"", true));
     wait_status(&control, "the exception is held", |s| {
         s.pending.contains(&"add exception business.facebook.com".to_string())
     });
-    assert_blocked(&ncdd, "business.facebook.com");
+    assert_blocked(&ncdd, &upstream, "business.facebook.com");
 
     // Turning the encrypted-DNS guard off is held: the canary is still answered NXDOMAIN.
     ncdd.rewrite_config(&file("", "\"allowed.test\"", "\"business.facebook.com\"", false));
@@ -412,7 +414,7 @@ fn during_a_period_tightenings_bite_at_once_and_loosenings_are_held() {
         "www.facebook.com",
         "business.facebook.com",
     ] {
-        assert_blocked(&ncdd, name);
+        assert_blocked(&ncdd, &upstream, name);
     }
     let screen = ncd_ok(&ncdd, &["status"]).stdout;
     assert!(
@@ -494,7 +496,7 @@ fn a_fifo_as_a_list_during_a_period_holds_up_nothing() {
     let mut ncdd = setup.spawn();
     let control = control(&ncdd);
     ncdd.settle();
-    assert_blocked(&ncdd, "held.test");
+    assert_blocked(&ncdd, &upstream, "held.test");
     start_period(&ncdd, "8s");
 
     // A FIFO added as a list (a tightening, so it applies at once).
@@ -518,7 +520,7 @@ fn a_fifo_as_a_list_during_a_period_holds_up_nothing() {
         why.contains("is a FIFO") && why.contains("using the last good copy"),
         "{why}"
     );
-    assert_blocked(&ncdd, "held.test");
+    assert_blocked(&ncdd, &upstream, "held.test");
 
     // Later tightenings still apply.
     ncdd.rewrite_config(&file("\"later.test\", \"kept.test\"", "\"held.txt\", \"f\""));
@@ -553,8 +555,8 @@ fn a_fifo_as_a_list_during_a_period_holds_up_nothing() {
 
     // A restart with the FIFOs in the config serves within the normal start deadline.
     ncdd.restart();
-    assert_blocked(&ncdd, "kept.test");
-    assert_blocked(&ncdd, "held.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
+    assert_blocked(&ncdd, &upstream, "held.test");
     assert_resolves(&ncdd, "allowed.test", ALLOWED_TEST);
     let (_, status) = cli_status(&ncdd);
     assert!(list_problem(&status, &fifo).is_some(), "{status:#?}");
@@ -581,7 +583,7 @@ fn an_emptied_or_shortened_list_keeps_blocking_until_a_pending_unlock() {
     let ncdd = setup.spawn();
     let control = control(&ncdd);
     ncdd.settle();
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
     start_period(&ncdd, "1h");
 
     // Emptied: every name it had stays blocked, and status says so.
@@ -596,8 +598,8 @@ fn an_emptied_or_shortened_list_keeps_blocking_until_a_pending_unlock() {
             && held[0].ends_with("mine.txt: held until the period ends or an unlock"),
         "{held:?}"
     );
-    assert_blocked(&ncdd, "later.test");
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
     let screen = ncd_ok(&ncdd, &["status"]).stdout;
     assert!(screen.contains("2 rules removed from"), "{screen}");
 
@@ -610,8 +612,8 @@ fn an_emptied_or_shortened_list_keeps_blocking_until_a_pending_unlock() {
             .any(|l| l.starts_with("1 rule removed from "))
     });
     assert!(status.period.active, "{status:#?}");
-    assert_blocked(&ncdd, "later.test");
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
 
     // A `pending` unlock applies the held rules; the period goes on.
     request_unlock(&ncdd, "pending");
@@ -622,8 +624,8 @@ fn an_emptied_or_shortened_list_keeps_blocking_until_a_pending_unlock() {
     let result = control.ok("unlock_confirm", Some(json!({ "typed": passage })));
     assert_eq!(result["scope"], "pending");
     wait_resolves(&ncdd, "later.test", LATER_TEST);
-    assert_blocked(&ncdd, "kept.test");
-    assert_blocked(&ncdd, "listed-late.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
+    assert_blocked(&ncdd, &upstream, "listed-late.test");
     let status = wait_status(&control, "nothing is held", |s| {
         held_list_lines(s, "mine.txt").is_empty()
     });
@@ -636,7 +638,7 @@ fn an_emptied_or_shortened_list_keeps_blocking_until_a_pending_unlock() {
             .iter()
             .any(|l| l.starts_with("1 rule removed from "))
     });
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
 }
 
 #[test]
@@ -657,13 +659,13 @@ fn a_shortened_list_opens_when_the_period_ends() {
         status.period.active,
         "the edit must land while the period runs: {status:#?}"
     );
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
     assert!(ncdd.state_dir().join("lists-locked").is_dir());
 
     let ended = wait_status(&control, "the period ends", |s| !s.period.active);
     assert!(journal(&ended).contains("the period ended (completed)"), "{ended:#?}");
     wait_resolves(&ncdd, "later.test", LATER_TEST);
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
     let status = control.status();
     assert!(status.pending.is_empty(), "{status:#?}");
     assert!(!ncdd.state_dir().join("lists-locked").exists());
@@ -709,7 +711,7 @@ fn an_unlock_of_the_held_changes_cools_off_then_applies_them_once_the_passage_is
     assert!(message.contains("Not yet"), "{message}");
     let (code, _) = control.refused("unlock_confirm", Some(json!({ "typed": "river" })));
     assert_eq!(code, "conflict");
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 
     let status = wait_status(&control, "the window opens", |s| s.unlock.state != UnlockState::Waiting);
     assert_eq!(status.unlock.state, UnlockState::Confirmable, "{status:#?}");
@@ -725,13 +727,13 @@ fn an_unlock_of_the_held_changes_cools_off_then_applies_them_once_the_passage_is
     let status = control.status();
     assert_eq!(status.unlock.state, UnlockState::Confirmable, "{status:#?}");
     assert_eq!(status.pending, ["remove domain later.test"]);
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 
     // The right one applies the held change; the period goes on.
     let result = control.ok("unlock_confirm", Some(json!({ "typed": passage })));
     assert_eq!(result["scope"], "pending");
     wait_resolves(&ncdd, "later.test", LATER_TEST);
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
     let status = control.status();
     assert!(status.period.active, "{status:#?}");
     assert_eq!(status.period.reason.as_deref(), Some(REASON));
@@ -747,7 +749,7 @@ fn an_unlock_of_the_held_changes_cools_off_then_applies_them_once_the_passage_is
     wait_status(&control, "a new removal is held", |s| {
         s.pending == ["remove domain kept.test"]
     });
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
 }
 
 #[test]
@@ -779,7 +781,7 @@ fn an_unlock_of_the_end_ends_the_period_once_the_passage_is_typed() {
     });
     let passage = control.type_passage();
     assert_passage(&passage, 20);
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
     let result = control.ok("unlock_confirm", Some(json!({ "typed": passage })));
     assert_eq!(result["scope"], "end");
 
@@ -792,7 +794,7 @@ fn an_unlock_of_the_end_ends_the_period_once_the_passage_is_typed() {
     assert_eq!(status.unlock.state, UnlockState::None);
     // The lock lifts: the held removal applies; what the config still names stays blocked.
     wait_resolves(&ncdd, "kept.test", KEPT_TEST);
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 }
 
 #[test]
@@ -895,7 +897,7 @@ fn a_raw_client_sending_the_whole_passage_at_once_is_refused() {
     let status = control.status();
     assert!(status.period.active, "{status:#?}");
     assert_eq!(status.unlock.state, UnlockState::Confirmable);
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 }
 
 #[test]
@@ -930,7 +932,7 @@ fn a_raw_client_sending_the_parts_as_fast_as_it_can_is_refused() {
         "journaled once, not at every try: {journal}"
     );
     assert!(!journal.contains("typed part"), "{journal}");
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 }
 
 #[test]
@@ -1002,7 +1004,7 @@ fn withdrawn_or_expired_requests_change_nothing_and_each_new_one_waits_twice_as_
     );
     let (code, _) = control.refused("unlock_challenge", None);
     assert_eq!(code, "conflict");
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
     let (_, shown) = cli_status(&ncdd);
     assert_eq!(shown.unlock.state, UnlockState::Expired);
 
@@ -1258,7 +1260,7 @@ fn killing_ncdd_at_random_moments_loses_neither_the_period_nor_the_pending_unloc
             opens_at,
             "{what}"
         );
-        assert_blocked(&ncdd, "later.test");
+        assert_blocked(&ncdd, &upstream, "later.test");
         served_before = after.period.served_secs;
     }
 }
@@ -1290,7 +1292,7 @@ fn damaged_or_missing_state_files_never_end_the_period() {
             journal(&status).contains("state: "),
             "{case}: the damage is in the journal: {what}"
         );
-        assert_blocked(ncdd, "later.test");
+        assert_blocked(ncdd, &upstream, "later.test");
         status
     };
 
@@ -1396,7 +1398,7 @@ fn a_period_that_ends_while_ncdd_is_down_has_ended_when_it_comes_back() {
     assert_eq!((ended.how.as_str(), ended.reason.as_str()), ("completed", REASON));
     assert!(status.daemon.damage.is_empty(), "{:?}", status.daemon.damage);
     assert_resolves(&ncdd, "kept.test", KEPT_TEST);
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 }
 
 // ----- 9. Garbage on the control socket --------------------------------------------
@@ -1409,7 +1411,7 @@ fn garbage_on_the_control_socket_is_refused_and_ncdd_keeps_serving() {
     start_period(&ncdd, "1h");
 
     let still_fine = |after: &str| {
-        assert_blocked(&ncdd, "www.instagram.com");
+        assert_blocked(&ncdd, &upstream, "www.instagram.com");
         assert_resolves(&ncdd, "allowed.test", ALLOWED_TEST);
         let status = control
             .try_status()
@@ -1495,7 +1497,7 @@ fn garbage_on_the_control_socket_is_refused_and_ncdd_keeps_serving() {
     const MAX_PER_USER: usize = 16;
     let held: Vec<_> = (0..500).map(|_| control.connect().expect("connect")).collect();
     for name in ["www.instagram.com", "instagram.com"] {
-        assert_blocked(&ncdd, name);
+        assert_blocked(&ncdd, &upstream, name);
     }
     assert_resolves(&ncdd, "allowed.test", ALLOWED_TEST);
     let closed_by_ncdd = |stream: &std::os::unix::net::UnixStream| {
@@ -1578,7 +1580,7 @@ fn check_during_a_period_answers_for_what_ncdd_enforces() {
     wait_status(&control, "the removal is held", |s| {
         s.pending == ["remove service instagram"]
     });
-    assert_blocked(&ncdd, "www.instagram.com");
+    assert_blocked(&ncdd, &upstream, "www.instagram.com");
     assert_eq!(
         control.ok("check", Some(json!({ "name": "www.instagram.com" })))["blocked"],
         true

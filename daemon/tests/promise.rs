@@ -107,10 +107,10 @@ fn a_blocked_name_is_answered_by_ncdd_and_never_reaches_the_upstream_however_it_
         let server = ncdd.addr;
 
         // A service of the catalog, a domain, a list's name, a guard name.
-        assert_blocked_and_unseen(server, &upstream, "www.instagram.com", mode);
-        assert_blocked_and_unseen(server, &upstream, "www.exact.blocked.test", mode);
-        assert_blocked_and_unseen(server, &upstream, "listed-late.test", mode);
-        assert_blocked_and_unseen(server, &upstream, "dns.google", mode);
+        for name in ["www.instagram.com", "www.exact.blocked.test", "listed-late.test", "dns.google"] {
+            assert_blocked_and_unseen(server, &upstream, name, mode);
+            assert!(!upstream.was_asked(name), "{mode:?}: the upstream was asked for {name}");
+        }
         // An allowed name whose answer is a CNAME into a blocked domain: ncdd must ask
         // for the alias, never for the target.
         assert_blocked_and_unseen_via(server, &upstream, "cloaked.test", "tracker.blocked.test", mode);
@@ -125,6 +125,7 @@ fn a_blocked_name_is_answered_by_ncdd_and_never_reaches_the_upstream_however_it_
             s.pending == ["remove domain kept.test"]
         });
         assert_blocked_and_unseen(server, &upstream, "kept.test", mode);
+        assert!(!upstream.was_asked("kept.test"), "{mode:?}: the upstream was asked for kept.test");
 
         // The upstream was there all along, and answers what is allowed.
         let allowed = support::client::a(server, "allowed.test");

@@ -29,15 +29,17 @@ pub(crate) const TYPES: [RecordType; 5] = [
 ];
 
 /// Asserts that `name` is blocked (see [`assert_blocked_answer`]) over UDP and TCP
-/// for every type in [`TYPES`], and that `upstream` never received a query for it.
+/// for every type in [`TYPES`], and that `upstream` heard nothing of it meanwhile.
+/// (A name that was allowed before a block may have been asked for then; a test
+/// about a name that was never allowed also checks `!upstream.was_asked(name)`.)
 #[track_caller]
 pub(crate) fn assert_blocked_and_unseen(server: SocketAddr, upstream: &FakeUpstream, name: &str, mode: BlockAnswer) {
     assert_blocked_and_unseen_via(server, upstream, name, name, mode);
 }
 
 /// As [`assert_blocked_and_unseen`], for a name blocked because its answer leads to
-/// a blocked one (a CNAME or HTTPS target): `asked` is blocked everywhere, and the
-/// upstream, which must be asked for `asked`, never hears of `unseen`.
+/// a blocked one (a CNAME target): `asked` is blocked everywhere, and the upstream,
+/// which must be asked for `asked`, never hears of `unseen` at all.
 #[track_caller]
 pub(crate) fn assert_blocked_and_unseen_via(
     server: SocketAddr,
@@ -46,14 +48,20 @@ pub(crate) fn assert_blocked_and_unseen_via(
     unseen: &str,
     mode: BlockAnswer,
 ) {
+    let before = upstream.times_asked(unseen);
     for rtype in TYPES {
         assert_blocked_answer(&query_udp(server, asked, rtype), asked, rtype, mode, "UDP");
         assert_blocked_answer(&query_tcp(server, asked, rtype), asked, rtype, mode, "TCP");
     }
-    assert!(
-        !upstream.was_asked(unseen),
-        "{unseen} is blocked, yet the upstream was asked for it"
+    let after = upstream.times_asked(unseen);
+    assert_eq!(
+        after, before,
+        "{unseen} is blocked, yet the upstream was asked for it {} times meanwhile",
+        after - before
     );
+    if asked != unseen {
+        assert!(!upstream.was_asked(unseen), "the upstream was asked for the blocked target {unseen}");
+    }
 }
 
 /// Asserts that `answer` is ncdd's blocked answer in `mode` for `rtype`: the
