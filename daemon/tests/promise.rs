@@ -469,3 +469,141 @@ fn the_service_manager_hears_the_day_of_the_period() {
     );
     wait_for("STATUS=Day 1 of 3; blocking");
 }
+
+// ----- The watchdog ---------------------------------------------------------------------
+
+/// Datagrams from ncdd on a `NOTIFY_SOCKET` the test owns.
+struct Notifications {
+    socket: UnixDatagram,
+    path: PathBuf,
+    seen: Vec<String>,
+}
+
+impl Notifications {
+    fn bind(dir: &Path) -> Self {
+        let path = dir.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).unwrap();
+        socket.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        Self {
+            socket,
+            path,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads what has arrived (waiting up to 100 ms for the first datagram).
+    fn read(&mut self) {
+        let mut buf = [0u8; 1024];
+        while let Ok(len) = self.socket.recv(&mut buf) {
+            self.seen.push(String::from_utf8_lossy(&buf[..len]).into_owned());
+        }
+    }
+
+    /// Forgets what was seen so far.
+    fn clear(&mut self) {
+        self.read();
+        self.seen.clear();
+    }
+
+    fn pings(&self) -> usize {
+        self.seen.iter().filter(|s| s.lines().any(|l| l == "WATCHDOG=1")).count()
+    }
+
+    #[track_caller]
+    fn wait_for_ping(&mut self, what: &str) {
+        let deadline = Instant::now() + DEADLINE;
+        while self.pings() == 0 {
+            assert!(Instant::now() < deadline, "{what}: no WATCHDOG=1; heard {:?}", self.seen);
+            self.read();
+        }
+    }
+}
+
+/// The number of times ncdd has logged that its self-query failed.
+fn failed_self_queries(ncdd: &Ncdd) -> usize {
+    ncdd.stderr().matches("self-query failed").count()
+}
+
+#[test]
+fn the_watchdog_is_pinged_only_while_ncdd_answers_its_own_query() {
+    // ncdd in a network namespace of its own, so the test can take its loopback
+    // away (and give it back) without touching the machine's.
+    let Some(ns) = support::needs("the watchdog test", support::netns::NetNs::create()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut notify = Notifications::bind(dir.path());
+    // No upstream is reachable from inside: the self-query must need none.
+    let config = "[dns]\nupstreams = [\"udp://127.0.0.1:9\"]\n\n[block]\ndomains = [\"later.test\"]\n";
+    let ncdd = Setup::new(config)
+        .command_prefix([
+            "ip".to_string(),
+            "netns".to_string(),
+            "exec".to_string(),
+            ns.name.clone(),
+            "env".to_string(),
+            format!("NOTIFY_SOCKET={}", notify.path.display()),
+            "WATCHDOG_USEC=1000000".to_string(),
+        ])
+        .spawn();
+    notify.wait_for_ping("serving");
+
+    // Its DNS socket unreachable (loopback down): no ping between two failed
+    // self-queries.
+    let (ok, out) = ns.exec("ip", &["link", "set", "lo", "down"]);
+    assert!(ok, "{out}");
+    let failed = failed_self_queries(&ncdd);
+    assert!(
+        eventually(DEADLINE, || (failed_self_queries(&ncdd) > failed).then_some(())).is_some(),
+        "ncdd never noticed that its own query went unanswered:\n{}",
+        ncdd.stderr()
+    );
+    notify.clear();
+    let failed = failed_self_queries(&ncdd);
+    assert!(
+        eventually(DEADLINE, || (failed_self_queries(&ncdd) > failed).then_some(())).is_some(),
+        "a second self-query did not fail:\n{}",
+        ncdd.stderr()
+    );
+    notify.read();
+    assert_eq!(
+        notify.pings(),
+        0,
+        "WATCHDOG=1 while ncdd could not answer itself: {:?}",
+        notify.seen
+    );
+
+    // Loopback back: the pings come back.
+    let (ok, out) = ns.exec("ip", &["link", "set", "lo", "up"]);
+    assert!(ok, "{out}");
+    notify.clear();
+    notify.wait_for_ping("serving again");
+}
+
+#[test]
+fn with_the_guard_off_and_no_upstream_the_watchdog_still_hears_a_serving_ncdd() {
+    // The self-query must not depend on the config or the network: offline, a
+    // watchdog that went quiet would have systemd restart a healthy ncdd over and
+    // over, until it gives up and the machine's resolver moves on without it.
+    let upstream = FakeUpstream::start();
+    upstream.set_unresponsive(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut notify = Notifications::bind(dir.path());
+    let config = format!(
+        "[dns]\nupstreams = [\"{}\"]\n\n[guard]\nencrypted_dns = false\n\n[block]\ndomains = [\"later.test\"]\n",
+        upstream.url()
+    );
+    // Pings 3 s apart, more than the upstream timeout (2 s), as with the unit's
+    // WatchdogSec=30s: each self-query starts afresh.
+    let ncdd = Setup::new(&config)
+        .command_prefix([
+            "env".to_string(),
+            format!("NOTIFY_SOCKET={}", notify.path.display()),
+            "WATCHDOG_USEC=6000000".to_string(),
+        ])
+        .spawn();
+    notify.clear();
+    notify.wait_for_ping("offline, guard off");
+    assert_eq!(failed_self_queries(&ncdd), 0, "{}", ncdd.stderr());
+    assert_blocked_and_unseen(ncdd.addr, &upstream, "later.test", BlockAnswer::Null);
+}
