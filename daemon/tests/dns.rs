@@ -309,7 +309,13 @@ fn cname_cloaking_into_a_blocked_domain_is_blocked() {
         upstream.was_asked("cloaked.test"),
         "cloaked.test itself must be looked up"
     );
-    assert_blocked_and_unseen_via(ncdd.addr, &upstream, "cloaked.test", "tracker.blocked.test", BlockAnswer::Null);
+    assert_blocked_and_unseen_via(
+        ncdd.addr,
+        &upstream,
+        "cloaked.test",
+        "tracker.blocked.test",
+        BlockAnswer::Null,
+    );
     let answer = query_udp(ncdd.addr, "cloaked.test", RecordType::AAAA);
     assert_eq!(answer.ipv6(), [NULL_V6], "{:?}", answer.message);
     assert_eq!(answer.ede(), Some(EDE_BLOCKED));

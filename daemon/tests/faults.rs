@@ -1134,7 +1134,13 @@ fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner(
         } else {
             assert_eq!(response["error"]["code"], "conflict", "{method:?}: {response}");
             let message = response["error"]["message"].as_str().unwrap_or_default();
-            let no_period = if matches!(method, Method::Unlock { scope: UnlockScope::Pending, .. }) {
+            let no_period = if matches!(
+                method,
+                Method::Unlock {
+                    scope: UnlockScope::Pending,
+                    ..
+                }
+            ) {
                 "There are no held changes to apply."
             } else {
                 "No period is running"

@@ -305,7 +305,12 @@ fn a_url_list_is_downloaded_blocks_its_names_and_is_cached() {
 
     assert_blocked(&ncdd, &upstream, "kept.test", "a config rule, from the start");
     wait_until_blocked(&ncdd, LISTED);
-    assert_blocked(&ncdd, &upstream, "www.facebook.com", "the hosts-format line of the list");
+    assert_blocked(
+        &ncdd,
+        &upstream,
+        "www.facebook.com",
+        "the hosts-format line of the list",
+    );
     assert_blocked(&ncdd, &upstream, "sub.listed-late.test", "a subdomain of a listed name");
     assert_resolves(&ncdd, "allowed.test", Ipv4Addr::new(192, 0, 2, 1), "a name not listed");
 
@@ -331,7 +336,12 @@ fn a_restart_with_the_server_down_blocks_from_the_cached_copy_at_once() {
 
     ncdd.restart();
     // The very first query after `ready`: no polling.
-    assert_blocked(&ncdd, &upstream, LISTED, "first query after a restart with the server down");
+    assert_blocked(
+        &ncdd,
+        &upstream,
+        LISTED,
+        "first query after a restart with the server down",
+    );
     assert_blocked(&ncdd, &upstream, "www.facebook.com", "first queries after the restart");
 
     let line = wait_for_log_line(&ncdd, &[DOWNLOAD_FAILED, &http.url("social-b.txt")]);
@@ -394,7 +404,12 @@ fn a_multi_line_html_page_is_refused_too() {
         "{}",
         ncdd.stderr()
     );
-    assert_blocked(&ncdd, &upstream, LISTED, "after an HTML page was served instead of the list");
+    assert_blocked(
+        &ncdd,
+        &upstream,
+        LISTED,
+        "after an HTML page was served instead of the list",
+    );
     assert_eq!(std::fs::read_to_string(&cached).unwrap(), LIST, "the good copy is kept");
 }
 

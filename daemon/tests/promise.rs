@@ -107,7 +107,12 @@ fn a_blocked_name_is_answered_by_ncdd_and_never_reaches_the_upstream_however_it_
         let server = ncdd.addr;
 
         // A service of the catalog, a domain, a list's name, a guard name.
-        for name in ["www.instagram.com", "www.exact.blocked.test", "listed-late.test", "dns.google"] {
+        for name in [
+            "www.instagram.com",
+            "www.exact.blocked.test",
+            "listed-late.test",
+            "dns.google",
+        ] {
             assert_blocked_and_unseen(server, &upstream, name, mode);
             assert!(!upstream.was_asked(name), "{mode:?}: the upstream was asked for {name}");
         }
@@ -125,7 +130,10 @@ fn a_blocked_name_is_answered_by_ncdd_and_never_reaches_the_upstream_however_it_
             s.pending == ["remove domain kept.test"]
         });
         assert_blocked_and_unseen(server, &upstream, "kept.test", mode);
-        assert!(!upstream.was_asked("kept.test"), "{mode:?}: the upstream was asked for kept.test");
+        assert!(
+            !upstream.was_asked("kept.test"),
+            "{mode:?}: the upstream was asked for kept.test"
+        );
 
         // The upstream was there all along, and answers what is allowed.
         let allowed = support::client::a(server, "allowed.test");
@@ -276,10 +284,7 @@ fn ncd_start_during_a_period_is_refused_and_changes_nothing() {
     assert_eq!(after.period.started_unix, before.period.started_unix, "{after:#?}");
     assert!(after.period.served_secs >= before.period.served_secs, "{after:#?}");
     // The raw verb, as any client could send it, is refused the same way.
-    let (code, message) = control.refused(
-        "start",
-        Some(json!({ "length_secs": 60, "reason": "Another one." })),
-    );
+    let (code, message) = control.refused("start", Some(json!({ "length_secs": 60, "reason": "Another one." })));
     assert!(message.contains("already running"), "{code}: {message}");
     assert_eq!(control.status().period.length_secs, before.period.length_secs);
 }
@@ -391,8 +396,10 @@ fn free_port(ip: std::net::IpAddr) -> u16 {
 
 #[test]
 fn sockets_handed_over_by_socket_activation_refuse_strangers_too() {
-    let Some(ns) = support::needs("the socket-activation open-resolver test", support::netns::NetNs::create())
-    else {
+    let Some(ns) = support::needs(
+        "the socket-activation open-resolver test",
+        support::netns::NetNs::create(),
+    ) else {
         return;
     };
     let upstream = FakeUpstream::start();
@@ -411,7 +418,10 @@ fn sockets_handed_over_by_socket_activation_refuse_strangers_too() {
             .unwrap_or_else(|| panic!("ncdd never answered on the activated socket {addr}"));
             assert!(out.contains("status: REFUSED"), "{addr} (udp: {datagram}):\n{out}");
             assert!(out.contains(&format!("EDE: {EDE_PROHIBITED}")), "{addr}:\n{out}");
-            assert!(!upstream.was_asked("allowed.test"), "{addr}: a stranger's query went upstream");
+            assert!(
+                !upstream.was_asked("allowed.test"),
+                "{addr}: a stranger's query went upstream"
+            );
         }
     }
 
@@ -463,10 +473,7 @@ fn the_service_manager_hears_the_day_of_the_period() {
     };
     wait_for("STATUS=No period running");
     // A 3-day period: day 1 of 3, as `systemctl status ncd` shows it.
-    control(&ncdd).ok(
-        "start",
-        Some(json!({ "length_secs": 3 * 86_400, "reason": REASON })),
-    );
+    control(&ncdd).ok("start", Some(json!({ "length_secs": 3 * 86_400, "reason": REASON })));
     wait_for("STATUS=Day 1 of 3; blocking");
 }
 
@@ -506,14 +513,21 @@ impl Notifications {
     }
 
     fn pings(&self) -> usize {
-        self.seen.iter().filter(|s| s.lines().any(|l| l == "WATCHDOG=1")).count()
+        self.seen
+            .iter()
+            .filter(|s| s.lines().any(|l| l == "WATCHDOG=1"))
+            .count()
     }
 
     #[track_caller]
     fn wait_for_ping(&mut self, what: &str) {
         let deadline = Instant::now() + DEADLINE;
         while self.pings() == 0 {
-            assert!(Instant::now() < deadline, "{what}: no WATCHDOG=1; heard {:?}", self.seen);
+            assert!(
+                Instant::now() < deadline,
+                "{what}: no WATCHDOG=1; heard {:?}",
+                self.seen
+            );
             self.read();
         }
     }

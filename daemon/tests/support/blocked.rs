@@ -55,12 +55,16 @@ pub(crate) fn assert_blocked_and_unseen_via(
     }
     let after = upstream.times_asked(unseen);
     assert_eq!(
-        after, before,
+        after,
+        before,
         "{unseen} is blocked, yet the upstream was asked for it {} times meanwhile",
         after - before
     );
     if asked != unseen {
-        assert!(!upstream.was_asked(unseen), "the upstream was asked for the blocked target {unseen}");
+        assert!(
+            !upstream.was_asked(unseen),
+            "the upstream was asked for the blocked target {unseen}"
+        );
     }
 }
 
@@ -74,7 +78,11 @@ pub(crate) fn assert_blocked_and_unseen_via(
 #[track_caller]
 pub(crate) fn assert_blocked_answer(answer: &Answer, name: &str, rtype: RecordType, mode: BlockAnswer, how: &str) {
     let what = format!("{name} {rtype} over {how} ({mode:?})");
-    assert!(answer.is_blocked(), "{what}: not blocked (no EDE 15): {:?}", answer.message);
+    assert!(
+        answer.is_blocked(),
+        "{what}: not blocked (no EDE 15): {:?}",
+        answer.message
+    );
     let expected_rcode = match mode {
         BlockAnswer::Null => ResponseCode::NoError,
         BlockAnswer::Nxdomain => ResponseCode::NXDomain,

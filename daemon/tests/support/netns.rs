@@ -68,7 +68,17 @@ impl NetNs {
         let host_cidr6 = format!("{}/64", ns.host_addr6);
         let peer_cidr6 = format!("{}/64", ns.peer_addr6);
         ip(&["-6", "addr", "add", &host_cidr6, "dev", &ns.host_link, "nodad"])?;
-        ip(&["-6", "-n", &ns.name, "addr", "add", &peer_cidr6, "dev", &peer_link, "nodad"])?;
+        ip(&[
+            "-6",
+            "-n",
+            &ns.name,
+            "addr",
+            "add",
+            &peer_cidr6,
+            "dev",
+            &peer_link,
+            "nodad",
+        ])?;
         Ok(ns)
     }
 

@@ -349,7 +349,13 @@ impl FakeUpstream {
     /// How many queries for `qname` (any type, case-insensitive) have arrived.
     pub(crate) fn times_asked(&self, qname: &str) -> usize {
         let qname = qname.trim_end_matches('.').to_ascii_lowercase();
-        self.stats.log.lock().unwrap().iter().filter(|(n, _)| *n == qname).count()
+        self.stats
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| *n == qname)
+            .count()
     }
 
     /// When true, every query is dropped without an answer.
