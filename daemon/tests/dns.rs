@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{RData, RecordType};
 
+use ncd_config::BlockAnswer;
+use support::blocked::{assert_blocked_and_unseen, assert_blocked_and_unseen_via};
 use support::client::{self, Answer, a, dig, query_tcp, query_udp};
 use support::ncdd::{Ncdd, Setup};
 use support::upstream::{FakeUpstream, ZONE_TTL};
@@ -76,6 +78,14 @@ fn assert_blocked_nxdomain(answer: &Answer, what: &str) {
     assert_eq!(answer.ede(), Some(EDE_BLOCKED), "{what}: {:?}", answer.message);
 }
 
+/// Blocked as a user would notice (see `support::blocked`), over UDP and TCP, for
+/// every query type, and nothing of it reaches the upstream meanwhile.
+#[track_caller]
+fn assert_blocked(ncdd: &Ncdd, upstream: &FakeUpstream, name: &str, what: &str) {
+    assert_blocked_a(&a(ncdd.addr, name), what);
+    assert_blocked_and_unseen(ncdd.addr, upstream, name, BlockAnswer::Null);
+}
+
 /// Polls until an A query for `name` is blocked (0.0.0.0); panics after the deadline.
 #[track_caller]
 fn wait_until_blocked(ncdd: &Ncdd, name: &str) {
@@ -106,7 +116,7 @@ fn catalog_service_blocks_the_domain_and_every_subdomain() {
         "cdninstagram.com",
         "ig.me",
     ] {
-        assert_blocked_a(&a(ncdd.addr, name), name);
+        assert_blocked(&ncdd, &upstream, name, name);
     }
     assert_eq!(upstream.queries(), 0, "blocked names must never be forwarded");
 }
@@ -116,7 +126,7 @@ fn exact_rule_blocks_only_the_name_itself() {
     let upstream = FakeUpstream::start();
     let ncdd = Ncdd::start(&config(&upstream, "", "[block]\ndomains = [\"=exact.example.org\"]"));
 
-    assert_blocked_a(&a(ncdd.addr, "exact.example.org"), "exact.example.org");
+    assert_blocked(&ncdd, &upstream, "exact.example.org", "exact.example.org");
     assert!(!upstream.was_asked("exact.example.org"));
     assert_upstream_a(
         &a(ncdd.addr, "www.exact.example.org"),
@@ -137,7 +147,7 @@ fn lookalike_names_that_merely_contain_a_blocked_domain_resolve() {
         "192.0.2.11",
         "instagram.com.evil.test",
     );
-    assert_blocked_a(&a(ncdd.addr, "instagram.com"), "instagram.com itself");
+    assert_blocked(&ncdd, &upstream, "instagram.com", "instagram.com itself");
 }
 
 #[test]
@@ -150,8 +160,8 @@ fn letter_case_in_queries_and_rules_does_not_matter() {
     assert_blocked_a(&answer, "WWW.InStAgRaM.CoM");
     // The question comes back as it was asked (0x20-randomising resolvers check it).
     assert_eq!(answer.message.queries[0].name().to_ascii(), "WWW.InStAgRaM.CoM.");
-    assert_blocked_a(&a(ncdd.addr, "mixed.example"), "mixed.example");
-    assert_blocked_a(&a(ncdd.addr, "WWW.MIXED.EXAMPLE"), "WWW.MIXED.EXAMPLE");
+    assert_blocked(&ncdd, &upstream, "mixed.example", "mixed.example");
+    assert_blocked(&ncdd, &upstream, "WWW.MIXED.EXAMPLE", "WWW.MIXED.EXAMPLE");
 }
 
 #[test]
@@ -170,7 +180,7 @@ fn a_trailing_dot_in_a_rule_or_a_query_makes_no_difference() {
         "plain.example.",
         "plain.example",
     ] {
-        assert_blocked_a(&a(ncdd.addr, name), name);
+        assert_blocked(&ncdd, &upstream, name, name);
     }
     let out = dig(ncdd.addr, &["dotted.example.", "+short"]);
     assert_eq!(out.trim(), "0.0.0.0", "dig dotted.example.: {out}");
@@ -186,7 +196,7 @@ fn an_internationalised_rule_blocks_its_punycode_name() {
         "www.xn--bcher-kva.example",
         "XN--BCHER-KVA.EXAMPLE",
     ] {
-        assert_blocked_a(&a(ncdd.addr, name), name);
+        assert_blocked(&ncdd, &upstream, name, name);
     }
     assert_eq!(upstream.queries(), 0);
 }
@@ -243,6 +253,7 @@ fn nxdomain_mode_answers_nxdomain_with_an_soa() {
         "[block]\nservices = [\"instagram\"]",
     ));
 
+    assert_blocked_and_unseen(ncdd.addr, &upstream, "www.instagram.com", BlockAnswer::Nxdomain);
     for rtype in [RecordType::A, RecordType::AAAA, RecordType::HTTPS] {
         let answer = query_udp(ncdd.addr, "www.instagram.com", rtype);
         assert_blocked_nxdomain(&answer, &format!("{rtype}"));
@@ -262,6 +273,7 @@ fn refused_mode_answers_refused() {
         "[block]\nservices = [\"instagram\"]",
     ));
 
+    assert_blocked_and_unseen(ncdd.addr, &upstream, "www.instagram.com", BlockAnswer::Refused);
     for rtype in [RecordType::A, RecordType::AAAA] {
         let answer = query_udp(ncdd.addr, "www.instagram.com", rtype);
         assert_eq!(answer.rcode(), ResponseCode::Refused, "{rtype}");
@@ -296,6 +308,13 @@ fn cname_cloaking_into_a_blocked_domain_is_blocked() {
     assert!(
         upstream.was_asked("cloaked.test"),
         "cloaked.test itself must be looked up"
+    );
+    assert_blocked_and_unseen_via(
+        ncdd.addr,
+        &upstream,
+        "cloaked.test",
+        "tracker.blocked.test",
+        BlockAnswer::Null,
     );
     let answer = query_udp(ncdd.addr, "cloaked.test", RecordType::AAAA);
     assert_eq!(answer.ipv6(), [NULL_V6], "{:?}", answer.message);
@@ -376,7 +395,7 @@ fn public_doh_resolver_hostnames_are_blocked() {
         "mozilla.cloudflare-dns.com",
         "dns.quad9.net",
     ] {
-        assert_blocked_a(&a(ncdd.addr, name), name);
+        assert_blocked(&ncdd, &upstream, name, name);
     }
     assert_eq!(upstream.queries(), 0);
 }
@@ -398,8 +417,8 @@ fn allow_exception_wins_over_a_service_block() {
     let rest = "[block]\nservices = [\"facebook\"]\nallow = [\"business.facebook.com\"]";
     let ncdd = Ncdd::start(&config(&upstream, "", rest));
 
-    assert_blocked_a(&a(ncdd.addr, "www.facebook.com"), "www.facebook.com");
-    assert_blocked_a(&a(ncdd.addr, "facebook.com"), "facebook.com");
+    assert_blocked(&ncdd, &upstream, "www.facebook.com", "www.facebook.com");
+    assert_blocked(&ncdd, &upstream, "facebook.com", "facebook.com");
     assert_upstream_a(
         &a(ncdd.addr, "business.facebook.com"),
         "192.0.2.13",
@@ -434,9 +453,9 @@ fn plain_list_blocks_its_good_lines_and_skips_a_broken_one() {
     let text = "# a plain list\nplain-one.test\nnot a domain.test\n=plain-exact.test\nplain-two.test\n";
     let (ncdd, path) = start_with_list(&upstream, "plain.txt", text);
 
-    assert_blocked_a(&a(ncdd.addr, "plain-one.test"), "plain-one.test");
-    assert_blocked_a(&a(ncdd.addr, "sub.plain-two.test"), "line after the broken one");
-    assert_blocked_a(&a(ncdd.addr, "plain-exact.test"), "=plain-exact.test");
+    assert_blocked(&ncdd, &upstream, "plain-one.test", "plain-one.test");
+    assert_blocked(&ncdd, &upstream, "sub.plain-two.test", "line after the broken one");
+    assert_blocked(&ncdd, &upstream, "plain-exact.test", "=plain-exact.test");
     assert!(a(ncdd.addr, "www.plain-exact.test").is_from_fake_upstream());
     assert_list_error_logged(&ncdd, &path, 3);
     assert_upstream_a(&a(ncdd.addr, "allowed.test"), "192.0.2.1", "still serving");
@@ -450,7 +469,7 @@ fn hosts_list_blocks_its_good_lines_and_skips_a_broken_one() {
     let (ncdd, path) = start_with_list(&upstream, "social.hosts", text);
 
     for name in ["hosts-one.test", "hosts-two.test", "www.hosts-three.test"] {
-        assert_blocked_a(&a(ncdd.addr, name), name);
+        assert_blocked(&ncdd, &upstream, name, name);
     }
     // `localhost` is housekeeping, not a block: it goes upstream (NXDOMAIN there).
     let localhost = a(ncdd.addr, "localhost");
@@ -466,8 +485,8 @@ fn adblock_list_blocks_its_good_lines_and_skips_a_broken_one() {
                 @@||ok.ads-one.test^\n";
     let (ncdd, path) = start_with_list(&upstream, "adblock.txt", text);
 
-    assert_blocked_a(&a(ncdd.addr, "ads-one.test"), "ads-one.test");
-    assert_blocked_a(&a(ncdd.addr, "x.ads-two.test"), "line after the broken one");
+    assert_blocked(&ncdd, &upstream, "ads-one.test", "ads-one.test");
+    assert_blocked(&ncdd, &upstream, "x.ads-two.test", "line after the broken one");
     // The rule with a browser-only modifier is skipped, not widened into a block.
     let skipped = a(ncdd.addr, "ads-bad.test");
     assert!(skipped.is_from_fake_upstream(), "{:?}", skipped.message);
@@ -483,7 +502,7 @@ fn a_missing_list_file_does_not_stop_the_other_rules() {
     let rest = "[block]\ndomains = [\"kept.test\"]\nlists = [\"/nonexistent/ncd-test/list.txt\"]";
     let ncdd = Ncdd::start(&config(&upstream, "", rest));
 
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
     assert!(
         ncdd.wait_for_stderr("/nonexistent/ncd-test/list.txt", Duration::from_secs(5)),
         "{}",
@@ -529,8 +548,8 @@ fn a_device_as_a_list_is_refused_and_the_rest_of_the_config_applies() {
         .file("good.txt", "listed.test\n")
         .spawn();
 
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
-    assert_blocked_a(&a(ncdd.addr, "listed.test"), "the good list next to /dev/zero");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
+    assert_blocked(&ncdd, &upstream, "listed.test", "the good list next to /dev/zero");
     assert_upstream_a(&a(ncdd.addr, "allowed.test"), "192.0.2.1", "still serving");
     assert!(
         ncdd.wait_for_stderr("/dev/zero is a character device, not a file", Duration::from_secs(5)),
@@ -563,7 +582,7 @@ fn a_list_over_the_size_cap_is_refused_with_its_size() {
         .expect("make a sparse file");
     let ncdd = setup.spawn();
 
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
     let needle = format!("{} is 257 MiB (268435457 bytes), over the 256 MiB", big.display());
     assert!(
         ncdd.wait_for_stderr(&needle, Duration::from_secs(5)),
@@ -584,7 +603,7 @@ fn a_list_folder_moved_away_and_back_or_made_anew_is_still_watched() {
         .file("lists/local.txt", "kept.test\n")
         .spawn();
     ncdd.settle();
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
     let (lists, away) = (ncdd.dir().join("lists"), ncdd.dir().join("away"));
     let append = |name: &str| {
         use std::io::Write;
@@ -628,7 +647,7 @@ fn blocked_names_are_answered_at_once_while_the_upstream_is_down() {
     ));
 
     let started = Instant::now();
-    assert_blocked_a(&a(ncdd.addr, "www.instagram.com"), "blocked while upstream is down");
+    assert_blocked(&ncdd, &upstream, "www.instagram.com", "blocked while upstream is down");
     let took = started.elapsed();
     assert!(
         took < Duration::from_millis(900),
@@ -737,6 +756,16 @@ fn a_repeated_request_is_answered_with_its_own_id() {
             answers.push(response.answers);
         }
         assert!(answers.windows(2).all(|w| w[0] == w[1]), "{name}: {answers:?}");
+        // And what is kept is the right answer, not just the same one four times.
+        let expected = if name == "allowed.test" { "192.0.2.1" } else { "0.0.0.0" };
+        let addresses: Vec<String> = answers[3]
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::A(a) => Some(a.0.to_string()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(addresses, [expected], "{name}: {answers:?}");
     }
     assert_eq!(upstream.queries(), 1, "one upstream query for four asks");
 }
@@ -747,7 +776,7 @@ fn malformed_requests_get_formerr_or_nothing_and_serving_goes_on() {
     let ncdd = Ncdd::start(&config(&upstream, "", "[block]\nservices = [\"instagram\"]"));
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.connect(ncdd.addr).unwrap();
-    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    socket.set_read_timeout(Some(client::CLIENT_TIMEOUT)).unwrap();
     let mut buf = [0u8; 2048];
 
     // A whole header and a question cut short: FORMERR, to the request's ID.
@@ -765,12 +794,23 @@ fn malformed_requests_get_formerr_or_nothing_and_serving_goes_on() {
     let mut reply = query.clone();
     reply.metadata.message_type = hickory_proto::op::MessageType::Response;
     socket.send(&reply.to_vec().unwrap()).unwrap();
-    assert!(
-        socket.recv(&mut buf).is_err(),
-        "no answer to a fragment or to a response"
-    );
+    // Then good queries on the same socket, one after another: ncdd answers
+    // these inline, as they come, so a reply to the fragment or the response would
+    // arrive before (or among) the answers to three later queries. Every datagram
+    // read must be one of those answers. (No timed silence.)
+    for id in [0x6261, 0x6262, 0x6263] {
+        let mut marker = client::build_query("www.instagram.com", RecordType::A);
+        marker.metadata.id = id;
+        socket.send(&marker.to_vec().unwrap()).unwrap();
+        let len = socket.recv(&mut buf).expect("an answer to a good query");
+        let next = hickory_proto::op::Message::from_vec(&buf[..len]).unwrap();
+        assert_eq!(
+            next.metadata.id, id,
+            "no answer to a fragment or to a response, yet one came: {next:?}"
+        );
+    }
 
-    assert_blocked_a(&a(ncdd.addr, "www.instagram.com"), "after the garbage");
+    assert_blocked(&ncdd, &upstream, "www.instagram.com", "after the garbage");
 }
 
 // ----- Reloads --------------------------------------------------------------------
@@ -779,7 +819,7 @@ fn malformed_requests_get_formerr_or_nothing_and_serving_goes_on() {
 fn editing_the_config_applies_the_new_rules() {
     let upstream = FakeUpstream::start();
     let ncdd = Ncdd::start(&config(&upstream, "", "[block]\ndomains = [\"kept.test\"]"));
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
     assert_upstream_a(&a(ncdd.addr, "later.test"), "192.0.2.2", "later.test before the edit");
 
     ncdd.rewrite_config(&config(&upstream, "", "[block]\ndomains = [\"later.test\"]"));
@@ -798,7 +838,7 @@ fn a_broken_edit_keeps_the_last_good_config_serving() {
     let upstream = FakeUpstream::start();
     let good = config(&upstream, "", "[block]\ndomains = [\"kept.test\"]");
     let ncdd = Ncdd::start(&good);
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
     assert_upstream_a(&a(ncdd.addr, "later.test"), "192.0.2.2", "later.test");
 
     // Line 5 of the new file: `domains = ["later.test"` is never closed… and the old
@@ -833,7 +873,7 @@ fn a_broken_edit_keeps_the_last_good_config_serving() {
     assert!(line == 5 && col >= 1, "{error}");
     assert!(error.contains("keeping the last good config"), "{error}");
 
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test after the broken edit");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test after the broken edit");
     assert_upstream_a(
         &a(ncdd.addr, "later.test"),
         "192.0.2.2",
@@ -872,7 +912,7 @@ fn ncd_status_shows_a_failed_edit_until_one_loads() {
         "{}",
         screen.stdout
     );
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test while the edit is broken");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test while the edit is broken");
 
     // The next good edit clears it.
     ncdd.rewrite_config(&config(&upstream, "", "[block]\ndomains = [\"later.test\"]"));
@@ -895,7 +935,7 @@ fn sighup_reloads_the_config() {
         reloaded_by_signal(&ncdd.stderr()).then_some(())
     });
     assert!(seen.is_some(), "no reload after SIGHUP:\n{}", ncdd.stderr());
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
 }
 
 #[test]
@@ -905,7 +945,7 @@ fn editing_a_list_next_to_the_config_reloads_it() {
         .file("local.txt", "kept.test\n")
         .spawn();
     ncdd.settle();
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
     assert_upstream_a(
         &a(ncdd.addr, "listed-late.test"),
         "192.0.2.17",
@@ -920,7 +960,7 @@ fn editing_a_list_next_to_the_config_reloads_it() {
 fn a_restart_on_a_broken_config_serves_the_last_good_one() {
     let upstream = FakeUpstream::start();
     let mut ncdd = Ncdd::start(&config(&upstream, "", "[block]\ndomains = [\"kept.test\"]"));
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test");
     assert!(ncdd.state_dir().join("config.last-good.toml").is_file());
 
     ncdd.rewrite_config("[block]\ndomains = [\"kept.test\", \"bad..name\"]\n");
@@ -937,7 +977,7 @@ fn a_restart_on_a_broken_config_serves_the_last_good_one() {
         "{}",
         ncdd.stderr()
     );
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test after the restart");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test after the restart");
     assert_upstream_a(
         &a(ncdd.addr, "later.test"),
         "192.0.2.2",
@@ -1029,12 +1069,8 @@ fn sigterm_shuts_ncdd_down_cleanly() {
 
 #[test]
 fn a_lan_client_is_refused_unless_allow_clients_lets_it_in() {
-    let ns = match support::netns::NetNs::create() {
-        Ok(ns) => ns,
-        Err(why) => {
-            eprintln!("skipping the LAN client test: {why}");
-            return;
-        }
+    let Some(ns) = support::needs("the LAN client test", support::netns::NetNs::create()) else {
+        return;
     };
     let upstream = FakeUpstream::start();
     // Serving a LAN address needs some allow_clients; this one lets in only a
@@ -1076,12 +1112,8 @@ fn a_lan_client_is_refused_unless_allow_clients_lets_it_in() {
 
 #[test]
 fn a_noisy_lan_client_is_held_to_its_rate_limit() {
-    let ns = match support::netns::NetNs::create() {
-        Ok(ns) => ns,
-        Err(why) => {
-            eprintln!("skipping the rate-limit test: {why}");
-            return;
-        }
+    let Some(ns) = support::needs("the rate-limit test", support::netns::NetNs::create()) else {
+        return;
     };
     let upstream = FakeUpstream::start();
     let dns = format!("allow_clients = [\"{}/32\"]\nclient_rate_limit = 5", ns.peer_addr);
@@ -1138,7 +1170,7 @@ fn a_sighup_right_after_ready_does_not_kill_ncdd() {
         "a SIGHUP sent right after `ready`: reloaded {reloaded}, exit {exited:?}\n{}",
         ncdd.stderr()
     );
-    assert_blocked_a(&a(ncdd.addr, "kept.test"), "kept.test after SIGHUP");
+    assert_blocked(&ncdd, &upstream, "kept.test", "kept.test after SIGHUP");
 }
 
 #[test]

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use hickory_proto::op::{Message, Query, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RecordType};
+use ncd_config::BlockAnswer;
 use ncd_config::control::{Method, Request, Status, UnlockScope, UnlockState};
 use serde_json::{Value, json};
 
@@ -101,9 +102,10 @@ fn resolves_to(answer: &Answer, ip: &str) -> bool {
 }
 
 #[track_caller]
-fn assert_blocked(ncdd: &Ncdd, name: &str) {
-    let answer = a(ncdd.addr, name);
-    assert!(is_null_block(&answer), "{name} should be blocked: {:?}", answer.message);
+fn assert_blocked(ncdd: &Ncdd, upstream: &FakeUpstream, name: &str) {
+    // Blocked as a user would notice: 0.0.0.0 / :: / no data with EDE 15, over UDP
+    // and TCP, for A, AAAA, HTTPS, ANY and a rare type, and nothing goes upstream.
+    support::blocked::assert_blocked_and_unseen(ncdd.addr, upstream, name, BlockAnswer::Null);
 }
 
 /// A blocked name is answered, blocked, and fast: it never waits for the upstream.
@@ -288,24 +290,40 @@ fn an_upstream_answering_garbage_gets_servfail_in_time_and_is_used_again_once_sa
     ));
     upstream.set_mode(Mode::Garbage);
     assert_blocked_at_once(&ncdd, "www.instagram.com", "upstream answers garbage");
-    // Every kind of garbage at least twice; none is taken for an answer.
+    // Every kind of garbage at least twice; none is taken for an answer. The names
+    // that drew the forgery (kind 3: the right id, an answer for forged.invalid)
+    // are noted, to ask again below.
+    let mut forged_for = Vec::new();
     for i in 0..GARBAGE_KINDS * 2 {
-        assert_servfail_in_time(&ncdd, &format!("g{i}.allowed.test"), "upstream answers garbage");
+        let name = format!("g{i}.allowed.test");
+        let first = upstream.garbage_sent();
+        assert_servfail_in_time(&ncdd, &name, "upstream answers garbage");
+        // ncdd may ask more than once for one query: any of its asks may have drawn it.
+        if (first..upstream.garbage_sent()).any(|n| n % GARBAGE_KINDS == 3) {
+            forged_for.push(name);
+        }
     }
     assert!(
         upstream.garbage_sent() >= GARBAGE_KINDS,
         "only {} garbage replies went out",
         upstream.garbage_sent()
     );
-    // The forged answer (192.0.2.99 for a name nobody asked) never reaches a client.
-    for name in ["allowed.test", "kept.test"] {
+    assert!(!forged_for.is_empty(), "no query drew the forged answer");
+    // The forged answer (192.0.2.99 for a name nobody asked) was not kept either: once
+    // the upstream is sane, the names that drew it, and the forged name itself, get
+    // the upstream's real answer (NXDOMAIN from its zone), not the forgery from a cache.
+    upstream.set_mode(Mode::Normal);
+    for name in forged_for.iter().map(String::as_str).chain(["forged.invalid"]) {
         let answer = a(ncdd.addr, name);
         assert!(
-            !answer.ipv4().contains(&Ipv4Addr::new(192, 0, 2, 99)),
-            "a forged answer got through: {:?}",
+            !answer.ipv4().contains(&Ipv4Addr::new(192, 0, 2, 99))
+                && answer.is_from_fake_upstream()
+                && answer.rcode() == ResponseCode::NXDomain,
+            "{name}: the forged answer was kept: {:?}",
             answer.message
         );
     }
+    upstream.set_mode(Mode::Garbage);
     assert_blocked_at_once(&ncdd, "instagram.com", "after the garbage");
 
     upstream.set_mode(Mode::Normal);
@@ -325,6 +343,14 @@ struct FloodFigures {
     hwm_kib: u64,
     serving_again_after: Duration,
 }
+
+/// The most ncdd's RSS may reach under a flood (the README measured 12 MiB).
+const FLOOD_MAX_RSS_MIB: u64 = 64;
+/// ncdd's cap on TCP connections (`dns/tcp.rs`, the README's "at most 256 held").
+const MAX_TCP_CONNECTIONS: usize = 256;
+/// The README says every idle TCP connection is closed within 10 s; this is that,
+/// loosely.
+const IDLE_TCP_RECLAIMED_WITHIN: Duration = Duration::from_secs(30);
 
 /// Limits ncdd's open files as systemd does for a service (DefaultLimitNOFILE,
 /// soft 1024) and raises this process's own for `connections` client sockets.
@@ -348,6 +374,12 @@ fn wait_reclaimed(ncdd: &Ncdd, idle: &IdleTcp, files_before: usize) -> Duration 
         reclaimed.is_some(),
         "ncdd still holds {} of {opened} idle TCP connections after 60 s",
         opened - idle.closed_by_server()
+    );
+    // The README's figure is "within 10 s" (the idle timeout, 1 s when more than
+    // half the slots are taken); three times that, for a loaded CI machine.
+    assert!(
+        took <= IDLE_TCP_RECLAIMED_WITHIN,
+        "ncdd took {took:?} to close {opened} idle TCP connections (README: within 10 s)"
     );
     let files = eventually(Duration::from_secs(10), || {
         flood::open_files(pid).filter(|&n| n <= files_before + 16)
@@ -374,7 +406,7 @@ fn flood_and_recover(rate: u64, secs: u64, threads: usize, max_rss_mib: u64, idl
     limit_open_files(&ncdd, idle_tcp);
     // Warm up: the answers the flood repeats are cached, as in real life.
     assert!(resolves_to(&a(ncdd.addr, "allowed.test"), ALLOWED_TEST));
-    assert_blocked(&ncdd, "www.instagram.com");
+    assert_blocked(&ncdd, &upstream, "www.instagram.com");
     let before = flood::memory(pid).expect("ncdd's /proc status");
     let files_before = flood::open_files(pid).expect("ncdd's fds");
     let idle = IdleTcp::open(ncdd.addr, idle_tcp);
@@ -471,8 +503,10 @@ fn flood_and_recover(rate: u64, secs: u64, threads: usize, max_rss_mib: u64, idl
 fn a_flood_of_good_and_bad_packets_leaves_memory_bounded_and_ncdd_answering() {
     let _machine = exclusive();
     // About twice what one core answers (≈ 65k q/s measured on a release build);
-    // a debug build answers less, so this floods it all the more.
-    flood_and_recover(130_000, 5, 2, 256, 1000);
+    // a debug build answers less, so this floods it all the more. The README's
+    // peak is 12 MiB (release); a debug build peaked at 26 MiB here: 64 MiB is
+    // loose, and still far below what an unbounded queue would take.
+    flood_and_recover(130_000, 5, 2, FLOOD_MAX_RSS_MIB, 1000);
 }
 
 /// Opens `count` idle TCP connections (half of them stopping after one byte of a
@@ -498,8 +532,20 @@ fn idle_tcp_connections(count: usize) {
         flood::open_files(pid).unwrap_or(0)
     );
 
-    // Other clients are served while the idle connections are held.
-    assert_blocked(&ncdd, "www.instagram.com");
+    // At most 256 held (the README's figure): ncdd's open files grow by the
+    // connection slots, not by the connections (a little slack for the upstream
+    // sockets and the accept that is about to close one).
+    let held_files = flood::open_files(pid).expect("ncdd's fds");
+    assert!(
+        held_files <= files_before + MAX_TCP_CONNECTIONS + 32,
+        "ncdd holds {held_files} files with {opened} idle TCP clients (was {files_before}; the cap is {MAX_TCP_CONNECTIONS})"
+    );
+
+    // Other clients are served while the idle connections are held (over UDP: the
+    // TCP slots are what the idle clients hold; TCP is checked below, once a slot
+    // frees up).
+    let udp = a(ncdd.addr, "www.instagram.com");
+    assert!(is_null_block(&udp), "blocked over UDP: {:?}", udp.message);
     assert!(
         resolves_to(&a(ncdd.addr, "kept.test"), KEPT_TEST),
         "a name that needs the upstream"
@@ -652,7 +698,7 @@ fn kill_loop(kills: u32) {
             opens_at,
             "the unlock moved: {what}"
         );
-        assert_blocked(&ncdd, "later.test");
+        assert_blocked(&ncdd, &upstream, "later.test");
         served_before = after.period.served_secs;
         // The temp files of cut writes do not pile up.
         let leftovers: Vec<_> = std::fs::read_dir(&state_dir)
@@ -681,20 +727,14 @@ fn thirty_kills_at_random_moments_lose_no_period_no_unlock_and_no_acknowledged_w
 // ----- 4. A full disk and a read-only state dir -------------------------------------
 
 /// An ncdd whose state dir is a mount in a private namespace (see [`MountNs`]),
-/// with its control socket outside it. `None` (with the reason printed) when mount
-/// namespaces are not available here.
+/// with its control socket outside it. `None` when mount namespaces are not
+/// available here (a failure under CI: see [`support::needs`]).
 fn ncdd_in_mount_ns(
     upstream: &FakeUpstream,
     rest: &str,
     mount: impl FnOnce(&MountNs, &Path),
 ) -> Option<(MountNs, Ncdd)> {
-    let ns = match MountNs::create() {
-        Ok(ns) => ns,
-        Err(why) => {
-            eprintln!("skipped: no private mount namespace here ({why})");
-            return None;
-        }
-    };
+    let ns = support::needs("a full or read-only state dir", MountNs::create())?;
     let setup = Setup::new(&config(upstream, "", rest));
     let state_dir = setup.dir().join("state");
     std::fs::create_dir_all(&state_dir).unwrap();
@@ -787,8 +827,8 @@ fn on_a_full_disk_changes_are_refused_clearly_blocking_goes_on_and_nothing_opens
     );
 
     // Blocking goes on, the held removal stays held, and time is still credited.
-    assert_blocked(&ncdd, "later.test");
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
     assert!(resolves_to(&a(ncdd.addr, "allowed.test"), ALLOWED_TEST));
     let served = status.period.served_secs;
     wait_status(&control, "time is still credited", |s| s.period.served_secs > served);
@@ -798,7 +838,7 @@ fn on_a_full_disk_changes_are_refused_clearly_blocking_goes_on_and_nothing_opens
     let status = control.status();
     assert!(status.period.active, "{status:#?}");
     assert_eq!(status.unlock.state, UnlockState::Confirmable, "{status:#?}");
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
     assert_refused_for_the_disk(&control, "extend", Some(json!({ "by_secs": 60 })), no_space);
     let log = ncdd.stderr();
     let failures = log.matches("cannot save the period state").count();
@@ -844,7 +884,7 @@ fn with_a_read_only_state_dir_changes_are_refused_clearly_blocking_goes_on_and_n
         "the refused cancel stayed: {status:#?}"
     );
     assert!(journal(&status).contains(read_only), "{status:#?}");
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
 
     // Restarted on the read-only dir: starts, reads the period and the request back,
     // keeps blocking, and refuses what would write.
@@ -854,8 +894,8 @@ fn with_a_read_only_state_dir_changes_are_refused_clearly_blocking_goes_on_and_n
     assert_eq!(status.period.reason.as_deref(), Some(REASON));
     assert_eq!(status.unlock.state, UnlockState::Waiting, "{status:#?}");
     assert_eq!(status.unlock.why.as_deref(), Some(WHY));
-    assert_blocked(&ncdd, "later.test");
-    assert_blocked(&ncdd, "kept.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
     assert!(resolves_to(&a(ncdd.addr, "allowed.test"), ALLOWED_TEST));
     assert_refused_for_the_disk(&control, "unlock_cancel", None, read_only);
     // A loosening edit made now is held like any other.
@@ -865,7 +905,7 @@ fn with_a_read_only_state_dir_changes_are_refused_clearly_blocking_goes_on_and_n
         "[block]\ndomains = []\n\n[unlock]\ndelay = \"1h\"\n",
     ));
     wait_status(&control, "both removals are held", |s| s.pending.len() == 2);
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 
     // Writable again.
     ns.unmount(&state_dir).expect("undo the read-only mount");
@@ -982,8 +1022,8 @@ fn a_damaged_truncated_deleted_or_edited_copy_keeps_the_lock_and_is_reported() {
             );
         }
         // The strictest policy known: the held removal is still blocked.
-        assert_blocked(&ncdd, "later.test");
-        assert_blocked(&ncdd, "kept.test");
+        assert_blocked(&ncdd, &upstream, "later.test");
+        assert_blocked(&ncdd, &upstream, "kept.test");
         // `ncd status` shows the damage to a person.
         let screen = run_ncd(&ncdd, &["status"]).stdout;
         assert!(
@@ -1021,8 +1061,8 @@ fn both_copies_edited_alike_keep_the_locked_rules_and_report_it() {
     // Not ended, not shortened: at least the config's own length, from zero.
     assert!(status.period.remaining_secs >= 3600, "{status:#?}");
     // The lock the damaged copies still show holds: kept.test stays blocked.
-    assert_blocked(&ncdd, "kept.test");
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "kept.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
     let screen = run_ncd(&ncdd, &["status"]).stdout;
     assert!(screen.contains("no copy of the period could be read"), "{screen}");
 }
@@ -1057,8 +1097,7 @@ fn with_passage(method: Method, passage: &str) -> Method {
 
 #[test]
 fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner() {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: running as other users needs root (this test runs as root in CI)");
+    if support::needs("running ncd as other users", support::root()).is_none() {
         return;
     }
     let _machine = shared();
@@ -1088,8 +1127,25 @@ fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner(
             response["ok"], false,
             "{method:?} as a stranger with no period: {response}"
         );
+        // Starting and reporting drift are the stranger's to be refused; every
+        // other verb is turned down because there is no period — and for nothing else.
         if matches!(method, Method::Start { .. } | Method::GuardReport { .. }) {
             assert_eq!(response["error"]["code"], "forbidden", "{method:?}: {response}");
+        } else {
+            assert_eq!(response["error"]["code"], "conflict", "{method:?}: {response}");
+            let message = response["error"]["message"].as_str().unwrap_or_default();
+            let no_period = if matches!(
+                method,
+                Method::Unlock {
+                    scope: UnlockScope::Pending,
+                    ..
+                }
+            ) {
+                "There are no held changes to apply."
+            } else {
+                "No period is running"
+            };
+            assert!(message.contains(no_period), "{method:?}: {response}");
         }
     }
     assert!(!control.status().period.active, "a stranger started a period");
@@ -1125,6 +1181,13 @@ fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner(
     for args in [&["extend", "1d"][..], &["unlock", "--cancel"][..]] {
         let run = cli::ncd_as(STRANGER, &ncd_copy, &socket, args);
         assert_eq!(run.code, Some(1), "`ncd {}` as a stranger: {run:#?}", args.join(" "));
+        // The daemon's refusal, not an EACCES on the socket (which also exits 1).
+        assert!(
+            run.stderr
+                .contains("Only root or the person who started this period can do that."),
+            "`ncd {}` as a stranger: {run:#?}",
+            args.join(" ")
+        );
     }
     let after = control.status();
     let period = |s: &Status| {
@@ -1146,7 +1209,7 @@ fn every_privileged_verb_is_refused_to_a_user_who_is_neither_root_nor_the_owner(
     assert_eq!(period(&after), period(&before), "a stranger changed the period");
     assert_eq!(unlock(&after), unlock(&before), "a stranger changed the unlock");
     assert_eq!(after.tamper, before.tamper, "a stranger wrote to the journal");
-    assert_blocked(&ncdd, "later.test");
+    assert_blocked(&ncdd, &upstream, "later.test");
 
     // Reading stays open to the stranger.
     for method in Method::examples().into_iter().filter(|m| !m.is_privileged()) {
@@ -1245,8 +1308,10 @@ fn exercise_for_the_log(ncdd: &Ncdd, upstream: &FakeUpstream, with_garbage_upstr
     control.refused("unlock_chunk", Some(json!({ "typed": wrong })));
     control.refused("unlock_confirm", Some(json!({ "typed": wrong })));
     secrets.extend([reason, why, passage, wrong]);
-    // One tick and a little more, so that everything there is to log is logged.
-    std::thread::sleep(Duration::from_millis(1500));
+    // Two ticks of the period's clock after the last request, so that everything
+    // there is to log is logged.
+    let served = control.status().period.served_secs;
+    wait_status(&control, "two more ticks", |s| s.period.served_secs >= served + 2);
     secrets
 }
 
@@ -1315,7 +1380,7 @@ fn at_the_default_log_level_a_garbage_upstream_leaks_no_query_name() {
 /// `NCD_FLOOD_SECS` (default 30) at `NCD_FLOOD_RATE` packets/s (default 130000) from
 /// `NCD_FLOOD_THREADS` threads (default 2), with `NCD_IDLE_TCP` idle TCP connections
 /// held (default 1000); ncdd's peak RSS must stay under `NCD_FLOOD_MAX_RSS_MIB`
-/// (default 256).
+/// (default [`FLOOD_MAX_RSS_MIB`]).
 #[test]
 #[ignore = "long: run by stress/run.sh"]
 fn long_flood() {
@@ -1324,7 +1389,7 @@ fn long_flood() {
         env_number("NCD_FLOOD_RATE", 130_000),
         env_number("NCD_FLOOD_SECS", 30),
         env_number("NCD_FLOOD_THREADS", 2) as usize,
-        env_number("NCD_FLOOD_MAX_RSS_MIB", 256),
+        env_number("NCD_FLOOD_MAX_RSS_MIB", FLOOD_MAX_RSS_MIB),
         env_number("NCD_IDLE_TCP", 1000) as usize,
     );
 }

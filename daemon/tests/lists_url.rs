@@ -170,14 +170,17 @@ fn is_blocked(answer: &Answer) -> bool {
     answer.rcode() == ResponseCode::NoError && answer.ipv4() == [Ipv4Addr::UNSPECIFIED] && answer.is_blocked()
 }
 
+/// Blocked as a user would notice, and nothing of it goes upstream (see
+/// `support::blocked`); `what` says when, for the first failure.
 #[track_caller]
-fn assert_blocked(ncdd: &Ncdd, name: &str, what: &str) {
+fn assert_blocked(ncdd: &Ncdd, upstream: &FakeUpstream, name: &str, what: &str) {
     let answer = a(ncdd.addr, name);
     assert!(
         is_blocked(&answer),
         "{what}: {name} is not blocked: {:?}",
         answer.message
     );
+    support::blocked::assert_blocked_and_unseen(ncdd.addr, upstream, name, ncd_config::BlockAnswer::Null);
 }
 
 #[track_caller]
@@ -300,10 +303,15 @@ fn a_url_list_is_downloaded_blocks_its_names_and_is_cached() {
     ))
     .spawn();
 
-    assert_blocked(&ncdd, "kept.test", "a config rule, from the start");
+    assert_blocked(&ncdd, &upstream, "kept.test", "a config rule, from the start");
     wait_until_blocked(&ncdd, LISTED);
-    assert_blocked(&ncdd, "www.facebook.com", "the hosts-format line of the list");
-    assert_blocked(&ncdd, "sub.listed-late.test", "a subdomain of a listed name");
+    assert_blocked(
+        &ncdd,
+        &upstream,
+        "www.facebook.com",
+        "the hosts-format line of the list",
+    );
+    assert_blocked(&ncdd, &upstream, "sub.listed-late.test", "a subdomain of a listed name");
     assert_resolves(&ncdd, "allowed.test", Ipv4Addr::new(192, 0, 2, 1), "a name not listed");
 
     assert_eq!(http.gets("social-a.txt"), 1, "one download: {}", http.log());
@@ -320,7 +328,7 @@ fn a_url_list_is_downloaded_blocks_its_names_and_is_cached() {
 /// first query after `ready`; the failed download is logged, blocking goes on.
 #[test]
 fn a_restart_with_the_server_down_blocks_from_the_cached_copy_at_once() {
-    let (mut http, _upstream, mut ncdd) = start_with_downloaded_list("social-b.txt");
+    let (mut http, upstream, mut ncdd) = start_with_downloaded_list("social-b.txt");
     let cached = cached_copy_of(&ncdd.state_dir(), LIST);
     http.stop();
     // Old enough that the restarted ncdd tries (and fails) to fetch it again.
@@ -328,12 +336,17 @@ fn a_restart_with_the_server_down_blocks_from_the_cached_copy_at_once() {
 
     ncdd.restart();
     // The very first query after `ready`: no polling.
-    assert_blocked(&ncdd, LISTED, "first query after a restart with the server down");
-    assert_blocked(&ncdd, "www.facebook.com", "first queries after the restart");
+    assert_blocked(
+        &ncdd,
+        &upstream,
+        LISTED,
+        "first query after a restart with the server down",
+    );
+    assert_blocked(&ncdd, &upstream, "www.facebook.com", "first queries after the restart");
 
     let line = wait_for_log_line(&ncdd, &[DOWNLOAD_FAILED, &http.url("social-b.txt")]);
     assert!(line.contains("WARN"), "{line}");
-    assert_blocked(&ncdd, LISTED, "after the failed download");
+    assert_blocked(&ncdd, &upstream, LISTED, "after the failed download");
     assert_eq!(
         std::fs::read_to_string(&cached).unwrap(),
         LIST,
@@ -346,13 +359,13 @@ fn a_restart_with_the_server_down_blocks_from_the_cached_copy_at_once() {
 #[test]
 fn an_html_page_instead_of_a_list_is_refused_and_the_good_copy_keeps_blocking() {
     let file = "social-c.txt";
-    let (http, _upstream, mut ncdd) = start_with_downloaded_list(file);
+    let (http, upstream, mut ncdd) = start_with_downloaded_list(file);
     let cached = cached_copy_of(&ncdd.state_dir(), LIST);
 
     http.serve(file, "<html><body>Not found</body></html>\n");
     make_old(&cached);
     ncdd.restart();
-    assert_blocked(&ncdd, LISTED, "first query after the restart");
+    assert_blocked(&ncdd, &upstream, LISTED, "first query after the restart");
 
     let line = wait_for_log_line(&ncdd, &[DOWNLOAD_FAILED, &http.url(file)]);
     assert!(line.contains("not a blocklist"), "{line}");
@@ -362,7 +375,7 @@ fn an_html_page_instead_of_a_list_is_refused_and_the_good_copy_keeps_blocking() 
         "{}",
         ncdd.stderr()
     );
-    assert_blocked(&ncdd, LISTED, "after the HTML page was refused");
+    assert_blocked(&ncdd, &upstream, LISTED, "after the HTML page was refused");
     assert_eq!(std::fs::read_to_string(&cached).unwrap(), LIST, "the good copy is kept");
 }
 
@@ -371,7 +384,7 @@ fn an_html_page_instead_of_a_list_is_refused_and_the_good_copy_keeps_blocking() 
 #[test]
 fn a_multi_line_html_page_is_refused_too() {
     let file = "social-c2.txt";
-    let (http, _upstream, mut ncdd) = start_with_downloaded_list(file);
+    let (http, upstream, mut ncdd) = start_with_downloaded_list(file);
     let cached = cached_copy_of(&ncdd.state_dir(), LIST);
 
     http.serve(
@@ -382,12 +395,21 @@ fn a_multi_line_html_page_is_refused_too() {
     make_old(&cached);
     ncdd.restart();
 
-    // Either outcome is logged: wait for it, then for the reload a download causes.
-    let line = wait_for_log_line(&ncdd, &[&http.url(file)]);
-    if line.contains("blocklist downloaded") {
-        wait_for_log_line(&ncdd, &["policy reloaded"]);
-    }
-    assert_blocked(&ncdd, LISTED, "after an HTML page was served instead of the list");
+    // Refused, said so, and never taken as a download.
+    let line = wait_for_log_line(&ncdd, &[DOWNLOAD_FAILED, &http.url(file)]);
+    assert!(line.contains("not a blocklist"), "{line}");
+    assert_eq!(http.gets(file), 2, "the page was fetched: {}", http.log());
+    assert!(
+        !stderr_since_restart(&ncdd).contains("blocklist downloaded"),
+        "{}",
+        ncdd.stderr()
+    );
+    assert_blocked(
+        &ncdd,
+        &upstream,
+        LISTED,
+        "after an HTML page was served instead of the list",
+    );
     assert_eq!(std::fs::read_to_string(&cached).unwrap(), LIST, "the good copy is kept");
 }
 
@@ -395,16 +417,16 @@ fn a_multi_line_html_page_is_refused_too() {
 #[test]
 fn a_404_keeps_the_last_good_copy() {
     let file = "social-404.txt";
-    let (http, _upstream, mut ncdd) = start_with_downloaded_list(file);
+    let (http, upstream, mut ncdd) = start_with_downloaded_list(file);
     let cached = cached_copy_of(&ncdd.state_dir(), LIST);
 
     std::fs::remove_file(http.dir.path().join(file)).expect("remove the served list");
     make_old(&cached);
     ncdd.restart();
-    assert_blocked(&ncdd, LISTED, "first query after the restart");
+    assert_blocked(&ncdd, &upstream, LISTED, "first query after the restart");
     let line = wait_for_log_line(&ncdd, &[DOWNLOAD_FAILED, &http.url(file)]);
     assert!(line.contains("404"), "{line}");
-    assert_blocked(&ncdd, LISTED, "after the 404");
+    assert_blocked(&ncdd, &upstream, LISTED, "after the 404");
     assert_eq!(std::fs::read_to_string(&cached).unwrap(), LIST);
 }
 
@@ -422,8 +444,8 @@ fn a_url_list_never_downloaded_does_not_stop_the_other_rules() {
     .spawn();
 
     // From the first query on, without waiting for the fetcher.
-    assert_blocked(&ncdd, "kept.test", "a [block] domains rule");
-    assert_blocked(&ncdd, "www.instagram.com", "a service rule");
+    assert_blocked(&ncdd, &upstream, "kept.test", "a [block] domains rule");
+    assert_blocked(&ncdd, &upstream, "www.instagram.com", "a service rule");
     assert_resolves(&ncdd, LISTED, LISTED_UPSTREAM_IP, "a name only the missing list has");
     assert_resolves(
         &ncdd,
@@ -436,8 +458,8 @@ fn a_url_list_never_downloaded_does_not_stop_the_other_rules() {
     assert!(missing.contains("not downloaded yet"), "{missing}");
     wait_for_log_line(&ncdd, &[DOWNLOAD_FAILED, &url]);
     // Still the same after the failed download.
-    assert_blocked(&ncdd, "kept.test", "after the failed download");
-    assert_blocked(&ncdd, "www.instagram.com", "after the failed download");
+    assert_blocked(&ncdd, &upstream, "kept.test", "after the failed download");
+    assert_blocked(&ncdd, &upstream, "www.instagram.com", "after the failed download");
     assert_resolves(&ncdd, LISTED, LISTED_UPSTREAM_IP, "after the failed download");
     assert!(cached_lists(&ncdd.state_dir()).is_empty(), "nothing to cache");
 }
@@ -446,7 +468,7 @@ fn a_url_list_never_downloaded_does_not_stop_the_other_rules() {
 /// blocked, shown as held in `ncd status`.
 #[test]
 fn during_a_period_a_download_that_drops_names_keeps_them_blocked() {
-    let (http, _upstream, mut ncdd) = start_with_downloaded_list("social-g.txt");
+    let (http, upstream, mut ncdd) = start_with_downloaded_list("social-g.txt");
     let control = Control::in_state_dir(&ncdd.state_dir());
     control.ok(
         "start",
@@ -471,6 +493,6 @@ fn during_a_period_a_download_that_drops_names_keeps_them_blocked() {
         "the dropped name shows as held: {:#?}",
         control.status()
     );
-    assert_blocked(&ncdd, LISTED, "a name the download dropped during a period");
-    assert_blocked(&ncdd, "www.facebook.com", "a name the download kept");
+    assert_blocked(&ncdd, &upstream, LISTED, "a name the download dropped during a period");
+    assert_blocked(&ncdd, &upstream, "www.facebook.com", "a name the download kept");
 }

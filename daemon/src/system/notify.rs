@@ -7,7 +7,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::{DNSClass, Name, RecordType};
 use sd_notify::NotifyState;
 
 pub fn ready() {
@@ -34,8 +34,13 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec))
 }
 
-/// Pings the watchdog if `dns` answers a query for the Firefox canary (a name
-/// ncdd answers itself, without any upstream) within a second.
+/// Pings the watchdog if `dns` answers a query of ncdd's own within a second.
+///
+/// The query is in the CHAOS class, which ncdd answers itself (REFUSED) whatever
+/// the config and the network: it proves the socket is read and answered, and
+/// never waits on an upstream. (The Firefox canary it used to ask goes upstream
+/// when `[guard] encrypted_dns = false`; offline, that went unanswered, and
+/// systemd restarted a healthy ncdd every `WatchdogSec`.)
 pub fn ping_if_serving(dns: SocketAddr) -> bool {
     let serving = self_query(dns).unwrap_or(false);
     if serving {
@@ -54,8 +59,10 @@ fn self_query(dns: SocketAddr) -> std::io::Result<bool> {
     socket.set_read_timeout(Some(Duration::from_secs(1)))?;
     let id = rand::random::<u16>();
     let mut query = Message::new(id, MessageType::Query, OpCode::Query);
-    let name = Name::from_ascii("ncd-self-check.use-application-dns.net.").map_err(std::io::Error::other)?;
-    query.add_query(Query::query(name, RecordType::A));
+    let name = Name::from_ascii("ncd-self-check.").map_err(std::io::Error::other)?;
+    let mut question = Query::query(name, RecordType::TXT);
+    question.set_query_class(DNSClass::CH);
+    query.add_query(question);
     let bytes = query.to_vec().map_err(std::io::Error::other)?;
     socket.send_to(&bytes, dns)?;
     let mut buf = [0u8; 512];

@@ -124,16 +124,6 @@ pub(crate) fn protocol_as(uid: u32, socket: &Path, line: &str) -> String {
     String::from_utf8_lossy(&output.stdout).trim_end().to_string()
 }
 
-/// True when util-linux `script` is there to give a command a pseudo-terminal.
-pub(crate) fn have_script() -> bool {
-    Command::new("script")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// `ncd ARGS…` at a pseudo-terminal: `script` runs it on a pty and copies what this
 /// test writes to the terminal's input, byte for byte as it comes, so the rhythm of
 /// the writes is what `ncd` sees. Killed when dropped.
