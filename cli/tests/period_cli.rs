@@ -178,6 +178,7 @@ fn sample_status() -> Status {
         proxy: Default::default(),
         redacted: false,
         lists: Vec::new(),
+        upstreams: Default::default(),
     }
 }
 

@@ -367,10 +367,24 @@ pub struct Status {
     /// blocking from their last good copy. (Absent from older daemons' answers.)
     #[serde(default)]
     pub lists: Vec<ListProblem>,
+    /// Where allowed names are resolved. (Absent from older daemons' answers.)
+    #[serde(default)]
+    pub upstreams: UpstreamStatus,
     /// True when the caller is neither root nor the period's owner: the private
     /// words (see [`Status::redacted`]) were left out.
     #[serde(default)]
     pub redacted: bool,
+}
+
+/// The resolvers ncdd asks for allowed names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UpstreamStatus {
+    /// The network's resolvers ncdd follows, one line per link
+    /// (`wlan0: 192.168.1.1 (lan)`); empty when the network hands out none.
+    pub network: Vec<String>,
+    /// In plain words, when the resolvers the config names cannot be reached from
+    /// this network (a network that blocks outside DNS, a captive portal).
+    pub unreachable: Option<String>,
 }
 
 /// A list that could not be read as configured.

@@ -14,7 +14,7 @@ use crate::domain::DomainRule;
 use crate::duration::HumanDuration;
 use crate::error::ConfigError;
 use crate::profile::Profile;
-use crate::upstream::Upstream;
+use crate::upstream::UpstreamEntry;
 
 /// Where `ncd` and `ncdd` look for the config when not told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ncd/ncd.toml";
@@ -65,10 +65,16 @@ pub struct DnsConfig {
     /// Addresses to serve on, UDP and TCP. Default: `127.0.0.1:53` and `[::1]:53`.
     #[serde(deserialize_with = "checks::listen")]
     pub listen: Vec<SocketAddr>,
-    /// Where allowed queries go, tried in order. Empty (the default) means the
-    /// system's resolvers from /etc/resolv.conf, skipping loopback, with Quad9 as the
-    /// fallback.
-    pub upstreams: Vec<Upstream>,
+    /// Where allowed queries go, tried in order. Default `["system"]`: the
+    /// resolvers the network hands out, followed as they change (an empty list
+    /// means the same). Whatever the list, names under a link's own domains,
+    /// `.local`/`.lan`/`home.arpa` and private reverse zones go to that link's
+    /// servers, and the network's servers are the last resort when every listed
+    /// resolver fails (a captive portal).
+    pub upstreams: Vec<UpstreamEntry>,
+    /// Trust anchors (PEM files) for `tls://` and `https://` upstreams, besides
+    /// the built-in web roots: a resolver with a private CA, or a test CA.
+    pub upstream_roots: Vec<PathBuf>,
     /// How blocked names are answered. Default `null`.
     pub answer: BlockAnswer,
     /// TTL of blocked answers. Default 10 s: short, so an unlock is felt soon.
@@ -96,7 +102,8 @@ impl Default for DnsConfig {
                 SocketAddr::from(([127, 0, 0, 1], 53)),
                 SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 53)),
             ],
-            upstreams: Vec::new(),
+            upstreams: vec![UpstreamEntry::System],
+            upstream_roots: Vec::new(),
             answer: BlockAnswer::Null,
             blocked_ttl: HumanDuration::from_secs(10),
             max_ttl: HumanDuration::from_secs(3600),
@@ -332,7 +339,7 @@ impl Config {
                     *file = dir.join(&*file);
                 }
             }
-            for root in &mut config.proxy.origin_roots {
+            for root in config.proxy.origin_roots.iter_mut().chain(&mut config.dns.upstream_roots) {
                 if root.is_relative() && !dir.as_os_str().is_empty() {
                     *root = dir.join(&*root);
                 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use ncd_config::DomainName;
 use ncd_config::control::{
     Answer, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation, Extended, Method, RuleRef,
-    Started, Status, UnlockScope,
+    Started, Status, UnlockScope, UpstreamStatus,
 };
 use ncd_period::{Period, Refusal, Report};
 
@@ -124,6 +124,10 @@ impl Requests {
             proxy: self.proxy.status(),
             redacted: false,
             lists: generation.policy().list_problems(),
+            upstreams: UpstreamStatus {
+                network: generation.chain.upstreams.network().describe(),
+                unreachable: generation.chain.upstreams.unreachable(),
+            },
         }
     }
 }
