@@ -262,7 +262,13 @@ async fn build(
 pub fn upstream_inputs(config: &Config) -> UpstreamInputs {
     UpstreamInputs {
         entries: config.dns.upstreams.clone(),
-        network: crate::network::discover(&config.dns.listen),
+        // The network is read only when followed: otherwise ncdd asks exactly
+        // the resolvers listed.
+        network: if config.dns.upstreams.is_empty() || config.dns.upstreams.contains(&ncd_config::UpstreamEntry::System) {
+            crate::network::discover(&config.dns.listen)
+        } else {
+            crate::network::NetworkDns::default()
+        },
         roots: config.dns.upstream_roots.clone(),
         timeout: config.dns.upstream_timeout.0,
     }

@@ -9,6 +9,8 @@
 // Tests may unwrap: a failed unwrap is a failed test, with its place.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// Each test binary uses its own part of the shared harness.
+#[allow(dead_code)]
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -133,7 +135,7 @@ fn names_under_a_links_domains_go_to_that_link_and_the_rest_to_the_configured_re
     let home = network_server("127.0.0.4", "10.0.0.4");
     let vpn = FakeUpstream::start_on(v4("127.0.0.5"), &[("git.corp.example", v4("10.8.0.5"))]);
     let setup = Setup::new(&format!(
-        "[dns]\nupstreams = [\"{}\"]\n[block]\ndomains = [\"spy.lan\"]\n",
+        "[dns]\nupstreams = [\"{}\", \"system\"]\n[block]\ndomains = [\"spy.lan\"]\n",
         public.url()
     ))
     .file(LINK_2, &resolved_link(&home, "lan"))
@@ -146,7 +148,8 @@ fn names_under_a_links_domains_go_to_that_link_and_the_rest_to_the_configured_re
     wait_resolves(&ncdd, "allowed.test", "192.0.2.1", "a public name");
     assert!(vpn.was_asked("git.corp.example") && !public.was_asked("git.corp.example") && !home.was_asked("git.corp.example"));
     assert!(home.was_asked("printer.lan") && !public.was_asked("printer.lan") && !vpn.was_asked("printer.lan"));
-    assert!(public.was_asked("allowed.test") && !vpn.was_asked("allowed.test"));
+    // The configured resolver answers first: the network's is not asked at all.
+    assert!(public.was_asked("allowed.test") && !vpn.was_asked("allowed.test") && !home.was_asked("allowed.test"));
     // A private reverse name is the LAN's to answer, never a public resolver's.
     let _ = query_udp(ncdd.addr, "4.0.0.10.in-addr.arpa", RecordType::PTR);
     assert!(home.was_asked("4.0.0.10.in-addr.arpa") && !public.was_asked("4.0.0.10.in-addr.arpa"));
@@ -180,7 +183,7 @@ fn when_the_configured_resolvers_are_cut_off_the_networks_own_answer_and_status_
     outside.set_unresponsive(true);
     let hotel = network_server("127.0.0.8", "10.0.0.8");
     let setup = Setup::new(&format!(
-        "[dns]\nupstreams = [\"{}\"]\nupstream_timeout = \"1s\"\n[block]\ndomains = [\"instagram.com\"]\n",
+        "[dns]\nupstreams = [\"{}\", \"system\"]\nupstream_timeout = \"1s\"\n[block]\ndomains = [\"instagram.com\"]\n",
         outside.url()
     ))
     .file(LINK_2, &resolved_link(&hotel, "hotel.example"));
@@ -211,6 +214,28 @@ fn when_the_configured_resolvers_are_cut_off_the_networks_own_answer_and_status_
         control.status().upstreams.unreachable.is_none().then_some(())
     });
     assert!(gone.is_some(), "the note stays after the resolver answers again");
+}
+
+#[test]
+fn a_config_without_system_asks_exactly_its_resolvers_and_says_plainly_when_they_are_cut_off() {
+    let outside = FakeUpstream::start();
+    outside.set_unresponsive(true);
+    let hotel = network_server("127.0.0.9", "10.0.0.9");
+    let setup = Setup::new(&format!("[dns]\nupstreams = [\"{}\"]\nupstream_timeout = \"1s\"\n", outside.url()))
+        .file(LINK_2, &resolved_link(&hotel, "lan"));
+    let ncdd = with_network_root(setup).spawn();
+    let control = Control::new(ncdd.control_socket());
+    let said = eventually(FOLLOWS_WITHIN, || {
+        let answer = a(ncdd.addr, &format!("n{}.allowed.test", rand::random::<u32>()));
+        assert_eq!(answer.rcode(), ResponseCode::ServFail);
+        control.status().upstreams.unreachable
+    })
+    .expect("ncd status says the configured resolvers cannot be reached");
+    assert!(said.contains("cannot be reached from this network, so allowed names do not resolve"), "{said}");
+    assert!(said.contains("With \"system\" in [dns] upstreams"), "{said}");
+    assert_eq!(a(ncdd.addr, "printer.lan").rcode(), ResponseCode::ServFail);
+    assert_eq!(hotel.queries(), 0, "the network's server was asked though the config does not list \"system\"");
+    assert!(control.status().upstreams.network.is_empty());
 }
 
 #[test]
@@ -381,10 +406,10 @@ fn a_wrong_certificate_or_name_is_refused_with_a_clear_error() {
     let unbound = Unbound::start();
     let cases = [
         // The right name, but a CA ncdd was not told to trust.
-        (format!("tls://{}#dns.encrypted.test", unbound.tls), None, "UnknownIssuer"),
-        (format!("https://{}/dns-query#dns.encrypted.test", unbound.https), None, "UnknownIssuer"),
+        (format!("tls://{}#dns.encrypted.test", unbound.tls), None, "not signed by a CA ncdd trusts"),
+        (format!("https://{}/dns-query#dns.encrypted.test", unbound.https), None, "not signed by a CA ncdd trusts"),
         // A trusted CA, but the certificate is for another name.
-        (format!("tls://{}#other.encrypted.test", unbound.tls), Some(unbound.ca()), "NotValidForName"),
+        (format!("tls://{}#other.encrypted.test", unbound.tls), Some(unbound.ca()), "for another name"),
     ];
     for (upstream, roots, error) in cases {
         let ncdd = Ncdd::start(&encrypted_config(std::slice::from_ref(&upstream), roots.as_deref()));
@@ -393,7 +418,7 @@ fn a_wrong_certificate_or_name_is_refused_with_a_clear_error() {
         let said = eventually(Duration::from_secs(5), || {
             let log = ncdd.stderr();
             log.lines()
-                .find(|l| l.contains("upstream failed") && l.contains(&upstream.replace("/dns-query", "")) && l.contains(error))
+                .find(|l| l.contains("upstream failed") && l.contains(&upstream) && l.contains(error))
                 .map(str::to_string)
         });
         assert!(said.is_some(), "{upstream}: no clear {error} in the log:\n{}", ncdd.stderr());

@@ -4,13 +4,16 @@
 //! [`Upstreams`] is built from `[dns] upstreams` and the network's resolvers
 //! ([`NetworkDns`]). A query is sent to one ordered list:
 //!
-//! - a name under a link's own domains, or under [`LOCAL_ZONES`] (`.lan`,
-//!   `home.arpa`, private reverse zones …), goes to that link's servers (local
-//!   zones: the network's default servers) and nowhere else;
-//! - every other name goes to the `[dns] upstreams` in the order written, with
-//!   `"system"` standing for the network's default servers in its place; when the
-//!   list has no `"system"`, the network's servers come last, as the last resort
-//!   that lets a captive portal's login page resolve.
+//! - every name goes to the `[dns] upstreams` in the order written, `"system"`
+//!   standing for the network's default servers in its place: `["system"]` is the
+//!   network's alone; `["tls://…", "system"]` the configured resolver first, and
+//!   the network's when it fails or is slow (a captive portal's login page, a
+//!   network that blocks outside DNS);
+//! - with `"system"` listed, a name under a link's own domains, or under
+//!   [`LOCAL_ZONES`] (`.lan`, `home.arpa`, private reverse zones …), goes to that
+//!   link's servers (local zones: the network's default servers) and nowhere else.
+//!   Without it, ncdd asks exactly the resolvers listed and reads nothing of the
+//!   network.
 //!
 //! Each server gets its own hickory `NameServerPool` (connection reuse, UDP→TCP
 //! on truncation, TLS and HTTPS). The first in the list is asked; when it fails —
@@ -66,9 +69,66 @@ enum Origin {
 struct Client {
     label: String,
     origin: Origin,
+    /// For an encrypted upstream, how to ask it for its certificate when it
+    /// fails: hickory reports only "no connections available".
+    tls_check: Option<TlsCheck>,
     pool: NameServerPool<TokioRuntimeProvider>,
     /// True after a failure until the next answer: each change is logged once.
     failing: AtomicBool,
+}
+
+/// What a TLS handshake with an encrypted upstream needs.
+struct TlsCheck {
+    addr: std::net::SocketAddr,
+    name: String,
+    config: Arc<rustls::ClientConfig>,
+    /// DoH speaks HTTP/2.
+    alpn: Vec<Vec<u8>>,
+}
+
+impl TlsCheck {
+    /// Shakes hands once and says, in plain words, why TLS failed (or that it works).
+    async fn diagnose(&self) -> String {
+        let name = match rustls::pki_types::ServerName::try_from(self.name.clone()) {
+            Ok(name) => name,
+            Err(e) => return format!("its TLS name {:?} is not valid: {e}", self.name),
+        };
+        let mut config = (*self.config).clone();
+        config.alpn_protocols.clone_from(&self.alpn);
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let handshake = async {
+            let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+            connector.connect(name, tcp).await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), handshake).await {
+            Err(_) => "its TLS handshake did not finish within 3 s".to_string(),
+            Ok(Ok(_)) => "TLS works; the DNS exchange itself failed".to_string(),
+            Ok(Err(error)) => tls_words(&error),
+        }
+    }
+}
+
+/// A failed handshake in plain words, with rustls's own words after them.
+fn tls_words(error: &std::io::Error) -> String {
+    let inner = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+    match inner {
+        Some(rustls::Error::InvalidCertificate(cert)) => {
+            let words = match cert {
+                rustls::CertificateError::UnknownIssuer => {
+                    "its certificate is not signed by a CA ncdd trusts (a private CA goes in [dns] upstream_roots)"
+                }
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. } => {
+                    "its certificate is for another name than the one after # in the upstream"
+                }
+                rustls::CertificateError::Expired | rustls::CertificateError::ExpiredContext { .. } => {
+                    "its certificate has expired (or this machine's clock is wrong)"
+                }
+                _ => "its certificate was refused",
+            };
+            format!("TLS refused: {words} ({cert:?})")
+        }
+        _ => format!("TLS failed: {error}"),
+    }
 }
 
 /// Names under `suffix` go to `clients` only.
@@ -147,26 +207,28 @@ impl Upstreams {
                 tls_config(&[]).ok()
             }
         };
-        let make = |upstream: &Upstream, ip: IpAddr, origin: Origin| client(upstream, ip, origin, inputs.timeout, tls.as_ref());
+        let make = |upstream: &Upstream, ip: IpAddr, origin: Origin| {
+            client(upstream, ip, origin, inputs.timeout, tls.as_ref().map(|t| Arc::new(t.clone())))
+        };
         let network: Vec<Upstream> = inputs.network.default_servers().into_iter().map(Upstream::udp).collect();
         let entries: &[UpstreamEntry] = if inputs.entries.is_empty() {
             &[UpstreamEntry::System]
         } else {
             &inputs.entries
         };
-        // In order: each configured server, the network's in place of "system",
-        // and the network's last when "system" is not listed.
+        // In order: each configured server, the network's in place of "system".
         let mut wanted: Vec<(Upstream, Origin)> = Vec::new();
         for entry in entries {
-            match entry {
-                UpstreamEntry::System => wanted.extend(network.iter().map(|u| (u.clone(), Origin::Network))),
-                UpstreamEntry::Server(upstream) => wanted.push((upstream.clone(), Origin::Configured)),
+            let servers = match entry {
+                UpstreamEntry::System => network.iter().map(|u| (u.clone(), Origin::Network)).collect(),
+                UpstreamEntry::Server(upstream) => vec![(upstream.clone(), Origin::Configured)],
+            };
+            for (upstream, origin) in servers {
+                if !wanted.iter().any(|(u, _)| *u == upstream) {
+                    wanted.push((upstream, origin));
+                }
             }
         }
-        if !entries.contains(&UpstreamEntry::System) {
-            wanted.extend(network.iter().map(|u| (u.clone(), Origin::Network)));
-        }
-        wanted.dedup_by(|a, b| a.0 == b.0);
         if wanted.is_empty() {
             tracing::warn!("the network hands out no resolver and the config names none; asking Quad9");
             wanted = FALLBACK_UPSTREAMS
@@ -207,8 +269,11 @@ impl Upstreams {
             upstreams.general = general;
         }
 
-        // Local names: each link's domains to its servers, then the local zones
-        // to the network's default servers.
+        // Local names, when the network is followed: each link's domains to its
+        // servers, then the local zones to the network's default servers.
+        if !entries.contains(&UpstreamEntry::System) {
+            return upstreams;
+        }
         for link in &inputs.network.links {
             let clients: Vec<Arc<Client>> = link
                 .servers
@@ -302,22 +367,28 @@ impl Upstreams {
             .map(|c| c.label.as_str())
             .collect();
         let network: Vec<String> = self.network().default_servers().into_iter().map(server_words).collect();
+        let follows_network = self.general.iter().any(|c| c.origin == Origin::Network);
         let network_answers = h.network_answered.load(Ordering::Relaxed) > since;
-        Some(match (network.is_empty(), network_answers) {
-            (true, _) => format!(
-                "The resolvers in your config ({}) cannot be reached from this network, and the network hands out none of its own: allowed names do not resolve.",
-                configured.join(", ")
-            ),
-            (false, true) => format!(
-                "The resolvers in your config ({}) cannot be reached from this network. Allowed names resolve through the network's own ({}) until they can; blocked names stay blocked.",
-                configured.join(", "),
+        let configured = configured.join(", ");
+        Some(if !follows_network && network.is_empty() && !self.inputs.entries.contains(&UpstreamEntry::System) {
+            format!(
+                "The resolvers in your config ({configured}) cannot be reached from this network, so allowed names do not resolve. \
+                 With \"system\" in [dns] upstreams the network's own resolvers would answer when these cannot (a hotel's or café's login page needs them)."
+            )
+        } else if network.is_empty() {
+            format!(
+                "The resolvers in your config ({configured}) cannot be reached from this network, and the network hands out none of its own: allowed names do not resolve."
+            )
+        } else if network_answers {
+            format!(
+                "The resolvers in your config ({configured}) cannot be reached from this network. Allowed names resolve through the network's own ({}) until they can; blocked names stay blocked.",
                 network.join(", ")
-            ),
-            (false, false) => format!(
-                "No resolver answers from this network: neither the ones in your config ({}) nor the network's own ({}).",
-                configured.join(", "),
+            )
+        } else {
+            format!(
+                "No resolver answers from this network: neither the ones in your config ({configured}) nor the network's own ({}).",
                 network.join(", ")
-            ),
+            )
         })
     }
 
@@ -488,6 +559,10 @@ impl Client {
                 tracing::info!(upstream = %self.label, "upstream answers again");
             }
             Err(error) if !self.failing.swap(true, Ordering::Relaxed) => {
+                let error = match &self.tls_check {
+                    Some(check) => format!("{error}; {}", check.diagnose().await),
+                    None => error.clone(),
+                };
                 tracing::warn!(upstream = %self.label, %error, "upstream failed; the next one is asked");
             }
             _ => {}
@@ -501,7 +576,7 @@ fn client(
     ip: IpAddr,
     origin: Origin,
     timeout: Duration,
-    tls: Option<&rustls::ClientConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<Client, String> {
     let mut connections = Vec::new();
     let mut connection = |protocol: ConnectionConfig| {
@@ -532,14 +607,29 @@ fn client(
     options.num_concurrent_reqs = 1;
     options.server_ordering_strategy = ServerOrderingStrategy::UserProvidedOrder;
     options.cache_size = 0;
+    let tls_check = match (&tls, upstream.protocol) {
+        (Some(config), UpstreamProtocol::Tls | UpstreamProtocol::Https) => Some(TlsCheck {
+            addr: std::net::SocketAddr::new(ip, upstream.port),
+            name: upstream.tls_name.clone().unwrap_or_default(),
+            config: config.clone(),
+            alpn: match upstream.protocol {
+                UpstreamProtocol::Https => vec![b"h2".to_vec()],
+                _ => Vec::new(),
+            },
+        }),
+        _ => None,
+    };
     let tls = match tls {
-        Some(config) => TlsConfig { config: config.clone() },
+        Some(config) => TlsConfig {
+            config: (*config).clone(),
+        },
         None => TlsConfig::new().map_err(|e| format!("{upstream}: cannot set up TLS: {e}"))?,
     };
     let context = Arc::new(PoolContext::new(options, tls));
     Ok(Client {
         label: upstream.to_string(),
         origin,
+        tls_check,
         pool: NameServerPool::from_config([server], context, TokioRuntimeProvider::new()),
         failing: AtomicBool::new(false),
     })
@@ -582,7 +672,7 @@ mod tests {
             ],
         };
         let upstreams = Upstreams::build(UpstreamInputs {
-            entries: vec!["tls://192.0.2.53#dns.example".parse().unwrap()],
+            entries: vec!["tls://192.0.2.53#dns.example".parse().unwrap(), UpstreamEntry::System],
             network,
             roots: Vec::new(),
             timeout: Duration::from_secs(2),
@@ -592,7 +682,7 @@ mod tests {
         assert_eq!(
             general,
             ["tls://192.0.2.53:853#dns.example", "udp://192.168.1.1:53"],
-            "without \"system\" the network's servers are the last resort"
+            "the network's servers in the place of \"system\""
         );
         assert_eq!(taken(&upstreams, "printer.lan"), "udp://10.8.0.1:53", "the first link to claim a domain has it");
         assert_eq!(taken(&upstreams, "git.corp.example"), "udp://10.8.0.1:53");
@@ -628,5 +718,8 @@ mod tests {
         assert_eq!(labels(&build(&["system", "9.9.9.9"]).await), ["udp://192.168.1.1:53", "udp://9.9.9.9:53"]);
         assert_eq!(labels(&build(&["9.9.9.9", "system"]).await), ["udp://9.9.9.9:53", "udp://192.168.1.1:53"]);
         assert_eq!(labels(&build(&[]).await), ["udp://192.168.1.1:53"]);
+        let exactly = build(&["9.9.9.9"]).await;
+        assert_eq!(labels(&exactly), ["udp://9.9.9.9:53"]);
+        assert!(exactly.route_for(b"printer.lan").is_none(), "without \"system\", no local routes");
     }
 }
