@@ -438,10 +438,18 @@ mod tests {
         assert!(!render(&status, Style::plain()).contains("cannot be reached"));
         status.upstreams = UpstreamStatus {
             network: vec!["wlan0: 10.0.0.1 (hotel.example)".into()],
-            unreachable: Some("The resolvers in your config (tls://1.1.1.1:853#one.one.one.one) cannot be reached from this network.".into()),
+            unreachable: Some(
+                "The resolvers in your config (tls://1.1.1.1:853#one.one.one.one) cannot be reached from this network."
+                    .into(),
+            ),
         };
         let text = render(&status, Style::plain());
-        assert!(text.contains("cannot be reached from this network.\nThis network's resolvers: wlan0: 10.0.0.1 (hotel.example)."), "{text}");
+        assert!(
+            text.contains(
+                "cannot be reached from this network.\nThis network's resolvers: wlan0: 10.0.0.1 (hotel.example)."
+            ),
+            "{text}"
+        );
     }
 
     #[test]

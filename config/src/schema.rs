@@ -339,7 +339,12 @@ impl Config {
                     *file = dir.join(&*file);
                 }
             }
-            for root in config.proxy.origin_roots.iter_mut().chain(&mut config.dns.upstream_roots) {
+            for root in config
+                .proxy
+                .origin_roots
+                .iter_mut()
+                .chain(&mut config.dns.upstream_roots)
+            {
                 if root.is_relative() && !dir.as_os_str().is_empty() {
                     *root = dir.join(&*root);
                 }

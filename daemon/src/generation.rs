@@ -264,7 +264,8 @@ pub fn upstream_inputs(config: &Config) -> UpstreamInputs {
         entries: config.dns.upstreams.clone(),
         // The network is read only when followed: otherwise ncdd asks exactly
         // the resolvers listed.
-        network: if config.dns.upstreams.is_empty() || config.dns.upstreams.contains(&ncd_config::UpstreamEntry::System) {
+        network: if config.dns.upstreams.is_empty() || config.dns.upstreams.contains(&ncd_config::UpstreamEntry::System)
+        {
             crate::network::discover(&config.dns.listen)
         } else {
             crate::network::NetworkDns::default()

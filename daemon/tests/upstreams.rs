@@ -84,7 +84,11 @@ fn wait_resolves(ncdd: &Ncdd, name: &str, ip: &str, what: &str) {
 #[track_caller]
 fn assert_blocked(ncdd: &Ncdd, name: &str, what: &str) {
     let answer = a(ncdd.addr, name);
-    assert!(answer.is_blocked(), "{what}: {name} is not blocked: {:?}", answer.message);
+    assert!(
+        answer.is_blocked(),
+        "{what}: {name} is not blocked: {:?}",
+        answer.message
+    );
 }
 
 // ----- Following the network ----------------------------------------------------------
@@ -96,7 +100,10 @@ fn local_names_follow_the_network_as_the_laptop_moves_and_blocked_names_never_le
     let setup = Setup::new("[dns]\nupstreams = [\"system\"]\n[block]\ndomains = [\"instagram.com\", \"spy.lan\"]\n")
         .file(LINK_2, &resolved_link(&home, "lan"))
         // What the takeover leaves in /etc/resolv.conf: ncdd itself, never followed.
-        .file("root/etc/resolv.conf", "nameserver 127.0.0.1\nnameserver ::1\nsearch lan\n");
+        .file(
+            "root/etc/resolv.conf",
+            "nameserver 127.0.0.1\nnameserver ::1\nsearch lan\n",
+        );
     let ncdd = with_network_root(setup).spawn();
 
     wait_resolves(&ncdd, "printer.lan", "10.0.0.2", "at home");
@@ -119,7 +126,11 @@ fn local_names_follow_the_network_as_the_laptop_moves_and_blocked_names_never_le
     }
     for server in [&home, &cafe] {
         for name in ["instagram.com", "www.instagram.com", "spy.lan", "printer.spy.lan"] {
-            assert!(!server.was_asked(name), "{name} reached a network's server at {}", server.addr);
+            assert!(
+                !server.was_asked(name),
+                "{name} reached a network's server at {}",
+                server.addr
+            );
         }
     }
     assert!(
@@ -140,13 +151,20 @@ fn names_under_a_links_domains_go_to_that_link_and_the_rest_to_the_configured_re
     ))
     .file(LINK_2, &resolved_link(&home, "lan"))
     // A split tunnel: only its own domain goes there.
-    .file("root/run/systemd/netif/links/7", &format!("OPER_STATE=routable\nDNS={}\nROUTE_DOMAINS=corp.example\n", vpn.addr));
+    .file(
+        "root/run/systemd/netif/links/7",
+        &format!("OPER_STATE=routable\nDNS={}\nROUTE_DOMAINS=corp.example\n", vpn.addr),
+    );
     let ncdd = with_network_root(setup).spawn();
 
     wait_resolves(&ncdd, "git.corp.example", "10.8.0.5", "a VPN name");
     wait_resolves(&ncdd, "printer.lan", "10.0.0.4", "a LAN name");
     wait_resolves(&ncdd, "allowed.test", "192.0.2.1", "a public name");
-    assert!(vpn.was_asked("git.corp.example") && !public.was_asked("git.corp.example") && !home.was_asked("git.corp.example"));
+    assert!(
+        vpn.was_asked("git.corp.example")
+            && !public.was_asked("git.corp.example")
+            && !home.was_asked("git.corp.example")
+    );
     assert!(home.was_asked("printer.lan") && !public.was_asked("printer.lan") && !vpn.was_asked("printer.lan"));
     // The configured resolver answers first: the network's is not asked at all.
     assert!(public.was_asked("allowed.test") && !vpn.was_asked("allowed.test") && !home.was_asked("allowed.test"));
@@ -171,7 +189,11 @@ fn network_manager_and_resolv_conf_as_they_were_before_the_takeover() {
     let ncdd = with_network_root(setup).spawn();
     wait_resolves(&ncdd, "printer.lan", "10.0.0.7", "from the pre-takeover copy");
 
-    write(&ncdd, "root/run/NetworkManager/no-stub-resolv.conf", &format!("search lan\nnameserver {}\n", nm.addr));
+    write(
+        &ncdd,
+        "root/run/NetworkManager/no-stub-resolv.conf",
+        &format!("search lan\nnameserver {}\n", nm.addr),
+    );
     wait_resolves(&ncdd, "printer.lan", "10.0.0.6", "from NetworkManager");
 }
 
@@ -192,7 +214,10 @@ fn when_the_configured_resolvers_are_cut_off_the_networks_own_answer_and_status_
 
     // The portal's login page (any allowed name) resolves through the hotel's server.
     wait_resolves(&ncdd, "allowed.test", "192.0.2.1", "the portal's page");
-    assert!(outside.was_asked("allowed.test"), "the configured resolver is asked first");
+    assert!(
+        outside.was_asked("allowed.test"),
+        "the configured resolver is asked first"
+    );
     assert_blocked(&ncdd, "www.instagram.com", "behind the portal");
     assert!(!hotel.was_asked("www.instagram.com") && !outside.was_asked("www.instagram.com"));
 
@@ -202,8 +227,10 @@ fn when_the_configured_resolvers_are_cut_off_the_networks_own_answer_and_status_
     })
     .expect("ncd status says the configured resolvers cannot be reached");
     assert!(
-        said.contains(&format!("The resolvers in your config ({}) cannot be reached from this network", outside.url()))
-            && said.contains("through the network's own"),
+        said.contains(&format!(
+            "The resolvers in your config ({}) cannot be reached from this network",
+            outside.url()
+        )) && said.contains("through the network's own"),
         "{said}"
     );
 
@@ -221,8 +248,11 @@ fn a_config_without_system_asks_exactly_its_resolvers_and_says_plainly_when_they
     let outside = FakeUpstream::start();
     outside.set_unresponsive(true);
     let hotel = network_server("127.0.0.9", "10.0.0.9");
-    let setup = Setup::new(&format!("[dns]\nupstreams = [\"{}\"]\nupstream_timeout = \"1s\"\n", outside.url()))
-        .file(LINK_2, &resolved_link(&hotel, "lan"));
+    let setup = Setup::new(&format!(
+        "[dns]\nupstreams = [\"{}\"]\nupstream_timeout = \"1s\"\n",
+        outside.url()
+    ))
+    .file(LINK_2, &resolved_link(&hotel, "lan"));
     let ncdd = with_network_root(setup).spawn();
     let control = Control::new(ncdd.control_socket());
     let said = eventually(FOLLOWS_WITHIN, || {
@@ -231,17 +261,27 @@ fn a_config_without_system_asks_exactly_its_resolvers_and_says_plainly_when_they
         control.status().upstreams.unreachable
     })
     .expect("ncd status says the configured resolvers cannot be reached");
-    assert!(said.contains("cannot be reached from this network, so allowed names do not resolve"), "{said}");
+    assert!(
+        said.contains("cannot be reached from this network, so allowed names do not resolve"),
+        "{said}"
+    );
     assert!(said.contains("With \"system\" in [dns] upstreams"), "{said}");
     assert_eq!(a(ncdd.addr, "printer.lan").rcode(), ResponseCode::ServFail);
-    assert_eq!(hotel.queries(), 0, "the network's server was asked though the config does not list \"system\"");
+    assert_eq!(
+        hotel.queries(),
+        0,
+        "the network's server was asked though the config does not list \"system\""
+    );
     assert!(control.status().upstreams.network.is_empty());
 }
 
 #[test]
 fn a_failed_name_is_answered_at_once_when_the_stub_in_front_retries() {
     let upstream = FakeUpstream::start();
-    let ncdd = Ncdd::start(&format!("[dns]\nupstreams = [\"{}\"]\nupstream_timeout = \"2s\"\n", upstream.url()));
+    let ncdd = Ncdd::start(&format!(
+        "[dns]\nupstreams = [\"{}\"]\nupstream_timeout = \"2s\"\n",
+        upstream.url()
+    ));
     upstream.set_unresponsive(true);
 
     let started = Instant::now();
@@ -278,7 +318,10 @@ impl Unbound {
     fn start() -> Self {
         let which = Command::new("unbound").arg("-V").output();
         if which.is_err() {
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "unbound is missing (apt-get install unbound)");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "unbound is missing (apt-get install unbound)"
+            );
             panic!("unbound is missing: apt-get install unbound (these tests need a real DoT/DoH server)");
         }
         let dir = tempfile::Builder::new().prefix("ncd-unbound-").tempdir().unwrap();
@@ -374,13 +417,20 @@ fn test_certificates(name: &str) -> (String, String, String) {
 }
 
 fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn encrypted_config(upstreams: &[String], roots: Option<&Path>) -> String {
     let list: Vec<String> = upstreams.iter().map(|u| format!("\"{u}\"")).collect();
     let roots = roots.map_or(String::new(), |r| format!("upstream_roots = [\"{}\"]\n", r.display()));
-    format!("[dns]\nupstreams = [{}]\nupstream_timeout = \"2s\"\n{roots}", list.join(", "))
+    format!(
+        "[dns]\nupstreams = [{}]\nupstream_timeout = \"2s\"\n{roots}",
+        list.join(", ")
+    )
 }
 
 #[test]
@@ -406,22 +456,43 @@ fn a_wrong_certificate_or_name_is_refused_with_a_clear_error() {
     let unbound = Unbound::start();
     let cases = [
         // The right name, but a CA ncdd was not told to trust.
-        (format!("tls://{}#dns.encrypted.test", unbound.tls), None, "not signed by a CA ncdd trusts"),
-        (format!("https://{}/dns-query#dns.encrypted.test", unbound.https), None, "not signed by a CA ncdd trusts"),
+        (
+            format!("tls://{}#dns.encrypted.test", unbound.tls),
+            None,
+            "not signed by a CA ncdd trusts",
+        ),
+        (
+            format!("https://{}/dns-query#dns.encrypted.test", unbound.https),
+            None,
+            "not signed by a CA ncdd trusts",
+        ),
         // A trusted CA, but the certificate is for another name.
-        (format!("tls://{}#other.encrypted.test", unbound.tls), Some(unbound.ca()), "for another name"),
+        (
+            format!("tls://{}#other.encrypted.test", unbound.tls),
+            Some(unbound.ca()),
+            "for another name",
+        ),
     ];
     for (upstream, roots, error) in cases {
         let ncdd = Ncdd::start(&encrypted_config(std::slice::from_ref(&upstream), roots.as_deref()));
         let answer = a(ncdd.addr, "dot.encrypted.test");
-        assert_eq!(answer.rcode(), ResponseCode::ServFail, "{upstream}: {:?}", answer.message);
+        assert_eq!(
+            answer.rcode(),
+            ResponseCode::ServFail,
+            "{upstream}: {:?}",
+            answer.message
+        );
         let said = eventually(Duration::from_secs(5), || {
             let log = ncdd.stderr();
             log.lines()
                 .find(|l| l.contains("upstream failed") && l.contains(&upstream) && l.contains(error))
                 .map(str::to_string)
         });
-        assert!(said.is_some(), "{upstream}: no clear {error} in the log:\n{}", ncdd.stderr());
+        assert!(
+            said.is_some(),
+            "{upstream}: no clear {error} in the log:\n{}",
+            ncdd.stderr()
+        );
         assert!(!ncdd.stderr().contains("dot.encrypted.test"), "the log names the query");
     }
 }
@@ -432,14 +503,25 @@ fn a_dot_upstream_that_dies_fails_over_to_the_next_within_the_timeout() {
     let plain = FakeUpstream::start_on(Ipv4Addr::LOCALHOST, &[("dot.encrypted.test", v4("192.0.2.81"))]);
     let dot = format!("tls://{}#dns.encrypted.test", unbound.tls);
     let ncdd = Ncdd::start(&encrypted_config(&[dot, plain.url()], Some(&unbound.ca())));
-    assert!(resolves_to(&a(ncdd.addr, "dot.encrypted.test"), "192.0.2.80"), "DoT answers first");
+    assert!(
+        resolves_to(&a(ncdd.addr, "dot.encrypted.test"), "192.0.2.80"),
+        "DoT answers first"
+    );
     assert!(!plain.was_asked("dot.encrypted.test"));
 
     unbound.stop();
     let started = Instant::now();
     let answer = query_udp(ncdd.addr, "allowed.test", RecordType::A);
     let took = started.elapsed();
-    assert!(resolves_to(&answer, "192.0.2.1"), "{:?}\n{}", answer.message, ncdd.stderr());
-    assert!(took < Duration::from_secs(2), "the failover took {took:?}, longer than upstream_timeout");
+    assert!(
+        resolves_to(&answer, "192.0.2.1"),
+        "{:?}\n{}",
+        answer.message,
+        ncdd.stderr()
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "the failover took {took:?}, longer than upstream_timeout"
+    );
     assert!(plain.was_asked("allowed.test"));
 }

@@ -208,9 +208,20 @@ impl Upstreams {
             }
         };
         let make = |upstream: &Upstream, ip: IpAddr, origin: Origin| {
-            client(upstream, ip, origin, inputs.timeout, tls.as_ref().map(|t| Arc::new(t.clone())))
+            client(
+                upstream,
+                ip,
+                origin,
+                inputs.timeout,
+                tls.as_ref().map(|t| Arc::new(t.clone())),
+            )
         };
-        let network: Vec<Upstream> = inputs.network.default_servers().into_iter().map(Upstream::udp).collect();
+        let network: Vec<Upstream> = inputs
+            .network
+            .default_servers()
+            .into_iter()
+            .map(Upstream::udp)
+            .collect();
         let entries: &[UpstreamEntry] = if inputs.entries.is_empty() {
             &[UpstreamEntry::System]
         } else {
@@ -370,26 +381,28 @@ impl Upstreams {
         let follows_network = self.general.iter().any(|c| c.origin == Origin::Network);
         let network_answers = h.network_answered.load(Ordering::Relaxed) > since;
         let configured = configured.join(", ");
-        Some(if !follows_network && network.is_empty() && !self.inputs.entries.contains(&UpstreamEntry::System) {
-            format!(
-                "The resolvers in your config ({configured}) cannot be reached from this network, so allowed names do not resolve. \
+        Some(
+            if !follows_network && network.is_empty() && !self.inputs.entries.contains(&UpstreamEntry::System) {
+                format!(
+                    "The resolvers in your config ({configured}) cannot be reached from this network, so allowed names do not resolve. \
                  With \"system\" in [dns] upstreams the network's own resolvers would answer when these cannot (a hotel's or café's login page needs them)."
-            )
-        } else if network.is_empty() {
-            format!(
-                "The resolvers in your config ({configured}) cannot be reached from this network, and the network hands out none of its own: allowed names do not resolve."
-            )
-        } else if network_answers {
-            format!(
-                "The resolvers in your config ({configured}) cannot be reached from this network. Allowed names resolve through the network's own ({}) until they can; blocked names stay blocked.",
-                network.join(", ")
-            )
-        } else {
-            format!(
-                "No resolver answers from this network: neither the ones in your config ({configured}) nor the network's own ({}).",
-                network.join(", ")
-            )
-        })
+                )
+            } else if network.is_empty() {
+                format!(
+                    "The resolvers in your config ({configured}) cannot be reached from this network, and the network hands out none of its own: allowed names do not resolve."
+                )
+            } else if network_answers {
+                format!(
+                    "The resolvers in your config ({configured}) cannot be reached from this network. Allowed names resolve through the network's own ({}) until they can; blocked names stay blocked.",
+                    network.join(", ")
+                )
+            } else {
+                format!(
+                    "No resolver answers from this network: neither the ones in your config ({configured}) nor the network's own ({}).",
+                    network.join(", ")
+                )
+            },
+        )
     }
 
     /// The A and AAAA addresses of `host`, asked of the upstreams (never the
@@ -509,7 +522,9 @@ fn tls_config(roots: &[PathBuf]) -> Result<rustls::ClientConfig, String> {
     let mut store = rustls::RootCertStore::empty();
     store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     for cert in ncd_proxy::load_roots(roots).map_err(|e| format!("{e:#}"))? {
-        store.add(cert).map_err(|e| format!("a certificate in upstream_roots: {e}"))?;
+        store
+            .add(cert)
+            .map_err(|e| format!("a certificate in upstream_roots: {e}"))?;
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
@@ -684,7 +699,11 @@ mod tests {
             ["tls://192.0.2.53:853#dns.example", "udp://192.168.1.1:53"],
             "the network's servers in the place of \"system\""
         );
-        assert_eq!(taken(&upstreams, "printer.lan"), "udp://10.8.0.1:53", "the first link to claim a domain has it");
+        assert_eq!(
+            taken(&upstreams, "printer.lan"),
+            "udp://10.8.0.1:53",
+            "the first link to claim a domain has it"
+        );
         assert_eq!(taken(&upstreams, "git.corp.example"), "udp://10.8.0.1:53");
         assert_eq!(taken(&upstreams, "nas.home.example"), "udp://192.168.1.1:53");
         assert_eq!(taken(&upstreams, "printer.home.arpa"), "udp://192.168.1.1:53");
@@ -715,11 +734,20 @@ mod tests {
             })
         };
         let labels = |u: &Upstreams| u.general.iter().map(|c| c.label.clone()).collect::<Vec<_>>();
-        assert_eq!(labels(&build(&["system", "9.9.9.9"]).await), ["udp://192.168.1.1:53", "udp://9.9.9.9:53"]);
-        assert_eq!(labels(&build(&["9.9.9.9", "system"]).await), ["udp://9.9.9.9:53", "udp://192.168.1.1:53"]);
+        assert_eq!(
+            labels(&build(&["system", "9.9.9.9"]).await),
+            ["udp://192.168.1.1:53", "udp://9.9.9.9:53"]
+        );
+        assert_eq!(
+            labels(&build(&["9.9.9.9", "system"]).await),
+            ["udp://9.9.9.9:53", "udp://192.168.1.1:53"]
+        );
         assert_eq!(labels(&build(&[]).await), ["udp://192.168.1.1:53"]);
         let exactly = build(&["9.9.9.9"]).await;
         assert_eq!(labels(&exactly), ["udp://9.9.9.9:53"]);
-        assert!(exactly.route_for(b"printer.lan").is_none(), "without \"system\", no local routes");
+        assert!(
+            exactly.route_for(b"printer.lan").is_none(),
+            "without \"system\", no local routes"
+        );
     }
 }

@@ -39,7 +39,10 @@ pub(super) fn read(root: &Path) -> Vec<NetworkDns> {
     found.push(dhclient(root));
     for (path, words) in [
         (RESOLV_CONF, "/etc/resolv.conf"),
-        (RESOLV_CONF_BEFORE_TAKEOVER, "/etc/resolv.conf as it was before ncd install"),
+        (
+            RESOLV_CONF_BEFORE_TAKEOVER,
+            "/etc/resolv.conf as it was before ncd install",
+        ),
     ] {
         if let Some(text) = small_file(&root.join(path)) {
             found.push(resolv_conf(words, &text));
@@ -137,7 +140,10 @@ pub(super) fn resolved_link(name: &str, text: &str) -> Link {
         .get("SERVERS")
         .map(|v| v.split_whitespace().filter_map(parse_server).collect())
         .unwrap_or_default();
-    let words: Vec<&str> = keys.get("DOMAINS").map(|v| v.split_whitespace().collect()).unwrap_or_default();
+    let words: Vec<&str> = keys
+        .get("DOMAINS")
+        .map(|v| v.split_whitespace().collect())
+        .unwrap_or_default();
     let routing: Vec<&str> = words.iter().filter_map(|d| d.strip_prefix('~')).collect();
     let domains = words
         .iter()
@@ -158,7 +164,11 @@ pub(super) fn networkd_link(name: &str, text: &str) -> Option<Link> {
     if matches!(keys.get("OPER_STATE"), Some(&("off" | "no-carrier" | "dormant"))) {
         return None;
     }
-    let list = |key: &str| -> Vec<&str> { keys.get(key).map(|v| v.split_whitespace().collect()).unwrap_or_default() };
+    let list = |key: &str| -> Vec<&str> {
+        keys.get(key)
+            .map(|v| v.split_whitespace().collect())
+            .unwrap_or_default()
+    };
     let routing = list("ROUTE_DOMAINS");
     let domains = list("DOMAINS")
         .into_iter()
@@ -213,7 +223,10 @@ fn dhclient(root: &Path) -> NetworkDns {
         };
         let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
         paths.sort();
-        for path in paths.iter().filter(|p| p.extension().is_some_and(|e| e == "leases" || e == "lease")) {
+        for path in paths
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "leases" || e == "lease"))
+        {
             if let Some(text) = small_file(path) {
                 for link in dhclient_leases(&text, now) {
                     links.retain(|l| l.name != link.name);
@@ -302,7 +315,10 @@ mod tests {
 
     #[test]
     fn resolv_conf_keeps_its_search_domains() {
-        let dns = resolv_conf("/etc/resolv.conf", "# by NM\nsearch lan Home.Arpa.\nnameserver 192.168.1.1\noptions edns0\nnameserver ::1\n");
+        let dns = resolv_conf(
+            "/etc/resolv.conf",
+            "# by NM\nsearch lan Home.Arpa.\nnameserver 192.168.1.1\noptions edns0\nnameserver ::1\n",
+        );
         assert_eq!(dns.links[0].servers, addrs(&["192.168.1.1:53", "[::1]:53"]));
         assert_eq!(dns.links[0].domains, ["lan", "home.arpa"]);
         assert!(resolv_conf("x", "search lan\n").links.is_empty());
@@ -352,13 +368,23 @@ lease {
         write("etc/resolv.conf", "nameserver 127.0.0.53\nsearch lan\n");
         write("run/systemd/resolve/netif/3", "SERVERS=192.168.1.1\nDOMAINS=lan\n");
         write("run/systemd/netif/links/3", "DNS=10.9.9.9\n");
-        write("run/systemd/netif/links/4", "OPER_STATE=routable\nDNS=10.0.0.1\nROUTE_DOMAINS=corp\n");
+        write(
+            "run/systemd/netif/links/4",
+            "OPER_STATE=routable\nDNS=10.0.0.1\nROUTE_DOMAINS=corp\n",
+        );
         let found = read(root.path());
         assert_eq!(found[0].source, "systemd-resolved");
-        let servers: Vec<_> = found[0].links.iter().map(|l| (l.name.as_str(), l.servers.clone())).collect();
+        let servers: Vec<_> = found[0]
+            .links
+            .iter()
+            .map(|l| (l.name.as_str(), l.servers.clone()))
+            .collect();
         assert_eq!(
             servers,
-            [("link 3", addrs(&["192.168.1.1:53"])), ("link 4", addrs(&["10.0.0.1:53"]))]
+            [
+                ("link 3", addrs(&["192.168.1.1:53"])),
+                ("link 4", addrs(&["10.0.0.1:53"]))
+            ]
         );
         assert_eq!(found.last().unwrap().source, "/etc/resolv.conf");
     }

@@ -240,7 +240,10 @@ mod tests {
         assert_eq!(parse_server("192.168.1.1"), Some(addr("192.168.1.1:53")));
         assert_eq!(parse_server("127.0.0.2:5353"), Some(addr("127.0.0.2:5353")));
         assert_eq!(parse_server("fe80::1%eth0"), Some(addr("[fe80::1]:53")));
-        assert_eq!(parse_server("[2001:db8::1]:5353%3#dns.example"), Some(addr("[2001:db8::1]:5353")));
+        assert_eq!(
+            parse_server("[2001:db8::1]:5353%3#dns.example"),
+            Some(addr("[2001:db8::1]:5353"))
+        );
         assert_eq!(parse_server("1.1.1.1#cloudflare-dns.com"), Some(addr("1.1.1.1:53")));
         assert_eq!(parse_server("not-an-address"), None);
     }
@@ -248,7 +251,14 @@ mod tests {
     #[test]
     fn ncdd_and_the_stubs_are_never_followed() {
         let own = [addr("192.168.1.20:53"), addr("0.0.0.0:5300")];
-        for ours in ["127.0.0.1:53", "[::1]:53", "127.0.0.53:53", "127.0.0.54:53", "192.168.1.20:53", "10.0.0.1:5300"] {
+        for ours in [
+            "127.0.0.1:53",
+            "[::1]:53",
+            "127.0.0.53:53",
+            "127.0.0.54:53",
+            "192.168.1.20:53",
+            "10.0.0.1:5300",
+        ] {
             assert!(is_ncdd(addr(ours), &own), "{ours} is ncdd");
         }
         for theirs in ["192.168.1.1:53", "127.0.0.2:53", "127.0.0.1:5353", "[fd00::1]:53"] {
@@ -278,7 +288,10 @@ mod tests {
         assert_eq!(dns.default_servers(), [addr("192.168.1.1:53")]);
         assert_eq!(
             dns.describe(),
-            ["wg0: 10.8.0.1 (corp.example), only for its domains", "wlan0: 192.168.1.1, 192.168.1.1 (lan)"]
+            [
+                "wg0: 10.8.0.1 (corp.example), only for its domains",
+                "wlan0: 192.168.1.1, 192.168.1.1 (lan)"
+            ]
         );
     }
 }

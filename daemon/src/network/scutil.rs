@@ -125,11 +125,17 @@ resolver #1
         assert_eq!(dns.links.len(), 2, "{dns:?}");
         let en0 = &dns.links[0];
         assert_eq!(en0.name, "en0");
-        assert_eq!(en0.servers, ["192.168.1.1:53".parse().unwrap(), "[fd00::1]:53".parse().unwrap()]);
+        assert_eq!(
+            en0.servers,
+            ["192.168.1.1:53".parse().unwrap(), "[fd00::1]:53".parse().unwrap()]
+        );
         assert_eq!(en0.domains, ["lan"]);
         assert!(en0.default_route);
         let vpn = &dns.links[1];
-        assert_eq!((vpn.name.as_str(), vpn.domains.as_slice()), ("utun4", ["corp.example".to_string()].as_slice()));
+        assert_eq!(
+            (vpn.name.as_str(), vpn.domains.as_slice()),
+            ("utun4", ["corp.example".to_string()].as_slice())
+        );
         assert_eq!(vpn.servers, ["10.8.0.1:5353".parse().unwrap()]);
         assert!(!vpn.default_route);
         assert_eq!(dns.default_servers().len(), 2);
