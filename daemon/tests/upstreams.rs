@@ -298,6 +298,23 @@ fn a_failed_name_is_answered_at_once_when_the_stub_in_front_retries() {
     assert_eq!(upstream.queries(), asked, "a retry went to the upstream again");
     eprintln!("first SERVFAIL and five retries: {:?}", started.elapsed());
 
+    // Asked by many at once (a stub's quick retries, every tab): one upstream
+    // question, one answer for all.
+    let many: Vec<_> = (0..8)
+        .map(|_| {
+            let server = ncdd.addr;
+            std::thread::spawn(move || a(server, "later.test").rcode())
+        })
+        .collect();
+    for handle in many {
+        assert_eq!(handle.join().unwrap(), ResponseCode::ServFail);
+    }
+    assert_eq!(
+        upstream.queries(),
+        asked + 1,
+        "the same question went out more than once"
+    );
+
     // Once the failure is forgotten, the upstream is asked again.
     upstream.set_unresponsive(false);
     wait_resolves(&ncdd, "allowed.test", "192.0.2.1", "upstream back");
