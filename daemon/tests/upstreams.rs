@@ -309,9 +309,11 @@ fn a_failed_name_is_answered_at_once_when_the_stub_in_front_retries() {
     for handle in many {
         assert_eq!(handle.join().unwrap(), ResponseCode::ServFail);
     }
+    // (One question can be more than one packet: UDP, then TCP.)
+    let one_question = upstream.times_asked("allowed.test");
     assert_eq!(
-        upstream.queries(),
-        asked + 1,
+        upstream.times_asked("later.test"),
+        one_question,
         "the same question went out more than once"
     );
 

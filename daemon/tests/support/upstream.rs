@@ -354,6 +354,18 @@ impl FakeUpstream {
         self.stats.log.lock().unwrap().iter().any(|(n, _)| *n == qname)
     }
 
+    /// How many queries for `qname` (any type, case-insensitive) have arrived.
+    pub(crate) fn times_asked(&self, qname: &str) -> usize {
+        let qname = qname.trim_end_matches('.').to_ascii_lowercase();
+        self.stats
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(n, _)| *n == qname)
+            .count()
+    }
+
     /// When true, every query is dropped without an answer.
     pub(crate) fn set_unresponsive(&self, unresponsive: bool) {
         self.set_mode(if unresponsive { Mode::Unresponsive } else { Mode::Normal });
