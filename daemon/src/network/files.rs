@@ -17,6 +17,11 @@ const NETWORKMANAGER: [&str; 2] = [
     "run/NetworkManager/no-stub-resolv.conf",
     "run/NetworkManager/resolv.conf",
 ];
+/// NetworkManager's devices (the connection each one is on) and its DHCP leases
+/// per connection: what the network handed out even when NM's own resolv.conf
+/// names only ncdd (NM's global DNS, after the takeover).
+const NETWORKMANAGER_DEVICES: &str = "run/NetworkManager/devices";
+const NETWORKMANAGER_LEASES: &str = "var/lib/NetworkManager";
 /// Where the ISC DHCP client keeps its leases (Debian, then Red Hat).
 const DHCLIENT_DIRS: [&str; 2] = ["var/lib/dhcp", "var/lib/dhclient"];
 const RESOLV_CONF: &str = "etc/resolv.conf";
@@ -36,6 +41,7 @@ pub(super) fn read(root: &Path) -> Vec<NetworkDns> {
             found.push(resolv_conf("NetworkManager", &text));
         }
     }
+    found.push(networkmanager_leases(root));
     found.push(dhclient(root));
     for (path, words) in [
         (RESOLV_CONF, "/etc/resolv.conf"),
@@ -212,6 +218,64 @@ pub(super) fn resolv_conf(source: &str, text: &str) -> NetworkDns {
     }
 }
 
+/// The DHCP leases of the connections NetworkManager's devices are on now (older
+/// leases, from other networks, stay on disk and are not read).
+fn networkmanager_leases(root: &Path) -> NetworkDns {
+    let now = chrono::Utc::now().naive_utc();
+    let mut links = Vec::new();
+    let leases: Vec<std::path::PathBuf> = std::fs::read_dir(root.join(NETWORKMANAGER_LEASES))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for device in by_ifindex(&root.join(NETWORKMANAGER_DEVICES)).values() {
+        let Some(uuid) = keys(device).get("connection-uuid").map(|u| u.to_string()) else {
+            continue;
+        };
+        for path in &leases {
+            let Some(file) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(text) = small_file(path) else { continue };
+            let iface = |plugin: &str| {
+                file.strip_prefix(&format!("{plugin}-{uuid}-"))
+                    .and_then(|rest| rest.strip_suffix(".lease"))
+                    .map(str::to_string)
+            };
+            if let Some(iface) = iface("internal") {
+                links.extend(systemd_lease(&iface, &text));
+            } else if let Some(iface) = iface("dhclient") {
+                links.extend(dhclient_leases(&text, now).into_iter().map(|mut l| {
+                    l.name = iface.clone();
+                    l
+                }));
+            }
+        }
+    }
+    NetworkDns {
+        source: "NetworkManager's DHCP lease".into(),
+        links,
+    }
+}
+
+/// A lease in systemd's format (NetworkManager's internal DHCP client):
+/// `DNS=`, `DOMAINNAME=`, `DOMAIN_SEARCH_LIST=`.
+pub(super) fn systemd_lease(name: &str, text: &str) -> Option<Link> {
+    let keys = keys(text);
+    let servers: Vec<_> = keys
+        .get("DNS")
+        .map(|v| v.split_whitespace().filter_map(parse_server).collect())
+        .unwrap_or_default();
+    let domains = match keys.get("DOMAIN_SEARCH_LIST").or(keys.get("DOMAINNAME")) {
+        Some(list) => list.split_whitespace().filter_map(normal_domain).collect(),
+        None => Vec::new(),
+    };
+    (!servers.is_empty()).then(|| Link {
+        name: name.to_string(),
+        servers,
+        domains,
+        default_route: true,
+    })
+}
+
 /// The ISC DHCP client's lease files: per interface, the last lease that has not
 /// expired (the files keep every lease ever had, from every network).
 fn dhclient(root: &Path) -> NetworkDns {
@@ -355,6 +419,39 @@ lease {
         assert_eq!(links[0].name, "wlan0");
         assert_eq!(links[0].servers, addrs(&["192.168.1.1:53", "192.168.1.2:53"]));
         assert_eq!(links[0].domains, ["lan", "home.arpa"]);
+    }
+
+    #[test]
+    fn networkmanager_leases_of_the_connections_in_use_only() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = root.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        write(
+            "run/NetworkManager/devices/3",
+            "[device]\nmanaged=true\nconnection-uuid=aaaa-1111\nnm-owned=false\n",
+        );
+        write(
+            "var/lib/NetworkManager/internal-aaaa-1111-wlan0.lease",
+            "# This is private data. Do not parse.\nADDRESS=192.168.1.50\nDNS=192.168.1.1\nDOMAINNAME=lan\nLIFETIME=86400\n",
+        );
+        // A café from last week: its lease is still on disk.
+        write(
+            "var/lib/NetworkManager/internal-bbbb-2222-wlan0.lease",
+            "ADDRESS=10.3.0.7\nDNS=10.3.0.1\n",
+        );
+        let dns = networkmanager_leases(root.path());
+        assert_eq!(dns.links.len(), 1, "{dns:?}");
+        assert_eq!(
+            (
+                dns.links[0].name.as_str(),
+                dns.links[0].servers.clone(),
+                dns.links[0].domains.clone()
+            ),
+            ("wlan0", addrs(&["192.168.1.1:53"]), vec!["lan".to_string()])
+        );
     }
 
     #[test]

@@ -11,10 +11,13 @@
 //! 2. resolved's list of every uplink server (`/run/systemd/resolve/resolv.conf`);
 //! 3. NetworkManager's own resolv.conf (`/run/NetworkManager/no-stub-resolv.conf`,
 //!    then `/run/NetworkManager/resolv.conf`);
-//! 4. the ISC DHCP client's unexpired leases (`/var/lib/dhcp/dhclient*.leases`);
-//! 5. `/etc/resolv.conf`;
-//! 6. the copy of `/etc/resolv.conf` that `ncd install` kept before the takeover;
-//! 7. on macOS, `scutil --dns`.
+//! 4. the DHCP leases of the connections NetworkManager's devices are on
+//!    (`/run/NetworkManager/devices/N` → `/var/lib/NetworkManager/*-UUID-*.lease`):
+//!    the network's truth when NM's global DNS points at ncdd;
+//! 5. the ISC DHCP client's unexpired leases (`/var/lib/dhcp/dhclient*.leases`);
+//! 6. `/etc/resolv.conf`;
+//! 7. the copy of `/etc/resolv.conf` that `ncd install` kept before the takeover;
+//! 8. on macOS, `scutil --dns`.
 //!
 //! Files are read rather than D-Bus asked: the files are there on systemd 252+
 //! whether or not the bus is reachable from ncdd's sandbox, they need no new
