@@ -299,7 +299,7 @@ fn a_failed_name_is_answered_at_once_when_the_stub_in_front_retries() {
     eprintln!("first SERVFAIL and five retries: {:?}", started.elapsed());
 
     // Asked by many at once (a stub's quick retries, every tab): one upstream
-    // question, one answer for all.
+    // question, one answer for all (hickory's pool shares a question in flight).
     let many: Vec<_> = (0..8)
         .map(|_| {
             let server = ncdd.addr;

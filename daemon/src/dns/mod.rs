@@ -18,9 +18,8 @@ pub mod tcp;
 pub mod udp;
 pub mod upstream;
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::ResponseCode;
@@ -36,9 +35,6 @@ use reply::{EDE_NO_REACHABLE_AUTHORITY, EDE_PROHIBITED, Reply};
 use serve::Responses;
 use upstream::{UpstreamAnswer, Upstreams};
 
-/// One upstream question's answer, shared by the clients that asked it meanwhile.
-type InFlight = tokio::sync::OnceCell<(Arc<Reply>, Option<SourceId>)>;
-
 /// How long a question no upstream answered is answered SERVFAIL at once. A
 /// client therefore waits at most `upstream_timeout` for a failure, however often
 /// it retries; a new network or config starts with an empty cache.
@@ -51,9 +47,6 @@ pub struct Chain {
     pub upstreams: Arc<Upstreams>,
     /// Upstream replies by (name, type).
     replies: Cache<(LowerName, RecordType), Arc<Reply>>,
-    /// Questions out to the upstreams now, each answered once for every client
-    /// waiting on it. Bounded by the queries that may wait (see udp.rs, tcp.rs).
-    in_flight: Mutex<HashMap<(LowerName, RecordType), Arc<InFlight>>>,
     /// Finished UDP responses by the request's bytes after its ID (see serve.rs).
     pub(crate) responses: Responses,
     allow_clients: Vec<IpNet>,
@@ -78,7 +71,6 @@ impl Chain {
             policy,
             upstreams,
             replies: Cache::new(dns.cache_size),
-            in_flight: Mutex::new(HashMap::new()),
             responses: Responses::new(dns.cache_size),
             allow_clients: dns.allow_clients.clone(),
             rate_limit: RateLimit::new(dns.client_rate_limit),
@@ -145,38 +137,14 @@ impl Chain {
     }
 
     /// Asks the upstreams, looks through the answer for blocked names, caches it.
-    /// Clients asking the same question while it is out wait for that one answer
-    /// (a stub's retries, many tabs): one upstream query, one deadline for all.
     pub async fn ask_upstream(&self, qname: &LowerName, qtype: RecordType, client: IpAddr) -> Arc<Reply> {
-        let key = (qname.clone(), qtype);
-        let cell = {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            in_flight.entry(key.clone()).or_default().clone()
-        };
-        let (reply, blocked_by) = cell.get_or_init(|| self.resolve(qname, qtype)).await.clone();
-        {
-            let mut in_flight = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-            if in_flight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
-                in_flight.remove(&key);
-            }
-        }
-        if let Some(source) = blocked_by {
-            self.count(client, source);
-        }
-        reply
-    }
-
-    /// One upstream exchange for `qname`: the reply, and the rule's source when the
-    /// answer led into a blocked name.
-    async fn resolve(&self, qname: &LowerName, qtype: RecordType) -> (Arc<Reply>, Option<SourceId>) {
         let now = Instant::now();
         let query = hickory_proto::op::Query::query(Name::from(qname), qtype);
-        let mut blocked_source = None;
         let reply = match self.upstreams.query(query).await {
             Ok(answer) => match self.inspect(&answer) {
                 Some(Verdict::Blocked(blocked_by)) => {
                     tracing::debug!(%qname, rule = %blocked_by, "answer leads into a blocked name");
-                    blocked_source = Some(blocked_by.source);
+                    self.count(client, blocked_by.source);
                     self.blocked(qname, qtype, &blocked_by)
                 }
                 // An alias into a steered host goes to the proxy too, never around it.
@@ -199,7 +167,7 @@ impl Chain {
                 // wait the whole upstream timeout again.
                 self.replies
                     .insert((qname.clone(), qtype), failed.clone(), FAILURE_REMEMBERED, now);
-                return (failed, None);
+                return failed;
             }
         };
         // TTLs are capped once, here; the cache and this client share the reply.
@@ -208,7 +176,7 @@ impl Chain {
             let ttl = Duration::from_secs(u64::from(ttl));
             self.replies.insert((qname.clone(), qtype), reply.clone(), ttl, now);
         }
-        (reply, blocked_source)
+        reply
     }
 
     /// Counts a blocked attempt from `client` against the service the rule came from.
