@@ -141,6 +141,35 @@ fn local_names_follow_the_network_as_the_laptop_moves_and_blocked_names_never_le
 }
 
 #[test]
+fn ncdd_never_follows_itself() {
+    let home = network_server("127.0.0.10", "10.0.0.10");
+    let setup = Setup::new("[dns]\nupstreams = [\"system\"]\nupstream_timeout = \"1s\"\n")
+        .file(LINK_2, &resolved_link(&home, "lan"));
+    let ncdd = with_network_root(setup).spawn();
+    wait_resolves(&ncdd, "printer.lan", "10.0.0.10", "before");
+    // After the takeover the link may name ncdd itself (and resolved's stub): a
+    // loop that would answer nothing. Only the network's own server is followed.
+    write(
+        &ncdd,
+        LINK_2,
+        &format!(
+            "SERVERS={} 127.0.0.53 {}\nDOMAINS=lan home.example\n",
+            ncdd.addr, home.addr
+        ),
+    );
+    let control = Control::new(ncdd.control_socket());
+    // The new domain shows the file was read; the servers show what was kept.
+    let network = eventually(FOLLOWS_WITHIN, || {
+        let network = control.status().upstreams.network;
+        network.iter().any(|l| l.contains("home.example")).then_some(network)
+    })
+    .expect("the rewritten link is read");
+    assert_eq!(network, [format!("link 2: {} (lan, home.example)", home.addr)]);
+    wait_resolves(&ncdd, "printer.lan", "10.0.0.10", "with ncdd named beside it");
+    wait_resolves(&ncdd, "allowed.test", "192.0.2.1", "a public name");
+}
+
+#[test]
 fn names_under_a_links_domains_go_to_that_link_and_the_rest_to_the_configured_resolvers() {
     let public = FakeUpstream::start();
     let home = network_server("127.0.0.4", "10.0.0.4");
