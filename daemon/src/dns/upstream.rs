@@ -360,17 +360,11 @@ impl Upstreams {
     /// this network for a while (a network that blocks outside DNS, a hotel's
     /// portal): what answers instead, if anything.
     pub fn unreachable(&self) -> Option<String> {
-        let h = &self.health;
-        let answered = h.configured_answered.load(Ordering::Relaxed);
-        let (first, last) = (
-            h.configured_first_missed.load(Ordering::Relaxed),
-            h.configured_missed.load(Ordering::Relaxed),
-        );
-        // Misses since the last answer, over a while: one lost packet says nothing.
-        if last <= answered || Duration::from_millis(last - first) < UNREACHABLE_AFTER {
+        if !self.cut_off() {
             return None;
         }
-        let since = first;
+        let h = &self.health;
+        let since = h.configured_first_missed.load(Ordering::Relaxed);
         let configured: Vec<&str> = self
             .general
             .iter()
@@ -405,6 +399,19 @@ impl Upstreams {
         )
     }
 
+    /// True when the configured resolvers have missed every general query for a
+    /// while (misses since the last answer, over [`UNREACHABLE_AFTER`]: one lost
+    /// packet says nothing).
+    fn cut_off(&self) -> bool {
+        let h = &self.health;
+        let answered = h.configured_answered.load(Ordering::Relaxed);
+        let (first, last) = (
+            h.configured_first_missed.load(Ordering::Relaxed),
+            h.configured_missed.load(Ordering::Relaxed),
+        );
+        last > answered && Duration::from_millis(last - first) >= UNREACHABLE_AFTER
+    }
+
     /// The A and AAAA addresses of `host`, asked of the upstreams (never the
     /// system resolver, which may be ncdd): how the list fetcher and the proxy
     /// find the real hosts behind names ncdd itself blocks or steers.
@@ -435,9 +442,21 @@ impl Upstreams {
         let mut buf = [0u8; 256];
         let route = self.route_for(super::name_bytes(query.name(), &mut buf));
         match route {
-            Some(route) => self.ask_in_order(&route.clients, query).await.0,
+            Some(route) => {
+                let hedge = self.timeout / (route.clients.len() as u32 + 1);
+                self.ask_in_order(&route.clients, query, hedge).await.0
+            }
             None => {
-                let (result, answered_by, asked_configured) = self.ask_in_order(&self.general, query).await;
+                // Cut off (a captive portal, a network that blocks outside DNS):
+                // everyone is asked at once, so pages load without waiting out the
+                // configured resolvers' share each time; they are still asked, so
+                // their return is noticed.
+                let hedge = if self.cut_off() {
+                    Duration::ZERO
+                } else {
+                    self.timeout / (self.general.len() as u32 + 1)
+                };
+                let (result, answered_by, asked_configured) = self.ask_in_order(&self.general, query, hedge).await;
                 self.note_health(answered_by, asked_configured);
                 result
             }
@@ -461,20 +480,19 @@ impl Upstreams {
         }
     }
 
-    /// Asks `clients` in order, each joining after a fair share of the timeout or
-    /// at once when the one before failed. The result, whose server answered,
-    /// and whether a configured server was asked.
+    /// Asks `clients` in order, each joining after `hedge_after` (a fair share of
+    /// the timeout) or at once when the one before failed. The result, whose
+    /// server answered, and whether a configured server was asked.
     async fn ask_in_order(
         &self,
         clients: &[Arc<Client>],
         query: Query,
+        hedge_after: Duration,
     ) -> (Result<UpstreamAnswer, UpstreamError>, Option<Origin>, bool) {
         if clients.is_empty() {
             return (Err(UpstreamError::NoUpstreams), None, false);
         }
         let deadline = tokio::time::Instant::now() + self.timeout;
-        // Give each upstream a fair share before asking the next one alongside it.
-        let hedge_after = self.timeout / (clients.len() as u32 + 1);
         let mut in_flight = JoinSet::new();
         let mut next = 0;
         let mut asked_configured = false;
