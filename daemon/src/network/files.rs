@@ -30,31 +30,30 @@ const RESOLV_CONF_BEFORE_TAKEOVER: &str = "var/lib/ncd-root/install-backup/etc/r
 /// No file ncdd reads here is near this; a bigger one is not a resolver file.
 const MAX_FILE: u64 = 1 << 20;
 
-/// Every source found under `root`, in order of trust.
-pub(super) fn read(root: &Path) -> Vec<NetworkDns> {
-    let mut found = vec![systemd_links(root)];
-    if let Some(text) = small_file(&root.join(RESOLVED_UPLINK)) {
-        found.push(resolv_conf("systemd-resolved", &text));
-    }
-    for path in NETWORKMANAGER {
-        if let Some(text) = small_file(&root.join(path)) {
-            found.push(resolv_conf("NetworkManager", &text));
-        }
-    }
-    found.push(networkmanager_leases(root));
-    found.push(dhclient(root));
-    for (path, words) in [
-        (RESOLV_CONF, "/etc/resolv.conf"),
-        (
+/// A place the system keeps its DNS in; `None` when it is not there.
+pub(super) type Source = fn(&Path) -> Option<NetworkDns>;
+
+/// The sources, in order of trust. They are read one by one until one names a
+/// usable server: every 2 s, most machines stop at the first.
+pub(super) const SOURCES: &[Source] = &[
+    |root| Some(systemd_links(root)),
+    |root| resolv_conf_file(root, RESOLVED_UPLINK, "systemd-resolved"),
+    |root| resolv_conf_file(root, NETWORKMANAGER[0], "NetworkManager"),
+    |root| resolv_conf_file(root, NETWORKMANAGER[1], "NetworkManager"),
+    |root| Some(networkmanager_leases(root)),
+    |root| Some(dhclient(root)),
+    |root| resolv_conf_file(root, RESOLV_CONF, "/etc/resolv.conf"),
+    |root| {
+        resolv_conf_file(
+            root,
             RESOLV_CONF_BEFORE_TAKEOVER,
             "/etc/resolv.conf as it was before ncd install",
-        ),
-    ] {
-        if let Some(text) = small_file(&root.join(path)) {
-            found.push(resolv_conf(words, &text));
-        }
-    }
-    found
+        )
+    },
+];
+
+fn resolv_conf_file(root: &Path, path: &str, words: &str) -> Option<NetworkDns> {
+    small_file(&root.join(path)).map(|text| resolv_conf(words, &text))
 }
 
 fn small_file(path: &Path) -> Option<String> {
@@ -469,7 +468,7 @@ lease {
             "run/systemd/netif/links/4",
             "OPER_STATE=routable\nDNS=10.0.0.1\nROUTE_DOMAINS=corp\n",
         );
-        let found = read(root.path());
+        let found: Vec<NetworkDns> = SOURCES.iter().filter_map(|source| source(root.path())).collect();
         assert_eq!(found[0].source, "systemd-resolved");
         let servers: Vec<_> = found[0]
             .links

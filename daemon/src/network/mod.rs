@@ -173,18 +173,29 @@ pub fn discover(listen: &[SocketAddr]) -> NetworkDns {
     if let Ok(bound) = OWN.lock() {
         own.extend(bound.iter().copied());
     }
-    let mut found = files::read(root());
+    // On macOS the system's own view comes first (its resolv.conf is derived).
     #[cfg(target_os = "macos")]
-    if found.is_empty() {
-        found = scutil::read();
-    }
-    for dns in &mut found {
-        for link in &mut dns.links {
-            link.servers.retain(|s| !is_ncdd(*s, &own));
+    {
+        let dns = without_ncdd(scutil::read(), &own);
+        if !dns.is_empty() {
+            return dns;
         }
-        dns.links.retain(|l| !l.servers.is_empty());
     }
-    found.into_iter().find(|dns| !dns.is_empty()).unwrap_or_default()
+    files::SOURCES
+        .iter()
+        .filter_map(|source| source(root()))
+        .map(|dns| without_ncdd(dns, &own))
+        .find(|dns| !dns.is_empty())
+        .unwrap_or_default()
+}
+
+/// `dns` without ncdd's own addresses, and without links left with no server.
+fn without_ncdd(mut dns: NetworkDns, own: &[SocketAddr]) -> NetworkDns {
+    for link in &mut dns.links {
+        link.servers.retain(|s| !is_ncdd(*s, own));
+    }
+    dns.links.retain(|l| !l.servers.is_empty());
+    dns
 }
 
 /// True when `server` is ncdd itself (or a stub that forwards to it).
