@@ -67,10 +67,10 @@ pub struct DnsConfig {
     pub listen: Vec<SocketAddr>,
     /// Where allowed queries go, tried in order. Default `["system"]`: the
     /// resolvers the network hands out, followed as they change (an empty list
-    /// means the same). Whatever the list, names under a link's own domains,
-    /// `.local`/`.lan`/`home.arpa` and private reverse zones go to that link's
-    /// servers, and the network's servers are the last resort when every listed
-    /// resolver fails (a captive portal).
+    /// means the same); `"system"` can be mixed with resolvers of one's own, and
+    /// takes its place in the order. With `"system"` listed, names under a link's
+    /// own domains, `.local`/`.lan`/`home.arpa` and private reverse zones go to
+    /// that link's servers; without it, exactly the listed resolvers are asked.
     pub upstreams: Vec<UpstreamEntry>,
     /// Trust anchors (PEM files) for `tls://` and `https://` upstreams, besides
     /// the built-in web roots: a resolver with a private CA, or a test CA.
@@ -457,6 +457,20 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/ncd/ncd.toml"))
+    }
+
+    #[test]
+    fn system_mixes_with_resolvers_and_upstream_roots_are_relative_to_the_config() {
+        let config = Config::parse(
+            "[dns]\nupstreams = [\"tls://9.9.9.9:853#dns.quad9.net\", \"system\"]\nupstream_roots = [\"ca/test.pem\"]\n",
+            Path::new("/etc/ncd/ncd.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.dns.upstreams[1], UpstreamEntry::System);
+        assert_eq!(config.dns.upstream_roots, [PathBuf::from("/etc/ncd/ca/test.pem")]);
+        assert_eq!(Config::default().dns.upstreams, [UpstreamEntry::System]);
+        let error = Config::parse("[dns]\nupstreams = [\"sytem\"]\n", Path::new("x.toml")).unwrap_err();
+        assert!(error.to_string().starts_with("x.toml:2:"), "{error}");
     }
 
     #[test]

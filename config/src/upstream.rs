@@ -189,7 +189,13 @@ impl FromStr for UpstreamEntry {
         if text.trim().eq_ignore_ascii_case(Self::SYSTEM) {
             return Ok(Self::System);
         }
-        text.parse().map(Self::Server)
+        text.parse().map(Self::Server).map_err(|error| {
+            if text.contains("://") {
+                error
+            } else {
+                format!("{error}; or \"system\" for the network's own resolvers")
+            }
+        })
     }
 }
 
@@ -301,7 +307,11 @@ mod tests {
         assert_eq!(entry(" System "), UpstreamEntry::System);
         assert_eq!(entry("9.9.9.9"), UpstreamEntry::Server(up("udp://9.9.9.9:53")));
         assert_eq!(entry("system").to_string(), "system");
-        assert!("systemd".parse::<UpstreamEntry>().is_err());
+        let typo = "sytem".parse::<UpstreamEntry>().unwrap_err();
+        assert!(
+            typo.ends_with("or \"system\" for the network's own resolvers"),
+            "{typo}"
+        );
     }
 
     #[test]
