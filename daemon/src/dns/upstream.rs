@@ -155,7 +155,7 @@ pub struct Upstreams {
     timeout: Duration,
     /// What these were built from, to reuse them across rebuilds.
     pub inputs: UpstreamInputs,
-    health: Health,
+    health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -186,6 +186,8 @@ struct Health {
     configured_missed: AtomicU64,
     configured_first_missed: AtomicU64,
     network_answered: AtomicU64,
+    /// A probe of the configured resolvers is out (see `probe_configured`).
+    probing: AtomicBool,
 }
 
 fn millis_now() -> u64 {
@@ -254,7 +256,7 @@ impl Upstreams {
             routes: Vec::new(),
             timeout: inputs.timeout,
             inputs: inputs.clone(),
-            health: Health::default(),
+            health: Arc::new(Health::default()),
         };
         // First those given by address, to look up those given by name.
         for (upstream, origin) in &wanted {
@@ -447,20 +449,49 @@ impl Upstreams {
                 self.ask_in_order(&route.clients, query, hedge).await.0
             }
             None => {
-                // Cut off (a captive portal, a network that blocks outside DNS):
-                // everyone is asked at once, so pages load without waiting out the
-                // configured resolvers' share each time; they are still asked, so
-                // their return is noticed.
-                let hedge = if self.cut_off() {
-                    Duration::ZERO
-                } else {
-                    self.timeout / (self.general.len() as u32 + 1)
-                };
+                let network: Vec<Arc<Client>> = self
+                    .general
+                    .iter()
+                    .filter(|c| c.origin == Origin::Network)
+                    .cloned()
+                    .collect();
+                if self.cut_off() && !network.is_empty() {
+                    // Cut off (a captive portal, a network that blocks outside
+                    // DNS): the network's servers answer at once, so pages do not
+                    // wait out the configured resolvers' share each time; one
+                    // probe at a time asks a configured resolver the same question,
+                    // so their return is noticed (a fast LAN server would always
+                    // win a race against them).
+                    self.probe_configured(&query);
+                    let hedge = self.timeout / (network.len() as u32 + 1);
+                    let (result, answered_by, _) = self.ask_in_order(&network, query, hedge).await;
+                    self.note_health(answered_by, false);
+                    return result;
+                }
+                let hedge = self.timeout / (self.general.len() as u32 + 1);
                 let (result, answered_by, asked_configured) = self.ask_in_order(&self.general, query, hedge).await;
                 self.note_health(answered_by, asked_configured);
                 result
             }
         }
+    }
+
+    /// Asks the first configured resolver `query` in the background, unless a
+    /// probe is out already; an answer ends the cut-off.
+    fn probe_configured(&self, query: &Query) {
+        let Some(client) = self.general.iter().find(|c| c.origin == Origin::Configured).cloned() else {
+            return;
+        };
+        if self.health.probing.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let (health, query) = (self.health.clone(), query.clone());
+        tokio::spawn(async move {
+            if client.ask(query).await.is_ok() {
+                health.configured_answered.store(millis_now(), Ordering::Relaxed);
+            }
+            health.probing.store(false, Ordering::Relaxed);
+        });
     }
 
     fn note_health(&self, answered_by: Option<Origin>, asked_configured: bool) {
