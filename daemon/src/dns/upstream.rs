@@ -243,11 +243,12 @@ impl Upstreams {
             }
         }
         if wanted.is_empty() {
+            // Counted as the network's: `ncd status` must not call them the config's.
             tracing::warn!("the network hands out no resolver and the config names none; asking Quad9");
             wanted = FALLBACK_UPSTREAMS
                 .iter()
                 .filter_map(|s| s.parse().ok())
-                .map(|u| (u, Origin::Configured))
+                .map(|u| (u, Origin::Network))
                 .collect();
         }
 
