@@ -5,7 +5,7 @@
 
 use chrono::{Local, TimeZone};
 use ncd_config::control::{
-    GuardStatus, ListProblem, PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus,
+    GuardStatus, ListProblem, PeriodStatus, ProxyStatus, Status, UnlockScope, UnlockState, UnlockStatus, UpstreamStatus,
 };
 
 use crate::human::{self, Style};
@@ -22,6 +22,7 @@ pub(crate) fn render(status: &Status, style: Style) -> String {
     damage(&mut out, &status.daemon.damage, style);
     config_error(&mut out, status.config.last_error.as_deref(), style);
     list_problems(&mut out, &status.lists, style);
+    upstreams(&mut out, &status.upstreams, style);
     unlock(&mut out, &status.unlock);
     pending(&mut out, &status.pending);
     if status.redacted {
@@ -354,6 +355,18 @@ fn proxy(out: &mut Screen, proxy: &ProxyStatus, style: Style) {
     out.paragraph(&lines);
 }
 
+/// Only when the resolvers in the config cannot be reached from this network:
+/// then what answers instead is worth knowing (the network's own servers).
+fn upstreams(out: &mut Screen, upstreams: &UpstreamStatus, style: Style) {
+    if let Some(words) = &upstreams.unreachable {
+        let mut lines = vec![style.notice(words)];
+        if !upstreams.network.is_empty() {
+            lines.push(style.dim(&format!("This network's resolvers: {}.", upstreams.network.join("; "))));
+        }
+        out.paragraph(&lines);
+    }
+}
+
 fn health(out: &mut Screen, status: &Status, style: Style) {
     let daemon = &status.daemon;
     let mut parts = vec![
@@ -457,6 +470,7 @@ mod tests {
             proxy: Default::default(),
             lists: Vec::new(),
             guard: None,
+            upstreams: Default::default(),
             redacted: false,
         }
     }
@@ -494,6 +508,26 @@ mod tests {
         status.guard.as_mut().unwrap().checked_unix = 1_600_000_000;
         assert!(render(&status, Style::plain()).contains("has not run since the period started"));
         assert!(!render(&active(), Style::plain()).contains("guard"));
+    }
+
+    #[test]
+    fn unreachable_resolvers_are_said_plainly_with_the_networks_own() {
+        let mut status = active();
+        assert!(!render(&status, Style::plain()).contains("cannot be reached"));
+        status.upstreams = UpstreamStatus {
+            network: vec!["wlan0: 10.0.0.1 (hotel.example)".into()],
+            unreachable: Some(
+                "The resolvers in your config (tls://1.1.1.1:853#one.one.one.one) cannot be reached from this network."
+                    .into(),
+            ),
+        };
+        let text = render(&status, Style::plain());
+        assert!(
+            text.contains(
+                "cannot be reached from this network.\nThis network's resolvers: wlan0: 10.0.0.1 (hotel.example)."
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -179,6 +179,7 @@ fn sample_status() -> Status {
         redacted: false,
         lists: Vec::new(),
         guard: None,
+        upstreams: Default::default(),
     }
 }
 

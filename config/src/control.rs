@@ -371,6 +371,9 @@ pub struct Status {
     /// in the state dir. `None`: it has not run here. (Absent from older daemons' answers.)
     #[serde(default)]
     pub guard: Option<GuardStatus>,
+    /// Where allowed names are resolved. (Absent from older daemons' answers.)
+    #[serde(default)]
+    pub upstreams: UpstreamStatus,
     /// True when the caller is neither root nor the period's owner: the private
     /// words (see [`Status::redacted`]) were left out.
     #[serde(default)]
@@ -401,6 +404,17 @@ pub struct GuardRepair {
     pub unix: i64,
     /// What had changed and what was done, in words.
     pub what: String,
+}
+
+/// The resolvers ncdd asks for allowed names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct UpstreamStatus {
+    /// The network's resolvers ncdd follows, one line per link
+    /// (`wlan0: 192.168.1.1 (lan)`); empty when the network hands out none.
+    pub network: Vec<String>,
+    /// In plain words, when the resolvers the config names cannot be reached from
+    /// this network (a network that blocks outside DNS, a captive portal).
+    pub unreachable: Option<String>,
 }
 
 /// A list that could not be read as configured.

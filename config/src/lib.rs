@@ -22,4 +22,4 @@ pub use duration::HumanDuration;
 pub use error::ConfigError;
 pub use profile::{Handle, Profile, ProfileSite};
 pub use schema::*;
-pub use upstream::{Upstream, UpstreamProtocol};
+pub use upstream::{Upstream, UpstreamEntry, UpstreamProtocol};

@@ -17,7 +17,7 @@
 //! | grow-only set | `[dns] listen`, `[dns] allow_clients` | locked ∪ new | each removal |
 //! | no lower limit | `[dns] client_rate_limit` (0 = none) | the higher | a lower limit |
 //! | fixed | `[proxy] listen` | locked unless the same set | any change |
-//! | free | upstreams, timeouts, TTLs, cache, `[control] socket`, refresh, the default period length, `[proxy] origin_roots` | new | never |
+//! | free | upstreams, `upstream_roots`, timeouts, TTLs, cache, `[control] socket`, refresh, the default period length, `[proxy] origin_roots` | new | never |
 //!
 //! "Free" fields change how allowed traffic is served, not whether a blocked answer
 //! reaches the application; they apply at once. The resolver-facing rows are
@@ -63,6 +63,7 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
             DnsConfig {
                 listen,
                 upstreams,
+                upstream_roots,
                 answer,
                 blocked_ttl,
                 max_ttl,
@@ -103,6 +104,7 @@ pub fn ratchet(locked: &Config, new: &Config) -> Ratcheted {
         dns: DnsConfig {
             listen: r.grow_only("DNS listen address", &locked.dns.listen, listen),
             upstreams,
+            upstream_roots,
             answer: r.answer(locked.dns.answer, answer),
             blocked_ttl,
             max_ttl,
@@ -153,6 +155,7 @@ pub fn rebase(target: &Config, base: &Config, head: &Config) -> Config {
             DnsConfig {
                 listen,
                 upstreams: _,
+                upstream_roots: _,
                 answer,
                 blocked_ttl: _,
                 max_ttl: _,

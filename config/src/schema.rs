@@ -14,7 +14,7 @@ use crate::domain::DomainRule;
 use crate::duration::HumanDuration;
 use crate::error::ConfigError;
 use crate::profile::Profile;
-use crate::upstream::Upstream;
+use crate::upstream::UpstreamEntry;
 
 /// Where `ncd` and `ncdd` look for the config when not told otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/ncd/ncd.toml";
@@ -65,10 +65,16 @@ pub struct DnsConfig {
     /// Addresses to serve on, UDP and TCP. Default: `127.0.0.1:53` and `[::1]:53`.
     #[serde(deserialize_with = "checks::listen")]
     pub listen: Vec<SocketAddr>,
-    /// Where allowed queries go, tried in order. Empty (the default) means the
-    /// system's resolvers from /etc/resolv.conf, skipping loopback, with Quad9 as the
-    /// fallback.
-    pub upstreams: Vec<Upstream>,
+    /// Where allowed queries go, tried in order. Default `["system"]`: the
+    /// resolvers the network hands out, followed as they change (an empty list
+    /// means the same); `"system"` can be mixed with resolvers of one's own, and
+    /// takes its place in the order. With `"system"` listed, names under a link's
+    /// own domains, `.local`/`.lan`/`home.arpa` and private reverse zones go to
+    /// that link's servers; without it, exactly the listed resolvers are asked.
+    pub upstreams: Vec<UpstreamEntry>,
+    /// Trust anchors (PEM files) for `tls://` and `https://` upstreams, besides
+    /// the built-in web roots: a resolver with a private CA, or a test CA.
+    pub upstream_roots: Vec<PathBuf>,
     /// How blocked names are answered. Default `null`.
     pub answer: BlockAnswer,
     /// TTL of blocked answers. Default 10 s: short, so an unlock is felt soon.
@@ -96,7 +102,8 @@ impl Default for DnsConfig {
                 SocketAddr::from(([127, 0, 0, 1], 53)),
                 SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 53)),
             ],
-            upstreams: Vec::new(),
+            upstreams: vec![UpstreamEntry::System],
+            upstream_roots: Vec::new(),
             answer: BlockAnswer::Null,
             blocked_ttl: HumanDuration::from_secs(10),
             max_ttl: HumanDuration::from_secs(3600),
@@ -332,7 +339,12 @@ impl Config {
                     *file = dir.join(&*file);
                 }
             }
-            for root in &mut config.proxy.origin_roots {
+            for root in config
+                .proxy
+                .origin_roots
+                .iter_mut()
+                .chain(&mut config.dns.upstream_roots)
+            {
                 if root.is_relative() && !dir.as_os_str().is_empty() {
                     *root = dir.join(&*root);
                 }
@@ -445,6 +457,20 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/ncd/ncd.toml"))
+    }
+
+    #[test]
+    fn system_mixes_with_resolvers_and_upstream_roots_are_relative_to_the_config() {
+        let config = Config::parse(
+            "[dns]\nupstreams = [\"tls://9.9.9.9:853#dns.quad9.net\", \"system\"]\nupstream_roots = [\"ca/test.pem\"]\n",
+            Path::new("/etc/ncd/ncd.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.dns.upstreams[1], UpstreamEntry::System);
+        assert_eq!(config.dns.upstream_roots, [PathBuf::from("/etc/ncd/ca/test.pem")]);
+        assert_eq!(Config::default().dns.upstreams, [UpstreamEntry::System]);
+        let error = Config::parse("[dns]\nupstreams = [\"sytem\"]\n", Path::new("x.toml")).unwrap_err();
+        assert!(error.to_string().starts_with("x.toml:2:"), "{error}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Upstream resolver addresses: `udp://9.9.9.9:53`, `tcp://[2620:fe::fe]`,
 //! `tls://1.1.1.1:853#cloudflare-dns.com`, `https://dns.quad9.net/dns-query`.
 //!
+//! `"system"` stands for the resolvers the network hands out, followed as they
+//! change ([`UpstreamEntry::System`]); the daemon finds them.
+//!
 //! A bare address (`9.9.9.9`) means `udp://` with TCP for truncated answers. Encrypted
 //! upstreams need a TLS name: the host itself, or the part after `#` when the host is
 //! an IP address. A host given by name is looked up once through the plain upstreams
@@ -163,6 +166,60 @@ impl FromStr for Upstream {
     }
 }
 
+/// One entry of `[dns] upstreams`: a resolver the person names, or `"system"`, the
+/// resolvers the network hands out (learned by ncdd and followed as the laptop
+/// moves). Entries are tried in the order written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum UpstreamEntry {
+    /// The network's resolvers, in this place of the order.
+    System,
+    /// A resolver the config names.
+    Server(Upstream),
+}
+
+impl UpstreamEntry {
+    /// The word that stands for the network's resolvers.
+    pub const SYSTEM: &'static str = "system";
+}
+
+impl FromStr for UpstreamEntry {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text.trim().eq_ignore_ascii_case(Self::SYSTEM) {
+            return Ok(Self::System);
+        }
+        text.parse().map(Self::Server).map_err(|error| {
+            if text.contains("://") {
+                error
+            } else {
+                format!("{error}; or \"system\" for the network's own resolvers")
+            }
+        })
+    }
+}
+
+impl fmt::Display for UpstreamEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::System => f.write_str(Self::SYSTEM),
+            Self::Server(upstream) => upstream.fmt(f),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for UpstreamEntry {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        crate::error::parse_str(deserializer, str::parse)
+    }
+}
+
+impl Serialize for UpstreamEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 fn split_host_port(authority: &str) -> Result<(&str, Option<u16>), String> {
     let parse_port = |p: &str| p.parse::<u16>().map_err(|_| format!("invalid port {p:?}"));
     if let Some(rest) = authority.strip_prefix('[') {
@@ -241,6 +298,20 @@ mod tests {
         assert_eq!(up("9.9.9.9").to_string(), "udp://9.9.9.9:53");
         assert_eq!(up("udp://[2620:fe::fe]:5353").port, 5353);
         assert_eq!(up("2620:fe::fe").to_string(), "udp://[2620:fe::fe]:53");
+    }
+
+    #[test]
+    fn system_is_an_entry_of_its_own() {
+        let entry = |s: &str| s.parse::<UpstreamEntry>().unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(entry("system"), UpstreamEntry::System);
+        assert_eq!(entry(" System "), UpstreamEntry::System);
+        assert_eq!(entry("9.9.9.9"), UpstreamEntry::Server(up("udp://9.9.9.9:53")));
+        assert_eq!(entry("system").to_string(), "system");
+        let typo = "sytem".parse::<UpstreamEntry>().unwrap_err();
+        assert!(
+            typo.ends_with("or \"system\" for the network's own resolvers"),
+            "{typo}"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use hickory_proto::rr::{Name, RecordType};
 use ncd_config::Config;
 use ncd_daemon::dns::Chain;
 use ncd_daemon::dns::serve::{Transport, respond};
-use ncd_daemon::dns::upstream::Upstreams;
+use ncd_daemon::dns::upstream::{UpstreamInputs, Upstreams};
 use ncd_policy::Policy;
 
 const RULES: usize = 100_000;
@@ -83,7 +83,14 @@ fn blocked_answer(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let (config, names) = policy_with_list(dir.path());
     let chain = runtime.block_on(async {
-        let upstreams = Upstreams::build(&config.dns.upstreams, Duration::from_secs(1)).await;
+        let upstreams = Upstreams::build(UpstreamInputs {
+            entries: config.dns.upstreams.clone(),
+            // Never the machine's own network: nothing here leaves loopback.
+            network: Default::default(),
+            roots: Vec::new(),
+            timeout: Duration::from_secs(1),
+        })
+        .await;
         let policy = Policy::build(&config, &ncd_state::StateDir::new(dir.path()));
         Chain::new(Arc::new(policy), Arc::new(upstreams), &config.dns)
     });

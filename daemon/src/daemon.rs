@@ -33,6 +33,7 @@ use tokio_util::task::TaskTracker;
 use crate::control;
 use crate::dns::listen;
 use crate::generation::{ConfigSource, Generations, load_and_remember};
+use crate::network;
 use crate::proxy::ProxyRunner;
 use crate::requests::Requests;
 use crate::stats::Ledger;
@@ -164,6 +165,7 @@ impl Daemon {
         let lan_clients = !self.generations.current().config.dns.allow_clients.is_empty();
         let listeners = listen::bind(sockets, lan_clients, self.generations.shared()).await?;
         self.requests.set_listening(&listeners.bound);
+        network::set_own_addresses(&listeners.bound);
 
         // Everything that reacts to the outside world is in place before "ready":
         // an edit, a request or a signal that follows readiness must never be missed.
@@ -175,6 +177,7 @@ impl Daemon {
         self.spawn_reload_loop(reload_rx, reload_tx.clone(), &tasks, &cancel)?;
         self.spawn_tick_loop(&tasks, &cancel);
         self.spawn_fetch_loop(reload_tx, &tasks, &cancel);
+        self.spawn_network_loop(&tasks, &cancel);
         self.proxy.ensure_running();
 
         for address in &listeners.bound {
@@ -315,6 +318,36 @@ impl Daemon {
             }
         };
         tasks.spawn(cancel.clone().run_until_cancelled_owned(tick_loop));
+    }
+
+    /// Looks at the network's resolvers every [`network::POLL`]; when they change
+    /// (the laptop moved, a VPN came up), rebuilds: new upstreams and routes, and
+    /// empty caches, so a name of the last network is not answered on this one.
+    fn spawn_network_loop(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+        let generations = self.generations.clone();
+        let network_loop = async move {
+            let mut interval = tokio::time::interval(network::POLL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                let current = generations.current();
+                let config = current.config.clone();
+                let Ok(wanted) = tokio::task::spawn_blocking(move || crate::generation::upstream_inputs(&config)).await
+                else {
+                    continue;
+                };
+                let before = current.chain.upstreams.network();
+                if wanted.network != *before {
+                    tracing::info!(
+                        before = ?before.describe(),
+                        now = ?wanted.network.describe(),
+                        "the network's resolvers changed"
+                    );
+                    generations.rebuild("the network's resolvers changed").await;
+                }
+            }
+        };
+        tasks.spawn(cancel.clone().run_until_cancelled_owned(network_loop));
     }
 
     /// Downloads URL lists in the background; each download asks for a reload.

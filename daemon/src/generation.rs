@@ -22,7 +22,7 @@ use ncd_proxy::{CaEvent, ProxyRules};
 use ncd_state::StateDir;
 
 use crate::dns::Chain;
-use crate::dns::upstream::{Upstreams, effective_upstreams};
+use crate::dns::upstream::{UpstreamInputs, Upstreams};
 use crate::stats::Ledger;
 
 /// What one rebuild produced.
@@ -216,10 +216,16 @@ async fn build(
     ledger: Arc<Ledger>,
     period: &Period,
 ) -> Generation {
-    let wanted = effective_upstreams(&config.dns.upstreams);
+    let wanted = upstream_inputs(&config);
     let upstreams = match current {
-        Some(generation) if generation.chain.upstreams.source == wanted => generation.chain.upstreams.clone(),
-        _ => Arc::new(Upstreams::build(&wanted, config.dns.upstream_timeout.0).await),
+        Some(generation) if generation.chain.upstreams.inputs == wanted => generation.chain.upstreams.clone(),
+        _ => {
+            let network = wanted.network.describe();
+            if !network.is_empty() {
+                tracing::info!(source = %wanted.network.source, links = ?network, "following the network's resolvers");
+            }
+            Arc::new(Upstreams::build(wanted).await)
+        }
     };
     // Read here, after `Period::effective`, under the rebuild's one-at-a-time lock:
     // a confirmed unlock changes the key before the rebuild that follows it.
@@ -248,6 +254,24 @@ async fn build(
         chain,
         proxy,
         proxy_error,
+    }
+}
+
+/// What the upstreams of `config` are built from: its `[dns]` and the network's
+/// resolvers as they are now.
+pub fn upstream_inputs(config: &Config) -> UpstreamInputs {
+    UpstreamInputs {
+        entries: config.dns.upstreams.clone(),
+        // The network is read only when followed: otherwise ncdd asks exactly
+        // the resolvers listed.
+        network: if config.dns.upstreams.is_empty() || config.dns.upstreams.contains(&ncd_config::UpstreamEntry::System)
+        {
+            crate::network::discover(&config.dns.listen)
+        } else {
+            crate::network::NetworkDns::default()
+        },
+        roots: config.dns.upstream_roots.clone(),
+        timeout: config.dns.upstream_timeout.0,
     }
 }
 

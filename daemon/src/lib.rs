@@ -3,6 +3,7 @@
 //! - [`generation`] makes what a rebuild produces (effective config, policy, DNS
 //!   chain) and swaps it in once.
 //! - [`dns`] serves DNS: the resolver chain, cache, upstreams and listeners.
+//! - [`network`] finds the resolvers the network hands out (`upstreams = ["system"]`).
 //! - [`control`] serves the control socket; [`requests`] says what each verb does.
 //! - [`daemon`] wires them together: the loops, signals, shutdown.
 //!
@@ -14,6 +15,7 @@ pub mod daemon;
 pub mod dns;
 pub mod fetch;
 pub mod generation;
+pub mod network;
 pub mod proxy;
 pub mod requests;
 pub mod stats;

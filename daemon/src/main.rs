@@ -28,6 +28,10 @@ struct Args {
     /// The control socket, instead of `[control] socket` (or the state dir under --dev).
     #[arg(long)]
     control_socket: Option<PathBuf>,
+    /// Read the network's resolver files (`/run/systemd/…`, `/etc/resolv.conf` …)
+    /// under this folder instead of `/` (for tests).
+    #[arg(long, hide = true)]
+    network_root: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -78,6 +82,9 @@ fn keep_big_allocations_returnable() {
 fn keep_big_allocations_returnable() {}
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(root) = &args.network_root {
+        ncd_daemon::network::set_root(root.clone());
+    }
     let (config, state_dir) = if args.dev {
         (ConfigSource::Dev, dev_state_dir(&args))
     } else {

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use ncd_config::DomainName;
 use ncd_config::control::{
     Answer, ConfigStatus, Confirmed, DaemonStatus, Done, ErrorCode, EventKind, Explanation, Extended, GuardStatus,
-    Method, RuleRef, Started, Status, UnlockScope,
+    Method, RuleRef, Started, Status, UnlockScope, UpstreamStatus,
 };
 use ncd_period::{Period, Refusal, Report};
 
@@ -138,6 +138,10 @@ impl Requests {
             guard: self.guard_report(),
             redacted: false,
             lists: generation.policy().list_problems(),
+            upstreams: UpstreamStatus {
+                network: generation.chain.upstreams.network().describe(),
+                unreachable: generation.chain.upstreams.unreachable(),
+            },
         }
     }
 }

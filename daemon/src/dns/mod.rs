@@ -35,6 +35,11 @@ use reply::{EDE_NO_REACHABLE_AUTHORITY, EDE_PROHIBITED, Reply};
 use serve::Responses;
 use upstream::{UpstreamAnswer, Upstreams};
 
+/// How long a question no upstream answered is answered SERVFAIL at once. A
+/// client therefore waits at most `upstream_timeout` for a failure, however often
+/// it retries; a new network or config starts with an empty cache.
+pub const FAILURE_REMEMBERED: Duration = Duration::from_secs(3);
+
 /// One generation of the resolver chain.
 #[derive(Debug)]
 pub struct Chain {
@@ -153,10 +158,16 @@ impl Chain {
             },
             Err(error) => {
                 tracing::debug!(%qname, %error, "upstream failure");
-                return Arc::new(Reply::error(
+                let failed = Arc::new(Reply::error(
                     ResponseCode::ServFail,
                     Some((EDE_NO_REACHABLE_AUTHORITY, "no upstream answered")),
                 ));
+                // Remembered for a moment (RFC 9520): a stub in front of ncdd
+                // (systemd-resolved, glibc) retries at once, and each retry would
+                // wait the whole upstream timeout again.
+                self.replies
+                    .insert((qname.clone(), qtype), failed.clone(), FAILURE_REMEMBERED, now);
+                return failed;
             }
         };
         // TTLs are capped once, here; the cache and this client share the reply.

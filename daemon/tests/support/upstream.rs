@@ -82,10 +82,11 @@ struct Zone {
 }
 
 impl Zone {
-    fn new() -> Self {
+    fn new(extra: &[(&str, Ipv4Addr)]) -> Self {
         let mut records: HashMap<(LowerName, RecordType), Vec<Record>> = HashMap::new();
         let mut names = HashSet::new();
-        for (owner, data) in zone_records() {
+        let extra = extra.iter().map(|(owner, ip)| (*owner, RData::A(A(*ip))));
+        for (owner, data) in zone_records().into_iter().chain(extra) {
             let owner = name(owner);
             let key = (LowerName::from(&owner), data.record_type());
             names.insert(key.0.clone());
@@ -292,11 +293,18 @@ pub(crate) struct FakeUpstream {
 impl FakeUpstream {
     /// Starts serving the fake zone on 127.0.0.1, UDP and TCP on one free port.
     pub(crate) fn start() -> Self {
-        let (udp, tcp) = bind_pair();
+        Self::start_on(Ipv4Addr::LOCALHOST, &[])
+    }
+
+    /// Starts serving the fake zone plus `extra` A records (a network's own
+    /// `printer.lan`) on `ip`, a loopback address such as 127.0.0.2, so that each
+    /// "network's server" of a test has an address of its own.
+    pub(crate) fn start_on(ip: Ipv4Addr, extra: &[(&str, Ipv4Addr)]) -> Self {
+        let (udp, tcp) = bind_pair(ip);
         let addr = udp.local_addr().expect("fake upstream address");
         let stats = Arc::new(Stats::default());
         let handler = ZoneHandler {
-            zone: Arc::new(Zone::new()),
+            zone: Arc::new(Zone::new(extra)),
             stats: stats.clone(),
             raw_udp: Arc::new(udp.try_clone().expect("a second handle on the UDP socket")),
         };
@@ -385,10 +393,10 @@ impl Drop for FakeUpstream {
     }
 }
 
-/// A UDP socket and a TCP listener on the same free loopback port, non-blocking.
-fn bind_pair() -> (std::net::UdpSocket, std::net::TcpListener) {
+/// A UDP socket and a TCP listener on the same free port of `ip`, non-blocking.
+fn bind_pair(ip: Ipv4Addr) -> (std::net::UdpSocket, std::net::TcpListener) {
     for _ in 0..50 {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind UDP");
+        let udp = std::net::UdpSocket::bind((ip, 0)).expect("bind UDP");
         let Ok(tcp) = std::net::TcpListener::bind(udp.local_addr().expect("UDP address")) else {
             continue;
         };

@@ -35,7 +35,7 @@ use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 use ncd_config::Config;
 use ncd_daemon::dns::Chain;
 use ncd_daemon::dns::serve::{EDNS_PAYLOAD, Transport, respond};
-use ncd_daemon::dns::upstream::Upstreams;
+use ncd_daemon::dns::upstream::{UpstreamInputs, Upstreams};
 use ncd_policy::{Policy, Verdict};
 use tokio::net::UdpSocket;
 
@@ -208,7 +208,14 @@ fn setup() -> &'static Setup {
                     ),
                 );
                 let config = Config::parse(&text, &fixture.config_path()).expect("the chain config parses");
-                let upstreams = Upstreams::build(&config.dns.upstreams, config.dns.upstream_timeout.0).await;
+                let upstreams = Upstreams::build(UpstreamInputs {
+                    entries: config.dns.upstreams.clone(),
+                    // Never the machine's own network: nothing here leaves loopback.
+                    network: Default::default(),
+                    roots: Vec::new(),
+                    timeout: config.dns.upstream_timeout.0,
+                })
+                .await;
                 let policy = Policy::build(&config, &ncd_state::StateDir::new(fixture.empty_state_dir()));
                 let chain = Chain::new(Arc::new(policy), Arc::new(upstreams), &config.dns);
                 chains.push(chain);
