@@ -926,12 +926,14 @@ fn the_guard_reports_a_link_that_takes_every_name_from_resolved() {
         (
             "resolvectl dns",
             0,
-            "Global: 127.0.0.1 ::1\nLink 2 (eth0): 192.168.1.1\nLink 3 (wlan0): 9.9.9.9\n",
+            "Global: 127.0.0.1 ::1\nLink 2 (eth0): 192.168.1.1\nLink 3 (wlan0): 9.9.9.9\n\
+             Link 4 (tun0): 10.8.0.1\nLink 5 (tun1): 10.9.0.1\n",
         ),
         (
             "resolvectl domain",
             0,
-            "Global: ~. ~instagram.com\nLink 2 (eth0): lan\nLink 3 (wlan0): ~.\n",
+            "Global: ~. ~instagram.com\nLink 2 (eth0): lan\nLink 3 (wlan0): ~.\n\
+             Link 4 (tun0): corp.example ~Instagram.COM.\nLink 5 (tun1): ~com\n",
         ),
     ]);
     let out = fake.ncd(&["guard", "--run-with", script.to_str().unwrap()]);
@@ -946,6 +948,25 @@ fn the_guard_reports_a_link_that_takes_every_name_from_resolved() {
         "{report}"
     );
     assert!(!report_has(&report, "problems", "eth0"), "{report}");
+    // A routing domain for a blocked site, or one above it, takes it around ncd
+    // as surely as `~.` does; a company's own domain on the same link does not.
+    assert!(
+        report_has(
+            &report,
+            "problems",
+            "link 4 (tun0) sends names under instagram.com to its own DNS servers (10.8.0.1)"
+        ),
+        "{report}"
+    );
+    assert!(
+        report_has(
+            &report,
+            "problems",
+            "link 5 (tun1) sends names under com to its own DNS servers"
+        ),
+        "{report}"
+    );
+    assert!(!report_has(&report, "problems", "corp.example"), "{report}");
 }
 
 /// Finding 4: NetworkManager's global DNS overridden by a later conf.d file.

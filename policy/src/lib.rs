@@ -346,6 +346,22 @@ impl Policy {
         }
     }
 
+    /// A name this policy blocks or steers at or under `domain` (normal form), if
+    /// any: whoever answers for `domain` answers for it too. A walk over every
+    /// rule, for the guard's minute-by-minute checks, not for queries.
+    pub fn closed_name_under(&self, domain: &str) -> Option<String> {
+        let under = |name: &str| {
+            domain.is_empty() || name == domain || name.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
+        };
+        self.block
+            .rules()
+            .map(|(name, _)| name)
+            .find(|name| {
+                under(name) && !matches!(self.verdict(name.as_bytes()), Verdict::Pass | Verdict::Allowed { .. })
+            })
+            .map(str::to_string)
+    }
+
     /// The rules each list no longer has but the running period still holds
     /// (none when no period runs).
     pub fn held(&self) -> impl Iterator<Item = (&ncd_config::ListSource, usize)> {

@@ -210,6 +210,11 @@ impl SuffixSet {
         });
     }
 
+    /// Every rule's name and action, in no particular order.
+    pub fn rules(&self) -> impl Iterator<Item = (&str, RuleAction)> + '_ {
+        self.entries.iter().map(|&e| (self.name_of(e), e.action()))
+    }
+
     /// Finds the most specific rule covering `name` (normal form, as bytes).
     pub fn lookup(&self, name: &[u8]) -> Option<Match<'_>> {
         self.covering(name).next()

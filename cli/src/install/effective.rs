@@ -5,7 +5,8 @@
 //!
 //! - systemd-resolved: drop-ins that come after ncd's (`zz-mine.conf` with
 //!   `DNS=`/`Domains=`), the global and per-link servers and domains resolved
-//!   actually uses (`resolvectl dns`, `resolvectl domain`), and `/etc/resolv.conf`
+//!   actually uses (`resolvectl dns`, `resolvectl domain`: a link's `~.`, or a
+//!   domain holding a blocked name), and `/etc/resolv.conf`
 //!   still leading to resolved's stub;
 //! - NetworkManager: conf.d files after ncd's that set global DNS or take
 //!   `resolv.conf` over, and `/etc/resolv.conf` naming only ncd;
@@ -24,6 +25,27 @@ pub(super) struct Finding {
     pub what: String,
     /// What the guard does about it during a period (`None`: report only).
     pub repair: Option<Repair>,
+}
+
+/// The policies whose blocked (or proxy-steered) names the guard keeps closed:
+/// the config's, and the one the running period holds.
+pub(super) struct Closed(pub Vec<ncd_policy::Policy>);
+
+impl Closed {
+    /// Whether `name` is blocked or steered by any of them.
+    pub(super) fn name(&self, name: &str) -> bool {
+        self.0.iter().any(|policy| {
+            matches!(
+                policy.verdict(name.as_bytes()),
+                ncd_policy::Verdict::Blocked(_) | ncd_policy::Verdict::Steer(_)
+            )
+        })
+    }
+
+    /// A closed name at or under `domain`, if any.
+    fn under(&self, domain: &str) -> Option<String> {
+        self.0.iter().find_map(|policy| policy.closed_name_under(domain))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -48,7 +70,7 @@ const LOCAL_SERVERS: [&str; 4] = ["127.0.0.1", "::1", "127.0.0.53", "127.0.0.54"
 
 /// The resolver checks for `flavour` under `root`. `runner` asks resolved what it
 /// uses (`resolvectl`), when commands run.
-pub(super) fn resolver(root: &Path, flavour: Flavour, runner: &Runner) -> Vec<Finding> {
+pub(super) fn resolver(root: &Path, flavour: Flavour, runner: &Runner, closed: &Closed) -> Vec<Finding> {
     let mut findings = Vec::new();
     match flavour {
         Flavour::Resolved => {
@@ -74,7 +96,7 @@ pub(super) fn resolver(root: &Path, flavour: Flavour, runner: &Runner) -> Vec<Fi
                     ));
                 }
             }
-            findings.extend(resolved_in_use(runner));
+            findings.extend(resolved_in_use(runner, closed));
             findings.extend(resolv_conf_leads_to_stub(root));
         }
         Flavour::NetworkManager => {
@@ -205,9 +227,11 @@ fn bare(server: &str) -> &str {
     }
 }
 
-/// What resolved actually uses: global servers other than ncd, and links that
-/// claim every name (`~.`) for servers of their own.
-fn resolved_in_use(runner: &Runner) -> Vec<Finding> {
+/// What resolved actually uses: global servers other than ncd, and links with
+/// servers of their own that claim every name (`~.`) or a domain holding a
+/// closed name (`~instagram.com`, `~com`, or a search domain: resolved routes
+/// names under a link's search domains to that link too).
+fn resolved_in_use(runner: &Runner, closed: &Closed) -> Vec<Finding> {
     let ask = |what: &str| {
         runner
             .output(&["resolvectl", what])
@@ -236,19 +260,32 @@ fn resolved_in_use(runner: &Runner) -> Vec<Finding> {
             });
             continue;
         }
-        let claims_all = domains
-            .iter()
-            .any(|(s, names)| s == scope && names.iter().any(|n| n == "~."));
-        if claims_all {
-            let link = scope.trim_start_matches("Link ").to_string();
-            findings.push(Finding {
-                what: format!(
-                    "the network link {link} sends names to its own DNS servers ({}) instead of ncd (set with \
-                     `resolvectl dns`/`resolvectl domain`, or by a VPN; `resolvectl revert` undoes it)",
-                    others.join(" ")
-                ),
-                repair: None,
-            });
+        let link = scope.trim_start_matches("Link ").to_string();
+        let servers = others.join(" ");
+        let undo = "set with `resolvectl dns`/`resolvectl domain`, by NetworkManager or by a VPN; \
+                    `resolvectl revert` undoes it";
+        let link_domains = domains.iter().filter(|(s, _)| s == scope).flat_map(|(_, names)| names);
+        for domain in link_domains {
+            let domain = domain
+                .trim_start_matches('~')
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            if domain.is_empty() {
+                findings.push(Finding {
+                    what: format!(
+                        "the network link {link} sends names to its own DNS servers ({servers}) instead of ncd ({undo})"
+                    ),
+                    repair: None,
+                });
+            } else if let Some(name) = closed.under(&domain) {
+                findings.push(Finding {
+                    what: format!(
+                        "the network link {link} sends names under {domain} to its own DNS servers ({servers}), \
+                         and {name} is blocked ({undo})"
+                    ),
+                    repair: None,
+                });
+            }
         }
     }
     findings

@@ -76,7 +76,8 @@ pub(crate) fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -
     }
 
     let config = guard_config(root, &state);
-    let mut findings = effective::hosts(root, blocked_names(config.as_ref(), &state));
+    let closed = closed_names(config.as_ref(), &state);
+    let mut findings = effective::hosts(root, |name| closed.name(name));
     let mut resolver_repaired = false;
     let mut reloads = Vec::new();
     if let Some(mut manifest) = manifest {
@@ -93,7 +94,7 @@ pub(crate) fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -
             resolver_repaired |= !put_back.is_empty();
             repairs.extend(put_back);
         }
-        findings.extend(effective::resolver(root, manifest.resolver, &runner));
+        findings.extend(effective::resolver(root, manifest.resolver, &runner, &closed));
     }
     for Finding { what, repair } in findings {
         match repair {
@@ -175,9 +176,8 @@ fn guard_config(root: &Path, state: &StateDir) -> Option<ncd_config::Config> {
     }
 }
 
-/// Whether a name is blocked (or steered to the proxy) by `config`, or by the
-/// config the running period holds.
-fn blocked_names(config: Option<&ncd_config::Config>, state: &StateDir) -> impl Fn(&str) -> bool {
+/// What `config`, and the config the running period holds, block or steer.
+fn closed_names(config: Option<&ncd_config::Config>, state: &StateDir) -> effective::Closed {
     use ncd_period::store::{Loaded, Store};
     let mut policies = Vec::new();
     if let Some(config) = config {
@@ -188,14 +188,7 @@ fn blocked_names(config: Option<&ncd_config::Config>, state: &StateDir) -> impl 
     {
         policies.push(ncd_policy::Policy::build(&commitment.locked, state));
     }
-    move |name: &str| {
-        policies.iter().any(|policy| {
-            matches!(
-                policy.verdict(name.as_bytes()),
-                ncd_policy::Verdict::Blocked(_) | ncd_policy::Verdict::Steer(_)
-            )
-        })
-    }
+    effective::Closed(policies)
 }
 
 /// The repairs the report keeps: this period's, the newest last, a few.
