@@ -70,6 +70,8 @@ status_new() {
 }
 
 period_active() { ncd status --json 2>/dev/null | grep -q '"active": true'; }
+# ncdd answers, and says no period runs (not merely that it cannot be asked).
+period_over() { local j; j=$(ncd status --json 2>/dev/null) && ! grep -q '"active": true' <<<"$j" && grep -q '"active": false' <<<"$j"; }
 
 # refused CMD…: CMD fails (a stop the period refuses).
 refused() { if "$@"; then echo "  '$*' was allowed"; return 1; else echo "  '$*' was refused"; fi; }
@@ -113,12 +115,12 @@ net_up() {
   done
 }
 
-# join_net A|B [plain|resolved|nm]: the laptop is on that network now: its link up
-# with an address, the other down, and the network's DNS announced the way the
-# layout learns it (a DHCP hook rewriting resolv.conf, resolved's per-link DNS, or a
-# NetworkManager connection).
+# join_net A|B plain|resolved|nm [dhcp]: the laptop is on that network now: its link
+# up with an address, the other down, and the network's DNS announced the way the
+# layout learns it (resolved's per-link DNS, a NetworkManager connection, or with
+# `dhcp` on the plain layout, the DHCP client's hook rewriting /etc/resolv.conf).
 join_net() {
-  local to=$1 layout=$2 from n
+  local to=$1 layout=$2 dhcp=${3:-} from n
   from=$([ "$to" = A ] && echo B || echo A); n=$([ "$to" = A ] && echo 1 || echo 2)
   case $layout in
   nm)
@@ -130,6 +132,9 @@ join_net() {
     ip addr replace 10.77.$n.2/24 dev "lan$to"; ip link set "lan$to" up
     if [ "$layout" = resolved ]; then
       resolvectl dns "lan$to" 10.77.$n.1 && resolvectl domain "lan$to" lan
+    fi
+    if [ "$layout" = plain ] && [ "$dhcp" = dhcp ]; then
+      printf '# written by the DHCP client for network %s\nnameserver 10.77.%s.1\nsearch lan\n' "$to" "$n" > /etc/resolv.conf
     fi ;;
   esac
 }
