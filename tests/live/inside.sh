@@ -132,12 +132,17 @@ join_net() {
     ip addr replace 10.77.$n.2/24 dev "lan$to"; ip link set "lan$to" up
     if [ "$layout" = resolved ]; then
       resolvectl dns "lan$to" 10.77.$n.1 && resolvectl domain "lan$to" lan
+      # resolved takes a moment to see the link up with an address.
+      eventually 15 link_has_dns "lan$to"
     fi
     if [ "$layout" = plain ] && [ "$dhcp" = dhcp ]; then
       printf '# written by the DHCP client for network %s\nnameserver 10.77.%s.1\nsearch lan\n' "$to" "$n" > /etc/resolv.conf
     fi ;;
   esac
 }
+
+# resolved uses LINK's DNS servers (it saw the link up, with an address).
+link_has_dns() { resolvectl status "$1" 2>/dev/null | grep -q 'Current Scopes: DNS'; }
 
 # The state of the system a person would call "mine": path, type, mode and owner,
 # checksum (or link target) of everything under /etc, /usr/local, /var/lib, except

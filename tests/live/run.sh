@@ -267,7 +267,7 @@ run_layout() {
   local sys=$SYSTEM_KIND search_kind=$SYSTEM_KIND
 
   check baseline must "before ncd: network A's printer.lan and example.org resolve (the harness works)" \
-    'sys_resolves printer.lan 10.77.1.9 && sys_resolves example.org 10.77.1.80 && ! sys_blocked www.instagram.com'
+    'eventually 15 sys_resolves printer.lan 10.77.1.9 && sys_resolves example.org 10.77.1.80 && ! sys_blocked www.instagram.com'
 
   # --- install
   snap before
