@@ -26,6 +26,7 @@ idle_connections=1000
 server_cpu=0
 client_cpu=1
 ncdd_bin="${NCDD:-$repo/target/release/ncdd}"
+ncdd_wrap=""
 mitmdump_bin="${MITMDUMP:-$here/.venv/bin/mitmdump}"
 # The origin's own loopback address: port 443 is where ncdd's proxy forwards to.
 origin_ip="127.77.0.2"
@@ -45,6 +46,8 @@ usage: bench/proxy.sh [options]
   --conn-batch 100      connections opened at once in the new-connection runs
   --idle 1000           idle keep-alive TLS connections for the RSS figure (0 skips)
   --ncdd PATH           the ncdd binary (default target/release/ncdd, or \$NCDD)
+  --wrap "CMD ARGS"     run ncdd under CMD for a profile (e.g. "valgrind --tool=massif
+                        --massif-out-file=/tmp/ncdd.massif"); figures are then not comparable
 EOF
 }
 
@@ -59,6 +62,7 @@ while [ $# -gt 0 ]; do
         --conn-batch) conn_batch="$2"; shift 2 ;;
         --idle) idle_connections="$2"; shift 2 ;;
         --ncdd) ncdd_bin="$2"; shift 2 ;;
+        --wrap) ncdd_wrap="$2"; shift 2 ;;
         -h|--help) usage; exit 0 ;;
         *) echo "proxy.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
     esac
@@ -294,7 +298,8 @@ instagram = ["@ex_name", "@exname.two", "@third_handle", "@the.fourth", "@fifth_
 listen = ["127.0.0.1:$proxy_port"]
 origin_roots = ["$origin_ca"]
 EOF
-    NO_COLOR=1 start ncdd "$server_cpu" "$ncdd_bin" --config "$dir/ncd.toml" --state-dir "$dir/state" \
+    # shellcheck disable=SC2086
+    NO_COLOR=1 start ncdd "$server_cpu" $ncdd_wrap "$ncdd_bin" --config "$dir/ncd.toml" --state-dir "$dir/state" \
         --listen "127.0.0.1:$dns_port"
     proxy_pid="$started_pid"
     wait_port 127.0.0.1 "$proxy_port" "$proxy_pid" ncdd
