@@ -90,7 +90,8 @@ done
 [ "$(nproc)" -ge 2 ] || die "needs 2 CPUs (server on CPU $server_cpu, h2load on CPU $client_cpu)"
 # nginx listens on port 443 (ncdd's proxy forwards there and nowhere else).
 [ "$(id -u)" -eq 0 ] || die "needs root: the origin listens on $origin_ip:443"
-python3 -c "import socket; s = socket.socket(); s.bind(('$origin_ip', 443))" 2>/dev/null ||
+# (SO_REUSEADDR as nginx sets it: connections of a previous run in TIME_WAIT do not count.)
+python3 -c "import socket; s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('$origin_ip', 443))" 2>/dev/null ||
     die "$origin_ip:443 is taken (something listens on port 443 of every address?)"
 # 1,000 idle connections through a proxy take 2,000+ descriptors on each side.
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -520,10 +521,12 @@ new_connections() {
     log "  $path new connections: $rate/s (handshake + one request, $conn_batch at once); $per µs server CPU each"
 }
 
-# idle_rss PATH REP: RSS of the server with --idle keep-alive TLS connections open.
+# idle_rss PATH REP WHEN: RSS of the server with --idle keep-alive TLS connections
+# open; WHEN is "fresh" (before the load runs) or "loaded" (after them: what the
+# allocator kept from the load is counted too).
 idle_rss() {
-    local path="$1" rep="$2" host="${target%:*}" port="${target##*:}" i open
-    fact "$path" rss_before_idle_mib "$rep" "$(mib "$(rss_kib "$server_pid")")"
+    local path="$1" rep="$2" when="$3" host="${target%:*}" port="${target##*:}" i open
+    fact "$path" "rss_before_idle_${when}_mib" "$rep" "$(mib "$(rss_kib "$server_pid")")"
     rm -f "$tmp/idle.ready"
     start idle "$client_cpu" python3 "$here/idle.py" "$host" "$port" "$site_host" "${resource_path[json]}" \
         "$idle_connections" "$tmp/idle.ready" 300
@@ -538,11 +541,13 @@ idle_rss() {
     open="$(cat "$tmp/idle.ready")"
     local rss
     rss="$(rss_kib "$server_pid")"
-    fact "$path" idle_open "$rep" "$open"
-    fact "$path" rss_idle_mib "$rep" "$(mib "$rss")"
-    log "  $path: RSS $(mib "$rss") MiB with $open idle TLS connections"
+    fact "$path" "idle_open_${when}" "$rep" "$open"
+    fact "$path" "rss_idle_${when}_mib" "$rep" "$(mib "$rss")"
+    log "  $path ($when): RSS $(mib "$rss") MiB with $open idle TLS connections"
     [ "$open" -eq "$idle_connections" ] || log "  warning: only $open of $idle_connections connections opened: $(cat "$tmp/idle.log")"
     stop_pid "$idle_pid"
+    # Until the server has seen every connection close.
+    sleep 1
 }
 
 # --- machine and versions -----------------------------------------------------------
@@ -596,9 +601,10 @@ for rep in $(seq "$repeats"); do
         fact "$path" rss_start_mib "$rep" "$(mib "$(rss_kib "$server_pid")")"
         first_connections "$path" "$rep" "$ca"
         check_path "$path" "$target" "$ca"
+        [ "$idle_connections" -eq 0 ] || idle_rss "$path" "$rep" fresh
         keepalive "$path" "$rep"
         new_connections "$path" "$rep"
-        [ "$idle_connections" -eq 0 ] || idle_rss "$path" "$rep"
+        [ "$idle_connections" -eq 0 ] || idle_rss "$path" "$rep" loaded
         kill -0 "$server_pid" 2>/dev/null || die "$path died during the run"
         cp "$tmp/$path.log" "$raw/$path-r$rep.log" 2>/dev/null || true
         [ "$path" != ncd ] || cp "$tmp/ncdd.log" "$raw/ncd-r$rep.log" 2>/dev/null || true
