@@ -574,7 +574,7 @@ n_rows=$#
 set -- $resources
 n_rows=$((n_rows * $#))
 set -- $paths
-log "about $(((repeats * $# * (n_rows * (warmup + 2 * duration + 2) + duration + 20) + 59) / 60)) min"
+log "about $(((repeats * $# * (n_rows * (warmup + 2 * duration + 2) + duration + 30) + 59) / 60)) min"
 
 helper_pids=()
 for rep in $(seq "$repeats"); do
