@@ -425,13 +425,16 @@ succeeded = float(grab(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succe
 done = float(grab(r"requests: \d+ total, \d+ started, (\d+) done", "0"))
 ok2xx = float(grab(r"status codes: (\d+) 2xx", "0"))
 total = float(grab(r"requests: (\d+) total", "0"))
-req_s = ok2xx / seconds if seconds else 0.0
-ok_pct = 100 * ok2xx / total if total else 0.0
+# With -D, h2load's status-code counts can include answers to requests it did not
+# count in "total"; a request counts when it both succeeded and was a 2xx.
+ok = min(ok2xx, succeeded)
+req_s = ok / seconds if seconds else 0.0
+ok_pct = 100 * ok / total if total else 0.0
 m = re.search(r"Latency from --log-file \(ms\): requests \d+ p50 ([\d.]+) p99 ([\d.]+)", text)
 p50, p99 = m.groups() if m else ("nan", "nan")
 m = re.search(r"CPU \(% of one core\): server ([\d.]+) origin ([\d.]+) h2load ([\d.]+)", text)
 cpu = m.groups() if m else ("nan",) * 3
-per_req = 1e6 * ticks / hz / ok2xx if ok2xx else float("nan")
+per_req = 1e6 * ticks / hz / ok if ok else float("nan")
 print(f"{req_s:.1f}\t{ok_pct:.2f}\t{p50}\t{p99}\t{cpu[0]}\t{cpu[1]}\t{cpu[2]}\t{per_req:.1f}")
 EOF
 }
