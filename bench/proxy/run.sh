@@ -579,40 +579,58 @@ n_rows=$((n_rows * $#))
 set -- $paths
 log "about $(((repeats * $# * (n_rows * (warmup + 2 * duration + 2) + duration + 30) + 59) / 60)) min"
 
+# start_path PATH: the origin and the path's server; sets server_pid, target, ca,
+# measured_origin (the origin's pid behind a proxy) and helper_pids.
+start_path() {
+    helper_pids=()
+    if [ "$1" = direct ]; then
+        # The origin is the server under test.
+        start_origin "$server_cpu"
+        server_pid="$origin_pid"
+        measured_origin=""
+        target="$origin_ip:443"
+        ca="$origin_ca"
+    else
+        # The origin works beside h2load, like the DNS bench's upstream.
+        start_origin "$client_cpu"
+        helper_pids+=("$origin_pid")
+        measured_origin="$origin_pid"
+        "start_$1"
+        server_pid="$proxy_pid"
+        target="127.0.0.1:$proxy_port"
+        ca="$proxy_ca"
+    fi
+}
+
+stop_path() {
+    local pid
+    stop_pid "$server_pid"
+    for pid in "${helper_pids[@]+"${helper_pids[@]}"}"; do stop_pid "$pid"; done
+}
+
 helper_pids=()
 for rep in $(seq "$repeats"); do
     for path in $paths; do
         log "rep $rep: $path"
-        helper_pids=()
-        if [ "$path" = direct ]; then
-            # The origin is the server under test.
-            start_origin "$server_cpu"
-            server_pid="$origin_pid"
-            measured_origin=""
-            target="$origin_ip:443"
-            ca="$origin_ca"
-        else
-            # The origin works beside h2load, like the DNS bench's upstream.
-            start_origin "$client_cpu"
-            helper_pids+=("$origin_pid")
-            measured_origin="$origin_pid"
-            "start_$path"
-            server_pid="$proxy_pid"
-            target="127.0.0.1:$proxy_port"
-            ca="$proxy_ca"
-        fi
+        start_path "$path"
         fact "$path" rss_start_mib "$rep" "$(mib "$(rss_kib "$server_pid")")"
         first_connections "$path" "$rep" "$ca"
         check_path "$path" "$target" "$ca"
-        [ "$idle_connections" -eq 0 ] || idle_rss "$path" "$rep" fresh
         keepalive "$path" "$rep"
         new_connections "$path" "$rep"
         [ "$idle_connections" -eq 0 ] || idle_rss "$path" "$rep" loaded
         kill -0 "$server_pid" 2>/dev/null || die "$path died during the run"
         cp "$tmp/$path.log" "$raw/$path-r$rep.log" 2>/dev/null || true
         [ "$path" != ncd ] || cp "$tmp/ncdd.log" "$raw/ncd-r$rep.log" 2>/dev/null || true
-        stop_pid "$server_pid"
-        for pid in "${helper_pids[@]+"${helper_pids[@]}"}"; do stop_pid "$pid"; done
+        stop_path
+        if [ "$idle_connections" -gt 0 ]; then
+            # The idle connections on a server that has served nothing else (a
+            # process of its own: what they leave in the allocator stays out of
+            # the figures above).
+            start_path "$path"
+            idle_rss "$path" "$rep" fresh
+            stop_path
+        fi
     done
 done
 
