@@ -458,6 +458,10 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
             let rules = rules.clone();
             let on_complete = move |bytes: Bytes| {
                 let Some(site) = site else { return };
+                // Most answers name none of the handles: nothing to parse.
+                if !rules.profiles.may_name_handle(site, &bytes) {
+                    return;
+                }
                 // Parsing and the file write stay off the async workers.
                 tokio::task::spawn_blocking(move || {
                     store.learn(&rules.profiles, site, content_type.as_deref(), &bytes);

@@ -221,6 +221,27 @@ impl ProfileRules {
             .is_some_and(|r| r.tokens.contains_key(&value_form(value)))
     }
 
+    /// False only when reading `body` for ids cannot find a pair on `site`: no
+    /// handle or id the config names there appears in it (ASCII case ignored).
+    /// Exact for [`crate::learn::find_pairs`]: a value it pairs holds one of these
+    /// tokens, and a token (letters, digits, `.`, `_`, `-`) can hide only behind a
+    /// `\u` escape or a Kelvin sign (which lower-cases to `k`), so a body with
+    /// either is always read. Most answers name no handle: this keeps their JSON
+    /// parse, and the hop to a blocking thread, off the request path.
+    pub fn may_name_handle(&self, site: ProfileSite, body: &[u8]) -> bool {
+        let Some(rules) = self.sites.get(&site) else {
+            return false;
+        };
+        let Ok(text) = std::str::from_utf8(body) else {
+            return true;
+        };
+        if text.contains("\\u") || text.contains('\u{212A}') {
+            return true;
+        }
+        let lower = text.to_ascii_lowercase();
+        rules.tokens.keys().any(|token| lower.contains(token.as_str()))
+    }
+
     /// True when a request body to `host`'s `path` can carry a handle or id the
     /// matcher acts on: the API, GraphQL and route-definition endpoints of a site
     /// with rules. A body on such an endpoint too large to inspect whole is not

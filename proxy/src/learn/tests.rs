@@ -24,9 +24,16 @@ fn rules() -> ProfileRules {
     ProfileRules::compile(&Config::parse(CONFIG, Path::new("t.toml")).unwrap())
 }
 
+/// The pairs `body` yields. A body that yields one must also pass the server's
+/// cheap test (`may_name_handle`), or its ids would never be learned.
 fn pairs(site: ProfileSite, body: &str) -> Vec<(String, String)> {
     let rules = rules();
-    find_pairs(site, body.as_bytes(), |h| rules.names_handle(site, h))
+    let found = find_pairs(site, body.as_bytes(), |h| rules.names_handle(site, h));
+    assert!(
+        found.is_empty() || rules.may_name_handle(site, body.as_bytes()),
+        "{body} yields {found:?} but may_name_handle says it names no handle"
+    );
+    found
 }
 
 fn ids(site: ProfileSite, body: &str) -> Vec<String> {
@@ -274,4 +281,27 @@ fn the_file_round_trips_and_a_damaged_one_starts_empty() {
     // The next addition writes a good file again.
     damaged.add(ProfileSite::Instagram, &[("exname".into(), "987".into())]);
     assert!(LearnedIds::open(&path).1.is_none());
+}
+
+#[test]
+fn only_a_body_that_can_name_a_handle_is_read() {
+    let rules = rules();
+    let site = ProfileSite::Instagram;
+    let may = |body: &str| rules.may_name_handle(site, body.as_bytes());
+    assert!(may(r#"{"users":[{"username":"ExName","pk":"987"}]}"#));
+    assert!(!may(r#"{"users":[{"username":"someone_else","pk":"987"}]}"#));
+    assert!(!may("<!doctype html><p>a page</p>"));
+    // A `\u` escape can spell the handle without its bytes: read, and learned.
+    let escaped = r#"{"users":[{"username":"\u0045xname","pk":"987"}]}"#;
+    assert!(may(escaped));
+    assert_eq!(pairs(site, escaped), [("exname".to_string(), "987".to_string())]);
+
+    // So can a Kelvin sign, which lower-cases to `k`.
+    let config = "[[profile]]\nname = \"k\"\ninstagram = [\"kname\"]\n";
+    let k_rules = ProfileRules::compile(&Config::parse(config, Path::new("t.toml")).unwrap());
+    let kelvin = "{\"users\":[{\"username\":\"\u{212A}name\",\"pk\":\"42\"}]}";
+    let found = find_pairs(site, kelvin.as_bytes(), |h| k_rules.names_handle(site, h));
+    assert_eq!(found, [("kname".to_string(), "42".to_string())]);
+    assert!(k_rules.may_name_handle(site, kelvin.as_bytes()));
+    assert!(!k_rules.may_name_handle(site, b"{\"users\":[{\"username\":\"other\"}]}"));
 }
