@@ -147,10 +147,6 @@ impl OriginFault {
                 return Self::of_tls(tls);
             }
             if let Some(io) = e.downcast_ref::<io::Error>() {
-                // io::Error::source skips the error it wraps: look at it directly.
-                if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
-                    return Self::of_tls(tls);
-                }
                 match io.kind() {
                     io::ErrorKind::ConnectionRefused => return Self::Refused,
                     io::ErrorKind::TimedOut => return Self::TimedOut,
@@ -160,6 +156,12 @@ impl OriginFault {
                     | io::ErrorKind::BrokenPipe
                     | io::ErrorKind::UnexpectedEof => found = Self::Closed,
                     _ => {}
+                }
+                // io::Error::source skips the error it wraps (itself often an
+                // io::Error around rustls's): go into it instead.
+                if let Some(inner) = io.get_ref() {
+                    next = Some(inner as &(dyn std::error::Error + 'static));
+                    continue;
                 }
             }
             if let Some(h) = e.downcast_ref::<hyper::Error>()
@@ -183,7 +185,8 @@ impl OriginFault {
                     Self::CertificateExpired
                 }
                 C::NotValidForName | C::NotValidForNameContext { .. } => Self::CertificateWrongName,
-                C::UnknownIssuer => Self::CertificateUnknownIssuer,
+                // A bad signature: signed by someone else under a trusted name.
+                C::UnknownIssuer | C::BadSignature => Self::CertificateUnknownIssuer,
                 _ => Self::Tls,
             },
             _ => Self::Tls,
