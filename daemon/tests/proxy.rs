@@ -586,3 +586,90 @@ fn long_proxy_load() {
         env_number("NCD_PROXY_MAX_GROWTH_MIB", 512),
     );
 }
+
+// ----- the CA on disk -------------------------------------------------------------
+
+/// `curl` as [`curl`] does, trusting only the CA certificate in `ca`; `None` when
+/// curl fails (a TLS error: the proxy's leaf does not chain to `ca`).
+fn curl_with_ca(port: u16, ca: &std::path::Path) -> Option<String> {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}"])
+        .args(["-H", "Sec-Fetch-Mode: navigate"])
+        .arg("--connect-to")
+        .arg(format!("www.instagram.com:443:127.0.0.1:{port}"))
+        .arg("--cacert")
+        .arg(ca)
+        .arg("https://www.instagram.com/exname/")
+        .env_remove("https_proxy")
+        .env_remove("HTTPS_PROXY")
+        .output()
+        .expect("run curl (is it installed?)");
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).to_string())
+}
+
+/// The CA's key is private (0600) and never in the log; a key file that is
+/// damaged is not half used: ncdd makes a whole new CA, says so in `ncd status`
+/// and the log, and serves only leaves of the new one.
+#[test]
+fn a_damaged_ca_key_is_replaced_and_reported_and_the_key_is_private_and_never_logged() {
+    use std::os::unix::fs::PermissionsExt;
+    let upstream = FakeUpstream::start();
+    let port = free_port();
+    let mut ncdd = Ncdd::start(&config(&upstream, port, ""));
+    let control = Control::new(socket(&ncdd));
+    wait_status(&control, "the proxy serves", |s| !s.proxy.listening.is_empty());
+    let ca_dir = ncdd.state_dir().join("ca");
+    let key_path = ca_dir.join("ca.key");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&key_path), 0o600, "the key file is private");
+    let first_key = std::fs::read_to_string(&key_path).unwrap();
+    let first_fingerprint = control.status().proxy.ca.unwrap().fingerprint_sha256;
+    let old_ca = ncdd.dir().join("old-ca.pem");
+    std::fs::copy(ca_dir.join("ca.pem"), &old_ca).unwrap();
+    assert_eq!(curl_with_ca(port, &old_ca).as_deref(), Some("403"));
+
+    // Damaged: cut in half, as a full disk or a bad copy would leave it.
+    std::fs::write(&key_path, &first_key[..first_key.len() / 2]).unwrap();
+    ncdd.restart();
+    let control = Control::new(socket(&ncdd));
+    let status = wait_status(&control, "the proxy serves again", |s| !s.proxy.listening.is_empty());
+    let ca = status.proxy.ca.as_ref().expect("a CA");
+    assert_ne!(
+        ca.fingerprint_sha256, first_fingerprint,
+        "a new CA, not the old certificate"
+    );
+    let journal: String = status.tamper.iter().map(|e| e.detail.clone()).collect();
+    assert!(
+        journal.contains("the proxy's CA was damaged") && journal.contains("was replaced"),
+        "{status:#?}"
+    );
+    let run = ncd(&socket(&ncdd), &["status"]);
+    assert!(run.stdout.contains("the proxy's CA was damaged"), "{run:#?}");
+    assert!(run.stdout.contains("sudo ncd ca install"), "{run:#?}");
+    assert!(
+        ncdd.wait_for_stderr("the proxy's CA was damaged", DEADLINE),
+        "{}",
+        ncdd.stderr()
+    );
+
+    // Never half used: the new key is whole and private, the leaves chain only to the new CA.
+    assert_eq!(mode(&key_path), 0o600);
+    let second_key = std::fs::read_to_string(&key_path).unwrap();
+    assert!(second_key.contains("-----END PRIVATE KEY-----") && second_key != first_key);
+    assert_eq!(curl_with_ca(port, &ca_dir.join("ca.pem")).as_deref(), Some("403"));
+    assert_eq!(curl_with_ca(port, &old_ca), None, "a leaf of the old CA was served");
+
+    // Neither key, nor any line of one, is ever in the log.
+    let log = ncdd.stderr();
+    assert!(!log.contains("PRIVATE KEY"), "{log}");
+    for line in first_key
+        .lines()
+        .chain(second_key.lines())
+        .filter(|l| !l.starts_with("-----"))
+    {
+        assert!(!log.contains(line), "a line of the CA key is in the log:\n{log}");
+    }
+}
