@@ -29,9 +29,9 @@
 //! the listen backlog.
 //!
 //! An origin that cannot be reached (refused, no address, no answer within
-//! [`OriginOptions::answer_timeout`], reset before its answer, a certificate that
-//! does not verify) gets the client a calm page naming the site and what went
-//! wrong ([`block_page::origin_error_html`]): 504 for a timeout, 502 otherwise,
+//! [`OriginOptions::answer_timeout`] of the request's last byte sent, reset
+//! before its answer, a certificate that does not verify) gets the client a calm
+//! page naming the site and what went wrong ([`block_page::origin_error_html`]): 504 for a timeout, 502 otherwise,
 //! never cached. An answer whose body stalls for
 //! [`OriginOptions::body_idle_timeout`] or breaks off mid-way is cut: the client
 //! sees an incomplete transfer (the head is already sent), and nothing of it is
@@ -641,9 +641,19 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
             headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
     }
+    // The answer timeout runs from the last byte of the request body sent, so a
+    // long upload on a slow link is not cut while it still moves.
+    let sending = Arc::new(AtomicU64::new(now_ms()));
     let body = match body_bytes {
         Some(b) => full(b),
-        None => forward_body.take().unwrap_or_else(|| full(Bytes::new())),
+        None => match forward_body.take() {
+            Some(streamed) => Sending {
+                inner: streamed,
+                last_ms: sending.clone(),
+            }
+            .boxed(),
+            None => full(Bytes::new()),
+        },
     };
     let Ok(out) = out.body(body) else {
         return text(StatusCode::BAD_REQUEST, "bad request\n");
@@ -653,10 +663,19 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
     } else {
         &shared.origin.client
     };
-    let mut resp = match tokio::time::timeout(shared.answer_timeout, client.request(out)).await {
-        Ok(Ok(resp)) => resp,
-        Ok(Err(e)) => return origin_error(host, &rules, OriginFault::of(&e)),
-        Err(_) => return origin_error(host, &rules, OriginFault::TimedOut),
+    let mut answer = std::pin::pin!(client.request(out));
+    let mut resp = loop {
+        let quiet = Duration::from_millis(now_ms().saturating_sub(sending.load(Ordering::Relaxed)));
+        let left = shared.answer_timeout.saturating_sub(quiet);
+        if left.is_zero() {
+            return origin_error(host, &rules, OriginFault::TimedOut);
+        }
+        match tokio::time::timeout(left, &mut answer).await {
+            Ok(Ok(resp)) => break resp,
+            Ok(Err(e)) => return origin_error(host, &rules, OriginFault::of(&e)),
+            // Look again: the request body may have moved meanwhile.
+            Err(_) => {}
+        }
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
         && let Some(client_upgrade) = client_upgrade
@@ -834,6 +853,33 @@ impl hyper::body::Body for Prefixed {
             hint.set_upper(upper.saturating_add(first));
         }
         hint
+    }
+}
+
+/// A request body on its way to the origin that notes when a frame last went.
+struct Sending {
+    inner: Body,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl hyper::body::Body for Sending {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() {
+            self.last_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

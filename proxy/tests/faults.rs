@@ -259,7 +259,9 @@ async fn read_request(tls: &mut tokio_rustls::server::TlsStream<tokio::net::TcpS
         .find_map(|l| l.strip_prefix("content-length:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0);
-    while buf.len() < end + length {
+    let chunked = head.contains("transfer-encoding: chunked");
+    // A chunked body ends with its zero-length chunk (no trailers here).
+    while buf.len() < end + length || (chunked && !buf[end..].ends_with(b"0\r\n\r\n")) {
         let n = tls.read(&mut chunk).await.ok().filter(|&n| n > 0)?;
         buf.extend_from_slice(&chunk[..n]);
     }
@@ -483,6 +485,62 @@ async fn an_origin_that_resets_gets_a_502_page_before_its_answer_and_a_cut_answe
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(run.learned.snapshot().handle_for(ProfileSite::Instagram, "991"), None);
+}
+
+/// A request body that comes a piece a second for `pieces` seconds.
+struct Trickle {
+    left: usize,
+    next: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl hyper::body::Body for Trickle {
+    type Data = bytes::Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let sleep = self
+            .next
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(Duration::from_secs(1))));
+        std::task::ready!(sleep.as_mut().poll(cx));
+        self.next = None;
+        self.left -= 1;
+        std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(bytes::Bytes::from_static(
+            b"0123456789",
+        )))))
+    }
+}
+
+/// The answer timeout runs from the request's last byte: an upload that takes
+/// longer than it, still moving, is not cut.
+#[tokio::test]
+async fn an_upload_longer_than_the_answer_timeout_is_not_cut() {
+    let run = start().await;
+    for http2 in [false, true] {
+        let pieces = ANSWER_TIMEOUT.as_secs() as usize + 3;
+        let started = Instant::now();
+        let resp = client(&run, http2)
+            .post(url(&run, "/upload/"))
+            .header("content-type", "application/octet-stream")
+            .body(reqwest::Body::wrap(Trickle {
+                left: pieces,
+                next: None,
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "after {:?}", started.elapsed());
+        assert_eq!(resp.text().await.unwrap(), GOOD);
+        assert!(
+            started.elapsed() > ANSWER_TIMEOUT,
+            "the upload took longer than the timeout"
+        );
+    }
 }
 
 #[tokio::test]
