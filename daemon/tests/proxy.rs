@@ -416,6 +416,59 @@ fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// Opens `count` HTTPS connections to the proxy on `port`, each by its own client
+/// (trusting only the CA in `ca`) that asks for the ex's page once and keeps the
+/// connection open, idle in its pool. Returns the answers' status codes and the
+/// clients (dropping them closes the connections).
+fn hold_connections(
+    runtime: &tokio::runtime::Runtime,
+    ca: &[u8],
+    port: u16,
+    count: usize,
+) -> (Vec<u16>, Vec<reqwest::Client>) {
+    let connections = count;
+    // One client per connection: each keeps its own connection open (idle in its
+    // pool) after its answer, so the connections are held at once.
+    let client = || {
+        reqwest::Client::builder()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca).unwrap())
+            .resolve("www.instagram.com", ([127, 0, 0, 1], port).into())
+            .http1_only()
+            .pool_idle_timeout(None)
+            .timeout(Duration::from_secs(120))
+            .no_proxy()
+            .build()
+            .unwrap()
+    };
+    runtime.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        // At most 200 handshakes at a time: a debug ncdd on a shared machine could
+        // not finish 2,000 at once within the handshake timeout.
+        let opening = Arc::new(tokio::sync::Semaphore::new(200));
+        for _ in 0..connections {
+            let client = client();
+            let opening = opening.clone();
+            tasks.spawn(async move {
+                let _permit = opening.acquire_owned().await.unwrap();
+                let resp = client
+                    .get("https://www.instagram.com/exname/")
+                    .header("sec-fetch-mode", "navigate")
+                    .send()
+                    .await?;
+                let status = resp.status().as_u16();
+                resp.bytes().await?;
+                Ok::<_, reqwest::Error>((status, client))
+            });
+        }
+        let mut done = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            done.push(joined.unwrap().unwrap());
+        }
+        done.into_iter().unzip()
+    })
+}
+
 /// `connections` keep-alive HTTPS connections held open at once (each served one
 /// request: the block page), plus `slow` clients sending a ClientHello and `slow`
 /// sending request headers a byte at a time. ncdd's open-files limit is set high
@@ -462,20 +515,6 @@ fn many_connections_and_slow_clients(connections: usize, slow: usize, prompt: Du
         .build()
         .unwrap();
     let ca = std::fs::read(ncdd.state_dir().join("ca/ca.pem")).unwrap();
-    // One client per connection: each keeps its own connection open (idle in its
-    // pool) after its answer, so the connections are held at once.
-    let client = || {
-        reqwest::Client::builder()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-            .resolve("www.instagram.com", ([127, 0, 0, 1], port).into())
-            .http1_only()
-            .pool_idle_timeout(None)
-            .timeout(Duration::from_secs(120))
-            .no_proxy()
-            .build()
-            .unwrap()
-    };
     // ncdd's open files, sampled while the connections open: the most held at once
     // (an idle HTTP/1.1 connection is closed after the 15 s header timeout, so a
     // run that takes longer than that to open them all never holds them all).
@@ -492,32 +531,7 @@ fn many_connections_and_slow_clients(connections: usize, slow: usize, prompt: Du
         })
     };
     let opened = std::time::Instant::now();
-    let (codes, clients): (Vec<u16>, Vec<reqwest::Client>) = runtime.block_on(async {
-        let mut tasks = tokio::task::JoinSet::new();
-        // At most 200 handshakes at a time: a debug ncdd on a shared machine could
-        // not finish 2,000 at once within the handshake timeout.
-        let opening = Arc::new(tokio::sync::Semaphore::new(200));
-        for _ in 0..connections {
-            let client = client();
-            let opening = opening.clone();
-            tasks.spawn(async move {
-                let _permit = opening.acquire_owned().await.unwrap();
-                let resp = client
-                    .get("https://www.instagram.com/exname/")
-                    .header("sec-fetch-mode", "navigate")
-                    .send()
-                    .await?;
-                let status = resp.status().as_u16();
-                resp.bytes().await?;
-                Ok::<_, reqwest::Error>((status, client))
-            });
-        }
-        let mut done = Vec::new();
-        while let Some(joined) = tasks.join_next().await {
-            done.push(joined.unwrap().unwrap());
-        }
-        done.into_iter().unzip()
-    });
+    let (codes, clients) = hold_connections(&runtime, &ca, port, connections);
     let open_took = opened.elapsed();
     assert!(codes.iter().all(|&c| c == 403), "every one got the block page");
     sampling.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -692,4 +706,53 @@ fn a_damaged_ca_key_is_replaced_and_reported_and_the_key_is_private_and_never_lo
     {
         assert!(!log.contains(line), "a line of the CA key is in the log:\n{log}");
     }
+}
+
+/// Past its connection slots the proxy neither fails nor runs out of files: with
+/// ncdd's open files limited to 384 (128 slots), 128 idle keep-alive connections
+/// take every slot; the next client waits in the listen backlog until the proxy,
+/// now busy, closes idle ones after 5 s instead of 15 — and is answered well
+/// before the 15 s an idle connection otherwise keeps.
+#[test]
+fn past_the_connection_slots_a_new_client_waits_until_idle_ones_make_room() {
+    let upstream = FakeUpstream::start();
+    let port = free_port();
+    let ncdd = support::ncdd::Setup::new(&config(&upstream, port, ""))
+        .command_prefix(["prlimit", "--nofile=384:384", "--"])
+        .spawn();
+    let control = Control::new(socket(&ncdd));
+    wait_status(&control, "the proxy serves", |s| !s.proxy.listening.is_empty());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", ncdd.pid().as_raw())).unwrap();
+    assert!(
+        limits
+            .lines()
+            .any(|l| l.starts_with("Max open files") && l.contains(" 384 ")),
+        "{limits}"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ca = std::fs::read(ncdd.state_dir().join("ca/ca.pem")).unwrap();
+    let (codes, clients) = hold_connections(&runtime, &ca, port, 128);
+    assert!(codes.iter().all(|&c| c == 403), "{codes:?}");
+    let started = std::time::Instant::now();
+    let (code, body) = curl(&ncdd, port, "https://www.instagram.com/exname/", "--http1.1");
+    let waited = started.elapsed();
+    assert!(code == "403" && body.contains(BLOCK_MARKER), "{code}: {body}");
+    assert!(
+        waited < Duration::from_secs(12),
+        "the new client waited {waited:?}: the busy idle timeout (5 s) did not make room"
+    );
+    assert!(
+        ncdd.wait_for_stderr("proxy connection slots all taken", DEADLINE),
+        "{}",
+        ncdd.stderr()
+    );
+    let log = ncdd.stderr();
+    assert!(!log.contains("proxy accept failed"), "ncdd ran out of files:\n{log}");
+    eprintln!("past the slots: a new client was answered after {waited:?}");
+    drop(clients);
+    drop(runtime);
 }
