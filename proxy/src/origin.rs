@@ -57,7 +57,12 @@ impl tower_service::Service<Name> for ResolveWith {
     fn call(&mut self, name: Name) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let ips = this.resolver.resolve(name.as_str()).await?;
+            // Whatever went wrong in the resolver, the page says the address was not found.
+            let ips = this
+                .resolver
+                .resolve(name.as_str())
+                .await
+                .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e))?;
             let addrs: Vec<SocketAddr> = ips
                 .into_iter()
                 .map(|ip| SocketAddr::new(ip, this.port))
@@ -170,9 +175,6 @@ impl OriginFault {
                 found = Self::Closed;
             }
             next = e.source();
-        }
-        if found == Self::Other && error.to_string().contains("dns error") {
-            return Self::NoAddress;
         }
         found
     }

@@ -286,6 +286,16 @@ impl ProxyHooks for Ledger {
     }
 }
 
+/// A resolver whose upstreams are all down.
+struct NoAnswer;
+
+#[async_trait::async_trait]
+impl OriginResolver for NoAnswer {
+    async fn resolve(&self, _host: &str) -> io::Result<Vec<IpAddr>> {
+        Err(io::Error::other("every upstream failed"))
+    }
+}
+
 struct Running {
     origin: FaultOrigin,
     proxy: SocketAddr,
@@ -303,6 +313,10 @@ impl Drop for Running {
 }
 
 async fn start() -> Running {
+    start_resolving_with(Arc::new(Loopback)).await
+}
+
+async fn start_resolving_with(resolver: Arc<dyn OriginResolver>) -> Running {
     let origin = FaultOrigin::start().await;
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(CONFIG, Path::new("t.toml")).unwrap();
@@ -329,7 +343,7 @@ async fn start() -> Running {
     tokio::spawn(ncd_proxy::serve(
         vec![listener],
         Arc::new(ArcSwap::from_pointee(rules)) as Arc<dyn ncd_proxy::RulesSource>,
-        Arc::new(Loopback),
+        resolver,
         ledger.clone(),
         options,
         shutdown.clone(),
@@ -417,6 +431,16 @@ async fn an_origin_that_is_down_gets_a_502_page_and_the_first_request_after_it_i
         assert_recovered(&run, http2).await;
     }
     assert!(run.ledger.0.lock().unwrap().is_empty(), "a fault is not a block");
+}
+
+#[tokio::test]
+async fn a_name_that_does_not_resolve_gets_a_502_page_saying_so() {
+    let run = start_resolving_with(Arc::new(NoAnswer)).await;
+    for http2 in [false, true] {
+        let (status, body, _) = navigate(&run, http2, "/someone/").await;
+        assert_error_page(status, &body, 502, "its address could not be found");
+    }
+    assert_eq!(run.origin.heads.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test]
