@@ -343,26 +343,32 @@ fn slow_hellos(port: u16, count: usize, give_up: Duration) -> std::thread::JoinH
 }
 
 /// `count` clients that finish the TLS handshake (real Python `ssl`, trusting only
-/// ncd's CA) and then send an HTTP/1.1 request head one byte every 500 ms, a head
-/// that never ends. Returns, per connection, how long after its handshake the
-/// proxy closed it (`None`: still open after `give_up`).
-fn slow_headers(
+/// ncd's CA) and then send a request one byte every 500 ms, a request that never
+/// ends: an HTTP/1.1 head, or with `http2` the HTTP/2 preface, a SETTINGS frame and
+/// a HEADERS frame of 16,000 bytes. Returns, per connection, how long after its
+/// handshake the proxy closed it (`None`: still open after `give_up`).
+fn slow_requests(
     ncdd: &Ncdd,
     port: u16,
     count: usize,
     give_up: Duration,
+    http2: bool,
 ) -> std::thread::JoinHandle<Vec<Option<Duration>>> {
     const SCRIPT: &str = r#"
 import json, select, socket, ssl, sys, time
-port, cafile, count, give_up = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+port, cafile, count, give_up, alpn = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 ctx = ssl.create_default_context(cafile=cafile)
-ctx.set_alpn_protocols(["http/1.1"])
+ctx.set_alpn_protocols([alpn])
 conns = []
 for _ in range(count):
     s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="www.instagram.com")
     s.setblocking(False)
     conns.append([s, time.monotonic(), None])
-head = b"GET /someone/ HTTP/1.1\r\nHost: www.instagram.com\r\nX-Slow: " + b"a" * 100000
+if alpn == "h2":
+    head = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+            + b"\x00\x3e\x80\x01\x04\x00\x00\x00\x01" + b"\x00" * 16000)
+else:
+    head = b"GET /someone/ HTTP/1.1\r\nHost: www.instagram.com\r\nX-Slow: " + b"a" * 100000
 sent = 0
 started = time.monotonic()
 while time.monotonic() - started < give_up and any(c[2] is None for c in conns):
@@ -392,6 +398,7 @@ print(json.dumps([c[2] for c in conns]))
             .arg(&ca)
             .arg(count.to_string())
             .arg(give_up.as_secs_f64().to_string())
+            .arg(if http2 { "h2" } else { "http/1.1" })
             .output()
             .expect("run python3 (is it installed?)");
         assert!(output.status.success(), "the slow-header client failed: {output:?}");
@@ -546,7 +553,8 @@ fn many_connections_and_slow_clients(connections: usize, slow: usize, prompt: Du
 
     let give_up = Duration::from_secs(60);
     let hellos = slow_hellos(port, slow, give_up);
-    let heads = slow_headers(&ncdd, port, slow, give_up);
+    let heads = slow_requests(&ncdd, port, slow, give_up, false);
+    let h2_requests = slow_requests(&ncdd, port, slow, Duration::from_secs(90), true);
     // Others are served meanwhile: a new connection gets its page promptly.
     let mut slowest = Duration::ZERO;
     for _ in 0..10 {
@@ -570,6 +578,10 @@ fn many_connections_and_slow_clients(connections: usize, slow: usize, prompt: Du
     eprintln!("proxy load: slow ClientHellos closed after {hellos:?}; slow heads after {heads:?}");
     assert_cut_at("a slow ClientHello", &hellos, Duration::from_secs(10));
     assert_cut_at("a slow request head", &heads, Duration::from_secs(15));
+    // An HTTP/2 request trickled a byte at a time: the idle timeout, bytes or not.
+    let h2_requests = h2_requests.join().unwrap();
+    eprintln!("proxy load: slow HTTP/2 requests closed after {h2_requests:?}");
+    assert_cut_at("a slow HTTP/2 request", &h2_requests, Duration::from_secs(60));
     assert!(
         peak_kib.saturating_sub(before.rss_kib) < max_growth_mib * 1024,
         "ncdd grew from {:.1} to {:.1} MiB",

@@ -22,9 +22,9 @@
 //! Slow and idle clients are cut off, so a flood or a slowloris holds little:
 //! the TLS handshake (ClientHello included) must end within [`HANDSHAKE_TIMEOUT`],
 //! an HTTP/1.1 request head must arrive within [`HEADER_TIMEOUT`], and a
-//! connection with no request in flight that moves no byte for [`IDLE_TIMEOUT`]
+//! connection with no request in flight that starts none for [`IDLE_TIMEOUT`]
 //! (or [`BUSY_IDLE_TIMEOUT`] once three quarters of the connection slots are taken)
-//! is closed. The slots ([`connection_slots`]) follow the open-files limit, as each
+//! is closed, whatever bytes it trickles (an HTTP/2 request that never completes). The slots ([`connection_slots`]) follow the open-files limit, as each
 //! client connection may need one to the origin; past them new connections wait in
 //! the listen backlog.
 //!
@@ -62,7 +62,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use ipnet::IpNet;
 use ncd_config::{Config, ProfileSite};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::LazyConfigAcceptor;
@@ -86,7 +85,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An HTTP/1.1 request head, from its first byte (or from the end of the last
 /// answer on a kept-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
-/// A connection with no request in flight that moves no byte this long is closed.
+/// A connection with no request in flight that starts none this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The same once three quarters of the connection slots are taken.
 pub const BUSY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -300,10 +299,7 @@ fn client_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
 
 /// The TLS handshake: the SNI judged, a leaf for it, the session. `None` closes
 /// the connection without an answer.
-async fn handshake(
-    tcp: Watched<TcpStream>,
-    shared: &Shared,
-) -> Option<(tokio_rustls::server::TlsStream<Watched<TcpStream>>, String)> {
+async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
     let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
         .await
         .ok()?;
@@ -335,10 +331,6 @@ async fn handshake(
 async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
     let _ = tcp.set_nodelay(true);
     let activity = Arc::new(Activity::default());
-    let tcp = Watched {
-        inner: tcp,
-        activity: activity.clone(),
-    };
     let (tls, host) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, &shared)).await {
         Ok(Some(done)) => done,
         Ok(None) => return,
@@ -356,8 +348,14 @@ async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
             let host = host.clone();
             let in_flight = InFlight::start(activity.clone());
             async move {
-                let resp = handle(req, &host, &shared).await;
-                drop(in_flight);
+                // In flight until the answer's body is sent (or dropped).
+                let resp = handle(req, &host, &shared).await.map(|body| {
+                    Flight {
+                        inner: body,
+                        _in_flight: in_flight,
+                    }
+                    .boxed()
+                });
                 Ok::<_, std::convert::Infallible>(resp)
             }
         })
@@ -388,7 +386,8 @@ fn now_ms() -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// When a connection last moved a byte, and how many requests it has in flight.
+/// When a connection last started or finished a request, and how many it has in
+/// flight (from the request's head to the end of its answer's body).
 struct Activity {
     last_ms: AtomicU64,
     in_flight: AtomicUsize,
@@ -427,9 +426,33 @@ impl Drop for InFlight {
     }
 }
 
+/// An answer's body that keeps its request [`InFlight`] until it is sent or dropped.
+struct Flight {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Flight {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// Returns once the connection has been idle too long: no request in flight and
-/// no byte moved for [`IDLE_TIMEOUT`], or [`BUSY_IDLE_TIMEOUT`] while the slots
-/// are three quarters taken.
+/// none started or finished for [`IDLE_TIMEOUT`], or [`BUSY_IDLE_TIMEOUT`] while
+/// the slots are three quarters taken. Bytes alone do not count: a client that
+/// trickles an HTTP/2 request that never completes (or pings) is closed too.
 async fn idle_watch(activity: &Activity, shared: &Shared) {
     loop {
         let busy = shared.slots.available_permits() < shared.slot_count / 4;
@@ -444,57 +467,6 @@ async fn idle_watch(activity: &Activity, shared: &Shared) {
             .saturating_sub(idle)
             .clamp(Duration::from_millis(100), Duration::from_secs(1));
         tokio::time::sleep(wait).await;
-    }
-}
-
-/// A stream that notes in its [`Activity`] each time bytes move.
-struct Watched<T> {
-    inner: T,
-    activity: Arc<Activity>,
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
-        }
-        polled
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        polled
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
     }
 }
 
