@@ -720,7 +720,7 @@ fn a_damaged_ca_key_is_replaced_and_reported_and_the_key_is_private_and_never_lo
 }
 
 /// Past its connection slots the proxy neither fails nor runs out of files: with
-/// ncdd's open files limited to 384 (128 slots), 128 idle keep-alive connections
+/// ncdd's open files limited to 640 (128 slots), 128 idle keep-alive connections
 /// take every slot; the next client waits in the listen backlog until the proxy,
 /// now busy, closes idle ones after 5 s instead of 15 — and is answered well
 /// before the 15 s an idle connection otherwise keeps.
@@ -729,7 +729,7 @@ fn past_the_connection_slots_a_new_client_waits_until_idle_ones_make_room() {
     let upstream = FakeUpstream::start();
     let port = free_port();
     let ncdd = support::ncdd::Setup::new(&config(&upstream, port, ""))
-        .command_prefix(["prlimit", "--nofile=384:384", "--"])
+        .command_prefix(["prlimit", "--nofile=640:640", "--"])
         .spawn();
     let control = Control::new(socket(&ncdd));
     wait_status(&control, "the proxy serves", |s| !s.proxy.listening.is_empty());
@@ -737,7 +737,7 @@ fn past_the_connection_slots_a_new_client_waits_until_idle_ones_make_room() {
     assert!(
         limits
             .lines()
-            .any(|l| l.starts_with("Max open files") && l.contains(" 384 ")),
+            .any(|l| l.starts_with("Max open files") && l.contains(" 640 ")),
         "{limits}"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -89,8 +89,9 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The same once three quarters of the connection slots are taken.
 pub const BUSY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Open files kept for everything else in the process (DNS, lists, the state).
-const RESERVED_FILES: u64 = 128;
+/// Open files kept for everything else in the process: ncdd's DNS TCP connections
+/// (256 at most), its sockets, lists and state.
+const RESERVED_FILES: u64 = 384;
 
 /// One generation of what the proxy enforces: the profile rules and a CA that
 /// covers their sites. The daemon swaps it with each rebuild.
@@ -192,7 +193,7 @@ struct Shared {
 
 /// How many client connections the proxy serves at once: half of what the
 /// open-files limit leaves after [`RESERVED_FILES`] (each client connection may
-/// need one to the origin), at least 64. 448 under systemd's default of 1024.
+/// need one to the origin), at least 64. 320 under systemd's default of 1024.
 pub fn connection_slots() -> usize {
     let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
         .current
