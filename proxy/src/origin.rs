@@ -57,7 +57,12 @@ impl tower_service::Service<Name> for ResolveWith {
     fn call(&mut self, name: Name) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let ips = this.resolver.resolve(name.as_str()).await?;
+            // Whatever went wrong in the resolver, the page says the address was not found.
+            let ips = this
+                .resolver
+                .resolve(name.as_str())
+                .await
+                .map_err(|e| io::Error::new(io::ErrorKind::NotFound, e))?;
             let addrs: Vec<SocketAddr> = ips
                 .into_iter()
                 .map(|ip| SocketAddr::new(ip, this.port))
@@ -79,6 +84,14 @@ impl tower_service::Service<Name> for ResolveWith {
     }
 }
 
+/// How long a TCP connection to an origin may take to open.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an origin may take to answer a request (connection, TLS and the
+/// answer's head), unless [`OriginOptions::answer_timeout`] says otherwise.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an answer's body may go without a single byte before it is cut.
+pub const BODY_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How to reach origins.
 #[derive(Debug, Clone)]
 pub struct OriginOptions {
@@ -86,6 +99,12 @@ pub struct OriginOptions {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// The port origins serve on: 443, or a test origin's.
     pub port: u16,
+    /// How long an origin may take to answer ([`ANSWER_TIMEOUT`]); past it the
+    /// client gets a 504 page.
+    pub answer_timeout: Duration,
+    /// How long an answer's body may stall ([`BODY_IDLE_TIMEOUT`]); past it the
+    /// answer is cut (the client sees an incomplete transfer, not a hang).
+    pub body_idle_timeout: Duration,
 }
 
 impl Default for OriginOptions {
@@ -93,6 +112,109 @@ impl Default for OriginOptions {
         Self {
             extra_roots: Vec::new(),
             port: 443,
+            answer_timeout: ANSWER_TIMEOUT,
+            body_idle_timeout: BODY_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// What went wrong on the way to an origin, in words a person can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OriginFault {
+    /// Nothing listens there: the site is down, or the network is.
+    Refused,
+    /// No address for the name (the resolver failed, or only the proxy's own).
+    NoAddress,
+    /// No connection or no answer within the timeout.
+    TimedOut,
+    /// The connection closed or was reset before a full answer.
+    Closed,
+    /// The certificate has expired (or is not valid yet).
+    CertificateExpired,
+    /// The certificate is for another name.
+    CertificateWrongName,
+    /// The certificate comes from an authority nobody vouches for.
+    CertificateUnknownIssuer,
+    /// Any other certificate or TLS failure.
+    Tls,
+    /// Anything else.
+    Other,
+}
+
+impl OriginFault {
+    /// The fault behind a client error, found by walking its sources (hyper-util
+    /// wraps the connector's `io::Error`, which wraps rustls's error).
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> Self {
+        let mut next = Some(error);
+        let mut found = Self::Other;
+        while let Some(e) = next {
+            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+                return Self::of_tls(tls);
+            }
+            if let Some(io) = e.downcast_ref::<io::Error>() {
+                match io.kind() {
+                    io::ErrorKind::ConnectionRefused => return Self::Refused,
+                    io::ErrorKind::TimedOut => return Self::TimedOut,
+                    io::ErrorKind::AddrNotAvailable | io::ErrorKind::NotFound => return Self::NoAddress,
+                    io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::UnexpectedEof => found = Self::Closed,
+                    _ => {}
+                }
+                // io::Error::source skips the error it wraps (itself often an
+                // io::Error around rustls's): go into it instead.
+                if let Some(inner) = io.get_ref() {
+                    next = Some(inner as &(dyn std::error::Error + 'static));
+                    continue;
+                }
+            }
+            if let Some(h) = e.downcast_ref::<hyper::Error>()
+                && (h.is_incomplete_message() || h.is_canceled() || h.is_closed())
+            {
+                found = Self::Closed;
+            }
+            next = e.source();
+        }
+        found
+    }
+
+    fn of_tls(error: &rustls::Error) -> Self {
+        use rustls::CertificateError as C;
+        match error {
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+                    Self::CertificateExpired
+                }
+                C::NotValidForName | C::NotValidForNameContext { .. } => Self::CertificateWrongName,
+                // A bad signature: signed by someone else under a trusted name.
+                C::UnknownIssuer | C::BadSignature => Self::CertificateUnknownIssuer,
+                _ => Self::Tls,
+            },
+            _ => Self::Tls,
+        }
+    }
+
+    /// A short key for the log: no URL, no name.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Refused => "refused",
+            Self::NoAddress => "no-address",
+            Self::TimedOut => "timed-out",
+            Self::Closed => "closed",
+            Self::CertificateExpired => "certificate-expired",
+            Self::CertificateWrongName => "certificate-wrong-name",
+            Self::CertificateUnknownIssuer => "certificate-unknown-issuer",
+            Self::Tls => "tls",
+            Self::Other => "other",
+        }
+    }
+
+    /// 504 when the origin did not answer in time, 502 for everything else.
+    pub fn status(self) -> u16 {
+        match self {
+            Self::TimedOut => 504,
+            _ => 502,
         }
     }
 }
@@ -160,7 +282,7 @@ impl Origin {
         let http = || {
             let mut http = HttpConnector::new_with_resolver(resolve.clone());
             http.enforce_http(false);
-            http.set_connect_timeout(Some(Duration::from_secs(10)));
+            http.set_connect_timeout(Some(CONNECT_TIMEOUT));
             http.set_nodelay(true);
             http
         };

@@ -19,6 +19,24 @@
 //! it was the profile, so it is not counted as a block). Anywhere else the body is
 //! forwarded unchanged, the bytes read first and then the rest as a stream.
 //!
+//! Slow and idle clients are cut off, so a flood or a slowloris holds little:
+//! the TLS handshake (ClientHello included) must end within [`HANDSHAKE_TIMEOUT`],
+//! an HTTP/1.1 request head must arrive within [`HEADER_TIMEOUT`], and a
+//! connection with no request in flight that starts none for [`IDLE_TIMEOUT`]
+//! (or [`BUSY_IDLE_TIMEOUT`] once three quarters of the connection slots are taken)
+//! is closed, whatever bytes it trickles (an HTTP/2 request that never completes). The slots ([`connection_slots`]) follow the open-files limit, as each
+//! client connection may need one to the origin; past them new connections wait in
+//! the listen backlog.
+//!
+//! An origin that cannot be reached (refused, no address, no answer within
+//! [`OriginOptions::answer_timeout`] of the request's last byte sent, reset
+//! before its answer, a certificate that does not verify) gets the client a calm
+//! page naming the site and what went wrong ([`block_page::origin_error_html`]): 504 for a timeout, 502 otherwise,
+//! never cached. An answer whose body stalls for
+//! [`OriginOptions::body_idle_timeout`] or breaks off mid-way is cut: the client
+//! sees an incomplete transfer (the head is already sent), and nothing of it is
+//! learned.
+//!
 //! Answers are forwarded as they stream. When a [`LearnedIds`] store is given,
 //! allowed non-navigation answers of a JSON kind, not compressed, no longer than
 //! [`MAX_LEARNED_BODY`], are also copied aside as they pass and read for ids
@@ -30,6 +48,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,17 +59,18 @@ use http::{Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use ipnet::IpNet;
 use ncd_config::{Config, ProfileSite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::block_page::{self, PageContext};
 use crate::ca::{CaError, CaEvent, CertAuthority};
 use crate::learn::{LearnedIds, MAX_LEARNED_BODY, learnable_content_type};
-use crate::origin::{Body, BoxError, Origin, OriginOptions, OriginResolver};
+use crate::origin::{Body, BoxError, Origin, OriginFault, OriginOptions, OriginResolver};
 use crate::sites::{Judgement, Kind, ProfileRules, RequestView, normalize_host};
 
 /// Request bodies up to this size are buffered and judged whole; for longer
@@ -60,7 +80,18 @@ pub const MAX_INSPECTED_BODY: usize = 1 << 20;
 /// away) so the client sees the answer rather than a reset.
 const MAX_DRAINED_BODY: usize = 64 << 20;
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole TLS handshake, from the first byte of the ClientHello.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// An HTTP/1.1 request head, from its first byte (or from the end of the last
+/// answer on a kept-alive connection).
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(15);
+/// A connection with no request in flight that starts none this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The same once three quarters of the connection slots are taken.
+pub const BUSY_IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Open files kept for everything else in the process: ncdd's DNS TCP connections
+/// (256 at most), its sockets, lists and state.
+const RESERVED_FILES: u64 = 384;
 
 /// One generation of what the proxy enforces: the profile rules and a CA that
 /// covers their sites. The daemon swaps it with each rebuild.
@@ -151,9 +182,24 @@ pub struct ServeOptions {
 struct Shared {
     rules: Arc<dyn RulesSource>,
     origin: Origin,
+    answer_timeout: Duration,
+    body_idle_timeout: Duration,
     hooks: Arc<dyn ProxyHooks>,
     allow: Vec<IpNet>,
     learned: Option<Arc<LearnedIds>>,
+    slots: Arc<Semaphore>,
+    slot_count: usize,
+}
+
+/// How many client connections the proxy serves at once: half of what the
+/// open-files limit leaves after [`RESERVED_FILES`] (each client connection may
+/// need one to the origin), at least 64. 320 under systemd's default of 1024.
+pub fn connection_slots() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let slots = limit.saturating_sub(RESERVED_FILES) / 2;
+    usize::try_from(slots.clamp(64, 1 << 20)).unwrap_or(64)
 }
 
 /// Serves on `listeners` until `shutdown` is cancelled. Rules are read per
@@ -169,12 +215,17 @@ pub async fn serve(
     let own: Vec<SocketAddr> = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
     let never_trust: Vec<_> = rules.current().map(|r| r.ca.cert_der().clone()).into_iter().collect();
     let origin = Origin::new(resolver, &options.origin, own, &never_trust)?;
+    let slot_count = connection_slots();
     let shared = Arc::new(Shared {
         rules,
         origin,
+        answer_timeout: options.origin.answer_timeout,
+        body_idle_timeout: options.origin.body_idle_timeout,
         hooks,
         allow: options.allow_clients,
         learned: options.learned,
+        slots: Arc::new(Semaphore::new(slot_count)),
+        slot_count,
     });
     let mut tasks = tokio::task::JoinSet::new();
     for listener in listeners {
@@ -186,7 +237,28 @@ pub async fn serve(
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut full_reported = false;
     loop {
+        // A free slot first: past the cap, new connections wait in the backlog.
+        let slot = match shared.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if !full_reported {
+                    tracing::warn!(
+                        slots = shared.slot_count,
+                        "proxy connection slots all taken; new ones wait"
+                    );
+                    full_reported = true;
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    slot = shared.slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => return,
+                    },
+                }
+            }
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
@@ -199,6 +271,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
                 continue;
             }
         };
+        if shared.slots.available_permits() > shared.slot_count / 2 {
+            full_reported = false;
+        }
         if !client_allowed(peer.ip(), &shared.allow) {
             tracing::debug!(%peer, "proxy client not allowed");
             continue;
@@ -210,6 +285,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
                 () = shutdown.cancelled() => {}
                 () = connection(tcp, shared) => {}
             }
+            drop(slot);
         });
     }
 }
@@ -222,45 +298,176 @@ fn client_allowed(ip: IpAddr, allow: &[IpNet]) -> bool {
     ip.is_loopback() || allow.iter().any(|net| net.contains(&ip))
 }
 
-async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
-    let _ = tcp.set_nodelay(true);
-    let acceptor = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
-    let start = match tokio::time::timeout(HELLO_TIMEOUT, acceptor).await {
-        Ok(Ok(start)) => start,
-        _ => return,
-    };
+/// The TLS handshake: the SNI judged, a leaf for it, the session. `None` closes
+/// the connection without an answer.
+async fn handshake(tcp: TcpStream, shared: &Shared) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, String)> {
+    let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp)
+        .await
+        .ok()?;
     let Some(rules) = shared.rules.current() else {
         tracing::debug!("proxy closed a connection: no profile rules are in force");
-        return;
+        return None;
     };
     let host = start.client_hello().server_name().map(normalize_host);
     let Some(host) = host.filter(|h| rules.profiles.site_for_host(h).is_some() && rules.ca.permits(h)) else {
         tracing::debug!("proxy closed a connection for a name out of scope");
-        return;
+        return None;
     };
     let config = match rules.ca.server_config(&host) {
         Ok(config) => config,
         Err(e) => {
             tracing::warn!(error = %e, "proxy cannot mint a leaf");
-            return;
+            return None;
         }
     };
-    let tls = match start.into_stream(config).await {
-        Ok(tls) => tls,
+    match start.into_stream(config).await {
+        Ok(tls) => Some((tls, host)),
         Err(e) => {
             tracing::debug!(error = %e, "proxy TLS handshake failed");
+            None
+        }
+    }
+}
+
+async fn connection(tcp: TcpStream, shared: Arc<Shared>) {
+    let _ = tcp.set_nodelay(true);
+    let activity = Arc::new(Activity::default());
+    let (tls, host) = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(tcp, &shared)).await {
+        Ok(Some(done)) => done,
+        Ok(None) => return,
+        Err(_) => {
+            tracing::debug!("proxy closed a connection whose TLS handshake took too long");
             return;
         }
     };
     let host: Arc<str> = host.into();
-    let service = service_fn(move |req| {
+    let service = {
         let shared = shared.clone();
-        let host = host.clone();
-        async move { Ok::<_, std::convert::Infallible>(handle(req, &host, &shared).await) }
-    });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await {
-        tracing::debug!(error = %e, "proxy connection ended with an error");
+        let activity = activity.clone();
+        service_fn(move |req| {
+            let shared = shared.clone();
+            let host = host.clone();
+            let in_flight = InFlight::start(activity.clone());
+            async move {
+                // In flight until the answer's body is sent (or dropped).
+                let resp = handle(req, &host, &shared).await.map(|body| {
+                    Flight {
+                        inner: body,
+                        _in_flight: in_flight,
+                    }
+                    .boxed()
+                });
+                Ok::<_, std::convert::Infallible>(resp)
+            }
+        })
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT);
+    builder.http2().timer(TokioTimer::new());
+    let serve = builder.serve_connection_with_upgrades(TokioIo::new(tls), service);
+    tokio::select! {
+        served = serve => {
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "proxy connection ended with an error");
+            }
+        }
+        () = idle_watch(&activity, &shared) => {
+            tracing::debug!("proxy closed an idle connection");
+        }
+    }
+}
+
+/// Milliseconds since the first call: a clock cheap enough to read on every read.
+fn now_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// When a connection last started or finished a request, and how many it has in
+/// flight (from the request's head to the end of its answer's body).
+struct Activity {
+    last_ms: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Self {
+            last_ms: AtomicU64::new(now_ms()),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Activity {
+    fn touch(&self) {
+        self.last_ms.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+/// A request being answered: the connection is not idle meanwhile.
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        activity.touch();
+        Self(activity)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.touch();
+    }
+}
+
+/// An answer's body that keeps its request [`InFlight`] until it is sent or dropped.
+struct Flight {
+    inner: Body,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Flight {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Returns once the connection has been idle too long: no request in flight and
+/// none started or finished for [`IDLE_TIMEOUT`], or [`BUSY_IDLE_TIMEOUT`] while
+/// the slots are three quarters taken. Bytes alone do not count: a client that
+/// trickles an HTTP/2 request that never completes (or pings) is closed too.
+async fn idle_watch(activity: &Activity, shared: &Shared) {
+    loop {
+        let busy = shared.slots.available_permits() < shared.slot_count / 4;
+        let limit = if busy { BUSY_IDLE_TIMEOUT } else { IDLE_TIMEOUT };
+        let idle = Duration::from_millis(now_ms().saturating_sub(activity.last_ms.load(Ordering::Relaxed)));
+        if idle >= limit && activity.in_flight.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        // Look again when the limit would be reached, or within a second (the
+        // slots may fill meanwhile and shorten it).
+        let wait = limit
+            .saturating_sub(idle)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        tokio::time::sleep(wait).await;
     }
 }
 
@@ -407,9 +614,19 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
             headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
         }
     }
+    // The answer timeout runs from the last byte of the request body sent, so a
+    // long upload on a slow link is not cut while it still moves.
+    let sending = Arc::new(AtomicU64::new(now_ms()));
     let body = match body_bytes {
         Some(b) => full(b),
-        None => forward_body.take().unwrap_or_else(|| full(Bytes::new())),
+        None => match forward_body.take() {
+            Some(streamed) => Sending {
+                inner: streamed,
+                last_ms: sending.clone(),
+            }
+            .boxed(),
+            None => full(Bytes::new()),
+        },
     };
     let Ok(out) = out.body(body) else {
         return text(StatusCode::BAD_REQUEST, "bad request\n");
@@ -419,11 +636,18 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
     } else {
         &shared.origin.client
     };
-    let mut resp = match client.request(out).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            tracing::debug!(error = %e, "proxy could not reach the origin");
-            return text(StatusCode::BAD_GATEWAY, "the site could not be reached\n");
+    let mut answer = std::pin::pin!(client.request(out));
+    let mut resp = loop {
+        let quiet = Duration::from_millis(now_ms().saturating_sub(sending.load(Ordering::Relaxed)));
+        let left = shared.answer_timeout.saturating_sub(quiet);
+        if left.is_zero() {
+            return origin_error(host, &rules, OriginFault::TimedOut);
+        }
+        match tokio::time::timeout(left, &mut answer).await {
+            Ok(Ok(resp)) => break resp,
+            Ok(Err(e)) => return origin_error(host, &rules, OriginFault::of(&e)),
+            // Look again: the request body may have moved meanwhile.
+            Err(_) => {}
         }
     };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS
@@ -446,7 +670,11 @@ async fn handle(mut req: Request<Incoming>, host: &str, shared: &Shared) -> Resp
     // No HTTP/3 advertisements: browsers would try QUIC to the real site.
     headers.remove(header::ALT_SVC);
     parts.headers = headers;
-    let body: Body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    let body: Body = IdleCut::new(
+        body.map_err(|e| Box::new(e) as BoxError).boxed(),
+        shared.body_idle_timeout,
+    )
+    .boxed();
     let body = match learn_from {
         Some(store) if learnable(&parts) => {
             let site = rules.profiles.site_for_host(host);
@@ -485,6 +713,35 @@ fn learnable(parts: &http::response::Parts) -> bool {
         && str_of(header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok())
             .is_none_or(|n| n <= MAX_LEARNED_BODY as u64)
+}
+
+/// The calm page for a site the proxy could not reach. Logged with the site and
+/// the fault only (no host, no URL).
+fn origin_error(host: &str, rules: &ProxyRules, fault: OriginFault) -> Response<Body> {
+    let site = rules.profiles.site_for_host(host);
+    tracing::warn!(
+        site = site.map_or("unknown", ProfileSite::key),
+        fault = fault.key(),
+        "proxy could not reach a site"
+    );
+    let status = StatusCode::from_u16(fault.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let Some(site) = site else {
+        return text(status, "the site could not be reached\n");
+    };
+    let mut resp = Response::new(full(Bytes::from(block_page::origin_error_html(host, site, fault))));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
+    );
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    resp
 }
 
 fn block(shared: &Shared, profile: &str, site: ProfileSite, kind: Kind) -> Response<Body> {
@@ -573,6 +830,82 @@ impl hyper::body::Body for Prefixed {
             hint.set_upper(upper.saturating_add(first));
         }
         hint
+    }
+}
+
+/// A request body on its way to the origin that notes when a frame last went.
+struct Sending {
+    inner: Body,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl hyper::body::Body for Sending {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if polled.is_ready() {
+            self.last_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// An answer body that ends in an error when no frame comes for `limit`: a
+/// stalled origin cuts the answer instead of holding the client forever.
+struct IdleCut {
+    inner: Body,
+    limit: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl IdleCut {
+    fn new(inner: Body, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+        }
+    }
+}
+
+impl hyper::body::Body for IdleCut {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => {
+                if this.deadline.as_mut().poll(cx).is_ready() {
+                    tracing::debug!("proxy cut an answer whose origin stalled");
+                    return Poll::Ready(Some(Err("the origin stopped sending its answer".into())));
+                }
+                Poll::Pending
+            }
+            ready => {
+                let next = tokio::time::Instant::now() + this.limit;
+                this.deadline.as_mut().reset(next);
+                ready
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

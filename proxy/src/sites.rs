@@ -8,8 +8,10 @@
 //!
 //! It is pure: [`ProfileRules::judge`] looks at a [`RequestView`] and answers a
 //! [`Judgement`]; no I/O, no clock. Every comparison is on one normal form: the path
-//! percent-decoded, split on `/` with empty segments (`//`) and `;params` dropped,
-//! lower-cased; identity values without `@`, surrounding blanks and a trailing `/`.
+//! percent-decoded until it stops changing (double encoding), split on `/` with
+//! empty segments (`//`) and `;params` dropped, `.` and `..` resolved, lower-cased;
+//! identity values decoded the same way, without `@`, surrounding blanks and a
+//! trailing `/`.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -465,19 +467,48 @@ fn key_form(key: &str) -> String {
 
 /// An identity value in normal form.
 fn value_form(value: &str) -> String {
-    let v = value.trim();
+    let decoded = fully_decoded(value.trim());
+    let v = decoded.trim();
     let v = v.strip_prefix('@').unwrap_or(v);
     v.trim_end_matches('/').to_ascii_lowercase()
 }
 
-/// The path's segments in normal form.
+/// `text` percent-decoded until it stops changing (a few rounds at most), so a
+/// double-encoded name (`%2565` for `e`) reads as an origin that decodes twice would.
+fn fully_decoded(text: &str) -> Cow<'_, str> {
+    let mut current: Cow<'_, str> = Cow::Borrowed(text);
+    for _ in 0..4 {
+        if !current.contains('%') {
+            break;
+        }
+        let next = percent_encoding::percent_decode_str(&current)
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == current {
+            break;
+        }
+        current = Cow::Owned(next);
+    }
+    current
+}
+
+/// The path's segments in normal form: fully decoded, `;params` and empty
+/// segments dropped, lower-cased, and `.` and `..` resolved as an origin would
+/// (`/x/../exname/` is `/exname/`; never above the root).
 fn segments(path: &str) -> Vec<String> {
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    decoded
-        .split('/')
-        .map(|s| s.split(';').next().unwrap_or(s).trim().to_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect()
+    let decoded = fully_decoded(path);
+    let mut out: Vec<String> = Vec::new();
+    for seg in decoded.split('/') {
+        let seg = seg.split(';').next().unwrap_or(seg).trim().to_lowercase();
+        match seg.as_str() {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            _ => out.push(seg),
+        }
+    }
+    out
 }
 
 struct Matcher<'a> {

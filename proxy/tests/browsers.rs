@@ -303,6 +303,7 @@ impl Running {
                 origin: OriginOptions {
                     extra_roots: vec![origin_root],
                     port: origin.port(),
+                    ..OriginOptions::default()
                 },
                 learned: None,
             };

@@ -243,6 +243,7 @@ async fn start_with(learned: Option<Arc<LearnedIds>>) -> Running {
         origin: OriginOptions {
             extra_roots: vec![origin_root],
             port: origin.port(),
+            ..OriginOptions::default()
         },
         learned,
     };

@@ -14,7 +14,10 @@
 //!   which of its characters are percent-encoded, `//` in front, a `;param` after
 //!   it, a trailing `/`, the host in upper case, with a trailing dot or a port), is
 //!   always `Block`, and so is the same spelling with the fuzzer's rest appended
-//!   as a sub-path.
+//!   as a sub-path, double-encoded (`%25` for each `%`), or behind `/explore/..`;
+//!   on Instagram, the handle so spelled (or the id) in GraphQL `variables` of a
+//!   form and of a JSON body is `Block`, and a batched call naming the id among
+//!   others loses that entry only.
 
 use std::sync::OnceLock;
 
@@ -160,7 +163,14 @@ pub fn check_proxy_request(data: &[u8]) {
         0x30 => format!("{host}:443"),
         _ => host.to_string(),
     };
-    for (path, navigation) in [(page.clone(), true), (page.clone(), false)] {
+    let double = page.replace('%', "%25");
+    let dotted = format!("/explore/..{page}");
+    for (path, navigation) in [
+        (page.clone(), true),
+        (page.clone(), false),
+        (double, true),
+        (dotted, true),
+    ] {
         let request = RequestView {
             method: "GET",
             host: &host_spelled,
@@ -174,5 +184,75 @@ pub fn check_proxy_request(data: &[u8]) {
             matches!(rules().judge(&request), Judgement::Block { .. }),
             "{site:?} {host_spelled} {path:?} was not blocked"
         );
+    }
+
+    if site == ProfileSite::Instagram {
+        check_instagram_bodies(&handle, spell, encode);
+    }
+}
+
+/// Every byte but ASCII letters and digits as `%XX`: a form value as a client
+/// may send it.
+fn form_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// GraphQL `variables` naming the profile (the handle spelled as the fuzzer
+/// chose, maybe double-encoded, or the id) in a form and in a JSON body, and a
+/// batched call naming the id among others.
+fn check_instagram_bodies(handle: &str, spell: u8, encode: u8) {
+    let handle = if encode & 0x40 != 0 {
+        handle.replace('%', "%25")
+    } else {
+        handle.to_string()
+    };
+    let variables = if spell & 0x20 != 0 {
+        format!(r#"{{"id":"{ID}","first":12}}"#)
+    } else {
+        format!(r#"{{"username":"{handle}"}}"#)
+    };
+    let form = format!("doc_id=1&variables={}", form_encoded(&variables));
+    let json = format!(r#"{{"doc_id":"1","variables":{variables}}}"#);
+    for (path, content_type, body) in [
+        ("/graphql/query", "application/x-www-form-urlencoded", form.as_str()),
+        ("/api/graphql", "application/json", json.as_str()),
+    ] {
+        let request = RequestView {
+            method: "POST",
+            host: "www.instagram.com",
+            path,
+            query: None,
+            content_type: Some(content_type),
+            body: Some(body.as_bytes()),
+            navigation: false,
+        };
+        assert!(
+            matches!(rules().judge(&request), Judgement::Block { .. }),
+            "{path} {body:?} was not blocked"
+        );
+    }
+    let query = format!("reel_ids=111&reel_ids={ID}&reel_ids=222");
+    let request = RequestView {
+        method: "GET",
+        host: "i.instagram.com",
+        path: "/api/v1/feed/reels_media/",
+        query: Some(&query),
+        content_type: None,
+        body: None,
+        navigation: false,
+    };
+    match rules().judge(&request) {
+        Judgement::Rewrite { query: Some(q), .. } => {
+            assert!(!q.contains(ID) && q.contains("111") && q.contains("222"), "{q}");
+        }
+        other => panic!("a batch naming the id among others: {other:?}"),
     }
 }

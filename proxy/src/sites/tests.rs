@@ -148,6 +148,12 @@ fn instagram_pages() {
         "/_u/exname",
         "//exname//",
         "/%65xname/",
+        "/%2565xname/",
+        "/%252565xname/",
+        "/explore/../exname/",
+        "/a/b/%2e%2e/../exname/",
+        "/./exname/",
+        "/../../exname/",
         "/exname;jsessionid=1/",
         "/exname/?hl=en",
     ] {
@@ -170,6 +176,8 @@ fn instagram_pages() {
         "/direct/inbox/",
         "/accounts/edit/",
         "/reels/exname_fan/",
+        "/exname/../",
+        "/exname/../explore/",
     ] {
         passes(nav("www.instagram.com", path));
     }
@@ -181,6 +189,8 @@ fn instagram_api() {
         "/api/v1/users/web_profile_info/?username=exname",
         "/api/v1/users/web_profile_info/?username=ExName",
         "/api/v1/users/web_profile_info/?username=%40exname",
+        "/api/v1/users/web_profile_info/?username=%2540ex%256Eame",
+        "/api/v1/users/12345%2536%2537890/info/",
         "/api/v1/users/1234567890/info/",
         "/api/v1/feed/user/1234567890/",
         "/api/v1/feed/user/exname/username/?count=12",
@@ -204,6 +214,7 @@ fn instagram_api() {
         "doc_id=123&variables=%7B%22user_id%22%3A1234567890%7D",
         "doc_id=123&variables=%7B%22data%22%3A%7B%22target_user_id%22%3A%221234567890%22%7D%7D",
         "lsd=x&variables=%7B%22username%22%3A%22%40ExName%22%7D",
+        "doc_id=123&variables=%7B%22username%22%3A%22%2565xname%22%7D",
     ] {
         blocked(post("www.instagram.com", "/graphql/query", FORM, body));
         blocked(post("www.instagram.com", "/api/graphql", FORM, body));
