@@ -313,6 +313,7 @@ impl Daemon {
                     stop_guard.set(active);
                     let rules = generations.current().policy().block_rules();
                     service_manager::status(&status_line(&period.report().period, rules));
+                    crate::system::return_freed_memory();
                     last_active = Some(active);
                 }
             }
