@@ -58,15 +58,19 @@ sys_resolves() {
 }
 
 # ncd status, as text and JSON. status_mark remembers it; status_new REGEX says
-# whether a line that was not there at the mark matches REGEX (a new journal entry,
-# a new warning).
+# whether more lines match REGEX now than at the mark (a new journal entry, a new
+# repair, a new warning: the same repair twice in a minute is a line seen twice).
 STATUS_MARK=/run/ncd-live-status.mark
 status_text() { ncd status 2>&1; ncd status --json 2>&1; }
 status_mark() { status_text > "$STATUS_MARK"; }
 status_new() {
-  local new; new=$(status_text | grep -vxF -f "$STATUS_MARK")
-  printf '  new in ncd status:\n%s\n' "$(printf '%s\n' "$new" | grep -v '^\s*$' | sed 's/^/    /' | head -20)"
-  printf '%s\n' "$new" | grep -qiE "$1"
+  local now before after
+  now=$(status_text)
+  before=$(grep -ciE -- "$1" "$STATUS_MARK")
+  after=$(printf '%s\n' "$now" | grep -ciE -- "$1")
+  printf '  new in ncd status:\n%s\n' "$(printf '%s\n' "$now" | grep -vxF -f "$STATUS_MARK" | grep -v '^\s*$' | sed 's/^/    /' | head -20)"
+  echo "  lines matching: $before at the mark, $after now"
+  [ "$after" -gt "$before" ]
 }
 
 period_active() { ncd status --json 2>/dev/null | grep -q '"active": true'; }
