@@ -142,9 +142,12 @@ halt() {
 
 snap() { ct snap > "$D/snap-$1.txt"; }
 
-# What stays after uninstall on purpose: the person's config folder (kept when it was
-# edited, with the list it names), the state in /var/lib/ncd and the `ncd` user.
-KEPT='^/etc/\.pwd\.lock |^/etc/ncd(/| )|^/var/lib/ncd(/| )|^/etc/(passwd|group|shadow|gshadow|subuid|subgid)-? '
+# What stays after uninstall on purpose (README, "What stays after uninstall"): the
+# person's config folder (kept when it was edited, with the list it names), the
+# state in /var/lib/ncd, the `ncd` user, and /var/lib/ncd-root while it holds the
+# person's files the guard moved aside during the period (guard-aside/; nothing
+# else of ncd-root may stay).
+KEPT='^/etc/\.pwd\.lock |^/etc/ncd(/| )|^/var/lib/ncd(/| )|^/var/lib/ncd-root D |^/var/lib/ncd-root/guard-aside(/| )|^/etc/(passwd|group|shadow|gshadow|subuid|subgid)-? '
 
 # same_as SNAP: the system now is byte for byte as it was at SNAP (apart from KEPT).
 same_as() {
@@ -376,7 +379,7 @@ run_layout() {
     '! ls -d /run/systemd/system/ncd*.d /etc/systemd/system/ncd*.d 2>/dev/null'
   same_as before; host_check uninstall.byte-exact "after uninstall /etc, /usr/local, /var/lib are byte for byte as before install (apart from the kept config, state and user)"
   check f6.list-kept "finding 6: the edited config is kept, and so is the list it names" \
-    'ls -l /etc/ncd /etc/ncd/lists 2>&1; test -f /etc/ncd/ncd.toml && test -f /etc/ncd/lists/social.hosts && ncd config check /etc/ncd/ncd.toml >/dev/null'
+    'ls -l /etc/ncd /etc/ncd/lists 2>&1; test -f /etc/ncd/ncd.toml && test -f /etc/ncd/lists/social.hosts && /opt/ncd/ncd config check /etc/ncd/ncd.toml >/dev/null'
   check uninstall.dns-back "after uninstall the network's DNS answers as before ncd" \
     'eventually 15 sys_resolves example.org 10.77.1.80 && sys_resolves www.instagram.com 10.77.1.66'
   halt
