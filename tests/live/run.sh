@@ -12,11 +12,13 @@
 #
 # Not in CI: it needs root with CAP_SYS_ADMIN, debootstrap and systemd-container
 # (installed with apt-get when missing), a Debian mirror the first time, and time:
-# about 15 minutes a layout (the period it starts must end before uninstall).
+# about 11 minutes a layout (the period it starts must end before uninstall).
+# One run at a time: two side by side (eight systemds) use up the host's inotify
+# instances (fs.inotify.max_user_instances) and ncd-guard.path fails to start.
 #
 #   sudo tests/live/run.sh                         # every layout, this checkout
 #   sudo MAIN=/path/to/ncd LAYOUTS="plain resolved" tests/live/run.sh
-#   sudo PARALLEL=1 tests/live/run.sh              # layouts side by side (~20 min)
+#   sudo PARALLEL=1 tests/live/run.sh              # layouts side by side (~11 min)
 #
 # Environment: MAIN (the tree to test; default: this script's), LAYOUTS (plain
 # resolved nm deb), PROFILE (release | debug: which target/ binaries; built with
