@@ -5,6 +5,7 @@
 
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use ncd_config::HumanDuration;
@@ -67,7 +68,37 @@ pub(crate) fn start(
     }
     say!("ncd holds the boundary until it ends. `ncd status` shows where you are, any time.");
     say!("Your reason is kept; you'll see it again when it matters.");
+    wait_for_stop_refusal(client)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long `ncd start` waits for the root guard to make `systemctl stop` refuse.
+const STOP_REFUSAL_WAIT: Duration = Duration::from_secs(10);
+
+/// Where ncd runs as a service, the root guard puts the period's stop refusal in
+/// place (`ncd-guard.path` sees the period start, within a second or so). `ncd
+/// start` waits for the guard's report of it, so that when it returns, stopping
+/// ncd is already refused (the live test found `systemctl stop` right after `ncd
+/// start` allowed). No guard report at all: ncdd runs by hand, nothing to wait for.
+fn wait_for_stop_refusal(client: &Client) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STOP_REFUSAL_WAIT;
+    loop {
+        let Ok(status) = client.status() else { return Ok(()) };
+        let Some(guard) = &status.guard else { return Ok(()) };
+        let started = status.period.started_unix.unwrap_or(0);
+        if guard.stop_refusal && guard.checked_unix >= started {
+            say!("Stopping ncd (`systemctl stop`) is refused until the period ends.");
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            say!(
+                "The guard has not yet made `systemctl stop` refuse for ncd; `ncd status` says so until it has \
+                 (`systemctl status ncd-guard.path` says why)."
+            );
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// `ncd extend DURATION`.

@@ -792,6 +792,37 @@ fn prerm_refuses_removal_mid_period_even_with_ncdd_stopped() {
     assert_eq!(after, before);
 }
 
+/// `debian/postrm purge` under a temp root: the package's `/var/lib/ncd-root`
+/// goes (a leftover the live test found), but never a file the guard moved aside,
+/// which is the person's own.
+#[test]
+fn postrm_purge_removes_the_root_state_dir_but_not_what_was_moved_aside() {
+    let purge = |root: &Path| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../debian/postrm");
+        Command::new("sh")
+            .arg(script)
+            .arg("purge")
+            .env("NCD_POSTRM_ROOT", root)
+            .output()
+            .unwrap()
+    };
+    let fake = Fake::new();
+    std::fs::create_dir_all(fake.root.join("var/lib/ncd-root/install-backup/etc")).unwrap();
+    let out = purge(&fake.root);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!fake.root.join("var/lib/ncd-root").exists());
+    assert!(fake.root.join("var/lib").is_dir(), "only ncd's folder goes");
+
+    let aside = "var/lib/ncd-root/guard-aside/etc/systemd/resolved.conf.d/zz-mine.conf";
+    fake.write(aside, "[Resolve]\nDNS=10.0.0.1\n", 0o644);
+    std::fs::create_dir_all(fake.root.join("var/lib/ncd-root/install-backup")).unwrap();
+    let out = purge(&fake.root);
+    assert!(out.status.success());
+    assert_eq!(fake.read(aside), "[Resolve]\nDNS=10.0.0.1\n");
+    assert!(!fake.root.join("var/lib/ncd-root/install-backup").exists());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("moved aside"));
+}
+
 /// The Debian package's files under a root.
 fn add_package(fake: &Fake) {
     fake.write("usr/bin/ncd", "packaged ncd\n", 0o755);

@@ -15,8 +15,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use ncd_config::control::{
-    BlockedStatus, ConfigStatus, DaemonStatus, EndedHow, EndedPeriod, ErrorCode, EventKind, Method, PeriodStatus,
-    Request, Response, Status, TamperEvent, UnlockScope, UnlockState, UnlockStatus,
+    BlockedStatus, ConfigStatus, DaemonStatus, EndedHow, EndedPeriod, ErrorCode, EventKind, GuardStatus, Method,
+    PeriodStatus, Request, Response, Status, TamperEvent, UnlockScope, UnlockState, UnlockStatus,
 };
 use rustix::termios::LocalModes;
 use serde_json::{Value, json};
@@ -327,6 +327,46 @@ fn start_sends_the_length_and_the_reason() {
         })
     );
     assert_contains(&run.stdout, &["Your period has begun: 30 seconds."]);
+}
+
+/// Under the service, `ncd start` returns once the root guard reports the stop
+/// refusal in force for this period (the live test: `systemctl stop` right after
+/// `ncd start` was allowed, the guard a second behind).
+#[test]
+fn start_waits_for_the_guard_to_refuse_stopping() {
+    let started = 1_767_225_600;
+    let asked = Arc::new(Mutex::new(0));
+    let count = Arc::clone(&asked);
+    let daemon = FakeDaemon::start(move |method| match method {
+        Method::Start { .. } => Ok(json!({ "length_secs": 30 })),
+        Method::Status => {
+            let mut n = count.lock().unwrap();
+            *n += 1;
+            let mut status = sample_status();
+            status.period.started_unix = Some(started);
+            // The guard's report from before the period, until the third look.
+            status.guard = Some(GuardStatus {
+                checked_unix: if *n < 3 { started - 40 } else { started + 1 },
+                stop_refusal: *n >= 3,
+                ..GuardStatus::default()
+            });
+            Ok(serde_json::to_value(&status).unwrap())
+        }
+        _ => Err((ErrorCode::BadRequest, "not scripted".into())),
+    });
+    let run = daemon.ncd(&["start", "--for", "30s", "--reason", REASON]);
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(*asked.lock().unwrap(), 3, "{run:#?}");
+    assert_contains(
+        &run.stdout,
+        &["Stopping ncd (`systemctl stop`) is refused until the period ends."],
+    );
+
+    // ncdd run by hand: no guard, no wait, nothing said about it.
+    let daemon = FakeDaemon::with_status(sample_status());
+    let run = daemon.ncd(&["start", "--for", "30s", "--reason", REASON]);
+    assert_eq!(daemon.methods().len(), 2, "start, and one look at the status");
+    assert!(!run.stdout.contains("systemctl stop"), "{run:#?}");
 }
 
 #[test]

@@ -58,15 +58,19 @@ sys_resolves() {
 }
 
 # ncd status, as text and JSON. status_mark remembers it; status_new REGEX says
-# whether a line that was not there at the mark matches REGEX (a new journal entry,
-# a new warning).
+# whether more lines match REGEX now than at the mark (a new journal entry, a new
+# repair, a new warning: the same repair twice in a minute is a line seen twice).
 STATUS_MARK=/run/ncd-live-status.mark
 status_text() { ncd status 2>&1; ncd status --json 2>&1; }
 status_mark() { status_text > "$STATUS_MARK"; }
 status_new() {
-  local new; new=$(status_text | grep -vxF -f "$STATUS_MARK")
-  printf '  new in ncd status:\n%s\n' "$(printf '%s\n' "$new" | grep -v '^\s*$' | sed 's/^/    /' | head -20)"
-  printf '%s\n' "$new" | grep -qiE "$1"
+  local now before after
+  now=$(status_text)
+  before=$(grep -ciE -- "$1" "$STATUS_MARK")
+  after=$(printf '%s\n' "$now" | grep -ciE -- "$1")
+  printf '  new in ncd status:\n%s\n' "$(printf '%s\n' "$now" | grep -vxF -f "$STATUS_MARK" | grep -v '^\s*$' | sed 's/^/    /' | head -20)"
+  echo "  lines matching: $before at the mark, $after now"
+  [ "$after" -gt "$before" ]
 }
 
 period_active() { ncd status --json 2>/dev/null | grep -q '"active": true'; }
@@ -108,19 +112,25 @@ net_up() {
     ip -n "$net" link set eth0 up
     ip -n "$net" link set lo up
     pkill -F "/run/dnsmasq-$net.pid" 2>/dev/null
+    # DHCP too (NetworkManager's connections ask it): the one address .2, this
+    # server for DNS, search domain lan, and no router (nothing may leave).
     ip netns exec "$net" dnsmasq --conf-file=/dev/null --no-resolv --no-hosts --user=root \
       --listen-address=10.77.$n.1 --bind-interfaces --pid-file="/run/dnsmasq-$net.pid" \
       --address=/printer.lan/10.77.$n.9 --address=/example.org/10.77.$n.80 \
-      --address=/instagram.com/10.77.$n.66 --address=/facebook.com/10.77.$n.66
+      --address=/instagram.com/10.77.$n.66 --address=/facebook.com/10.77.$n.66 \
+      --dhcp-range=10.77.$n.2,10.77.$n.2,255.255.255.0,12h --dhcp-option=option:router \
+      --dhcp-option=option:domain-search,lan --dhcp-leasefile="/run/dnsmasq-$net.leases"
   done
 }
 
-# join_net A|B plain|resolved|nm [dhcp]: the laptop is on that network now: its link
-# up with an address, the other down, and the network's DNS announced the way the
-# layout learns it (resolved's per-link DNS, a NetworkManager connection, or with
-# `dhcp` on the plain layout, the DHCP client's hook rewriting /etc/resolv.conf).
+# join_net A|B plain|resolved|nm: the laptop is on that network now: its link up
+# with an address, the other down, and the network's DNS announced where the layout
+# keeps it: resolved's per-link DNS (`resolvectl`), NetworkManager's connection (its
+# DHCP lease), or on the plain layout the ISC DHCP client's lease files (the released
+# link's lease gone). These are what ncdd's `upstreams = ["system"]` reads
+# (daemon/src/network/); after the takeover /etc/resolv.conf names ncdd only.
 join_net() {
-  local to=$1 layout=$2 dhcp=${3:-} from n
+  local to=$1 layout=$2 from n
   from=$([ "$to" = A ] && echo B || echo A); n=$([ "$to" = A ] && echo 1 || echo 2)
   case $layout in
   nm)
@@ -135,8 +145,11 @@ join_net() {
       # resolved takes a moment to see the link up with an address.
       eventually 15 link_has_dns "lan$to"
     fi
-    if [ "$layout" = plain ] && [ "$dhcp" = dhcp ]; then
-      printf '# written by the DHCP client for network %s\nnameserver 10.77.%s.1\nsearch lan\n' "$to" "$n" > /etc/resolv.conf
+    if [ "$layout" = plain ]; then
+      mkdir -p /var/lib/dhcp
+      : > "/var/lib/dhcp/dhclient.lan$from.leases"
+      printf 'lease {\n  interface "lan%s";\n  fixed-address 10.77.%s.2;\n  option subnet-mask 255.255.255.0;\n  option domain-name-servers 10.77.%s.1;\n  option domain-search "lan";\n  renew 4 2099/12/31 00:00:00;\n  rebind 4 2099/12/31 00:00:00;\n  expire 4 2099/12/31 00:00:00;\n}\n' \
+        "$to" "$n" "$n" > "/var/lib/dhcp/dhclient.lan$to.leases"
     fi ;;
   esac
 }
@@ -149,12 +162,12 @@ link_has_dns() { resolvectl status "$1" 2>/dev/null | grep -q 'Current Scopes: D
 # what the system itself churns.
 snap() {
   find /etc /usr/local /var/lib /usr/lib/systemd/system -xdev \( -type f -o -type l \) 2>/dev/null |
-    grep -vE '^/var/lib/(dpkg|apt|ucf|dbus|NetworkManager|systemd/(random-seed|timers|catalog|deb-systemd|timesync|pstore|coredump))|^/etc/(ld.so.cache|machine-id|mtab)$' |
+    grep -vE '^/var/lib/(dpkg|apt|ucf|dbus|NetworkManager|dhcp|systemd/(random-seed|timers|catalog|deb-systemd|timesync|pstore|coredump))|^/etc/(ld.so.cache|machine-id|mtab)$' |
     sort -u | while read -r p; do
       if [ -L "$p" ]; then echo "$p L $(readlink "$p")"
       else echo "$p F $(stat -c %a:%U:%G "$p") $(sha256sum < "$p" | cut -c1-16)"; fi
     done
   find /etc /usr/local /var/lib -xdev -type d 2>/dev/null |
-    grep -vE '^/var/lib/(dpkg|apt|ucf|NetworkManager|systemd/(timers|catalog|deb-systemd|pstore|coredump))' |
+    grep -vE '^/var/lib/(dpkg|apt|ucf|NetworkManager|dhcp|systemd/(timers|catalog|deb-systemd|pstore|coredump))' |
     sort | while read -r d; do echo "$d D $(stat -c %a:%U:%G "$d")"; done
 }

@@ -217,15 +217,21 @@ pub(super) fn resolv_conf(source: &str, text: &str) -> NetworkDns {
     }
 }
 
-/// The DHCP leases of the connections NetworkManager's devices are on now (older
-/// leases, from other networks, stay on disk and are not read).
+/// What NetworkManager's devices got by DHCP on the connections they are on now:
+/// the DHCP options NM keeps in each device's state file, else the lease files
+/// of those connections (older leases, from other networks, stay on disk and are
+/// not read).
 fn networkmanager_leases(root: &Path) -> NetworkDns {
     let now = chrono::Utc::now().naive_utc();
     let mut links = Vec::new();
     let leases: Vec<std::path::PathBuf> = std::fs::read_dir(root.join(NETWORKMANAGER_LEASES))
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
-    for device in by_ifindex(&root.join(NETWORKMANAGER_DEVICES)).values() {
+    for (index, device) in &by_ifindex(&root.join(NETWORKMANAGER_DEVICES)) {
+        if let Some(link) = networkmanager_device(&interface_name(root, *index), device) {
+            links.push(link);
+            continue;
+        }
         let Some(uuid) = keys(device).get("connection-uuid").map(|u| u.to_string()) else {
             continue;
         };
@@ -253,6 +259,44 @@ fn networkmanager_leases(root: &Path) -> NetworkDns {
         source: "NetworkManager's DHCP lease".into(),
         links,
     }
+}
+
+/// NetworkManager's device state (`/run/NetworkManager/devices/N`): the DHCP
+/// options of the lease in use, `dhcp4.domain_name_servers=`, `dhcp4.domain_search=`
+/// (else `dhcp4.domain_name=`) and their DHCPv6 counterparts. NetworkManager 1.42's
+/// internal client keeps only the address in its lease file (seen on Debian 12).
+pub(super) fn networkmanager_device(name: &str, text: &str) -> Option<Link> {
+    let keys = keys(text);
+    let words = |key: &str| {
+        keys.get(key)
+            .map(|v| v.split_whitespace().collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let servers: Vec<_> = words("dhcp4.domain_name_servers")
+        .into_iter()
+        .chain(words("dhcp6.dhcp6_name_servers"))
+        .filter_map(parse_server)
+        .collect();
+    let mut search = words("dhcp4.domain_search");
+    if search.is_empty() {
+        search = words("dhcp4.domain_name");
+    }
+    let mut domains: Vec<String> = Vec::new();
+    for domain in search
+        .into_iter()
+        .chain(words("dhcp6.dhcp6_domain_search"))
+        .filter_map(normal_domain)
+    {
+        if !domains.contains(&domain) {
+            domains.push(domain);
+        }
+    }
+    (!servers.is_empty()).then(|| Link {
+        name: name.to_string(),
+        servers,
+        domains,
+        default_route: true,
+    })
 }
 
 /// A lease in systemd's format (NetworkManager's internal DHCP client):
@@ -450,6 +494,48 @@ lease {
                 dns.links[0].domains.clone()
             ),
             ("wlan0", addrs(&["192.168.1.1:53"]), vec!["lan".to_string()])
+        );
+    }
+
+    #[test]
+    fn networkmanager_device_state_names_the_dhcp_servers() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |path: &str, text: &str| {
+            let path = root.path().join(path);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, text).unwrap();
+        };
+        // As NetworkManager 1.42 (Debian 12) left them in the live test: the DNS
+        // is in the device's state, the internal client's lease has the address only.
+        write(
+            "run/NetworkManager/devices/2",
+            "[device]\nmanaged=true\nconnection-uuid=075ee8d0-ce72\nnm-owned=false\n\
+             route-metric-default-effective=100\n\n[dhcp4]\ndhcp4.domain_name_servers=10.77.1.1 10.77.1.3\n\
+             dhcp4.domain_search=lan corp.example\ndhcp4.ip_address=10.77.1.2\n",
+        );
+        write(
+            "var/lib/NetworkManager/internal-075ee8d0-ce72-lanA.lease",
+            "# This is private data. Do not parse.\nADDRESS=10.77.1.2\n",
+        );
+        // A device that is up without DHCP (loopback, or a static address).
+        write(
+            "run/NetworkManager/devices/1",
+            "[device]\nmanaged=true\nnm-owned=false\n",
+        );
+        write("sys/class/net/lanA/ifindex", "2\n");
+        let dns = networkmanager_leases(root.path());
+        assert_eq!(dns.links.len(), 1, "{dns:?}");
+        assert_eq!(
+            (
+                dns.links[0].name.as_str(),
+                dns.links[0].servers.clone(),
+                dns.links[0].domains.clone()
+            ),
+            (
+                "lanA",
+                addrs(&["10.77.1.1:53", "10.77.1.3:53"]),
+                vec!["lan".to_string(), "corp.example".to_string()]
+            )
         );
     }
 

@@ -11,9 +11,11 @@
 //! 2. resolved's list of every uplink server (`/run/systemd/resolve/resolv.conf`);
 //! 3. NetworkManager's own resolv.conf (`/run/NetworkManager/no-stub-resolv.conf`,
 //!    then `/run/NetworkManager/resolv.conf`);
-//! 4. the DHCP leases of the connections NetworkManager's devices are on
-//!    (`/run/NetworkManager/devices/N` → `/var/lib/NetworkManager/*-UUID-*.lease`):
-//!    the network's truth when NM's global DNS points at ncdd;
+//! 4. what NetworkManager's devices got by DHCP: the options in the device's
+//!    state (`/run/NetworkManager/devices/N`, `dhcp4.domain_name_servers=`), else
+//!    the lease files of the connections they are on
+//!    (`/var/lib/NetworkManager/*-UUID-*.lease`): the network's truth when NM's
+//!    global DNS points at ncdd;
 //! 5. the ISC DHCP client's unexpired leases (`/var/lib/dhcp/dhclient*.leases`);
 //! 6. `/etc/resolv.conf`;
 //! 7. the copy of `/etc/resolv.conf` that `ncd install` kept before the takeover;
