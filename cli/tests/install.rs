@@ -953,18 +953,19 @@ fn the_guard_reports_a_link_that_takes_every_name_from_resolved() {
     let fake = Fake::resolved();
     ok(&fake.install(&[]));
     save_period(&fake, 1, true);
-    let (script, _) = fake.commands(&[
+    let (script, log) = fake.commands(&[
         (
             "resolvectl dns",
             0,
             "Global: 127.0.0.1 ::1\nLink 2 (eth0): 192.168.1.1\nLink 3 (wlan0): 9.9.9.9\n\
-             Link 4 (tun0): 10.8.0.1\nLink 5 (tun1): 10.9.0.1\n",
+             Link 4 (tun0): 10.8.0.1\nLink 5 (tun1): 10.9.0.1\nLink 6 (tun2): 10.10.0.1\n",
         ),
         (
             "resolvectl domain",
             0,
             "Global: ~. ~instagram.com\nLink 2 (eth0): lan\nLink 3 (wlan0): ~.\n\
-             Link 4 (tun0): corp.example ~Instagram.COM.\nLink 5 (tun1): ~com\n",
+             Link 4 (tun0): corp.example ~Instagram.COM.\nLink 5 (tun1): ~com\n\
+             Link 6 (tun2): ~www.instagram.com\n",
         ),
     ]);
     let out = fake.ncd(&["guard", "--run-with", script.to_str().unwrap()]);
@@ -984,7 +985,7 @@ fn the_guard_reports_a_link_that_takes_every_name_from_resolved() {
     assert!(
         report_has(
             &report,
-            "problems",
+            "repairs",
             "link 4 (tun0) sends names under instagram.com to its own DNS servers (10.8.0.1)"
         ),
         "{report}"
@@ -992,12 +993,30 @@ fn the_guard_reports_a_link_that_takes_every_name_from_resolved() {
     assert!(
         report_has(
             &report,
-            "problems",
+            "repairs",
             "link 5 (tun1) sends names under com to its own DNS servers"
         ),
         "{report}"
     );
     assert!(!report_has(&report, "problems", "corp.example"), "{report}");
+    assert!(!report_has(&report, "repairs", "corp.example"), "{report}");
+    // Those links tie with or outrank ncd's own routes, so during a period they are
+    // reverted (and said); `~.` and the LAN link are left to the person.
+    let log = std::fs::read_to_string(&log).unwrap();
+    for link in ["tun0", "tun1", "tun2"] {
+        assert!(log.contains(&format!("resolvectl revert {link}")), "{link}:\n{log}");
+        assert!(
+            report_has(&report, "repairs", &format!("`resolvectl revert {link}`")),
+            "{report}"
+        );
+    }
+    assert!(
+        report_has(&report, "repairs", "sends names under www.instagram.com"),
+        "{report}"
+    );
+    for left in ["revert eth0", "revert wlan0"] {
+        assert!(!log.contains(left), "{left}:\n{log}");
+    }
 }
 
 /// Finding 4: NetworkManager's global DNS overridden by a later conf.d file.

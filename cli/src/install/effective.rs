@@ -58,6 +58,8 @@ pub(super) enum Repair {
     WriteResolvConf { contents: Vec<u8> },
     /// Write `/etc/hosts` without the blocked names.
     WriteHosts { contents: Vec<u8>, mode: u32 },
+    /// Drop a link's own DNS servers and domains (`resolvectl revert LINK`).
+    RevertLink { link: String },
 }
 
 /// Where the guard keeps files it moved aside, relative to the root.
@@ -228,9 +230,10 @@ fn bare(server: &str) -> &str {
 }
 
 /// What resolved actually uses: global servers other than ncd, and links with
-/// servers of their own that claim every name (`~.`) or a domain holding a
-/// closed name (`~instagram.com`, `~com`, or a search domain: resolved routes
-/// names under a link's search domains to that link too).
+/// servers of their own that claim every name (`~.`: reported) or a domain at,
+/// under or above a closed name (`~www.instagram.com`, `~com`, or a search
+/// domain: resolved routes names under a link's search domains to that link
+/// too; reverted during a period).
 fn resolved_in_use(runner: &Runner, closed: &Closed) -> Vec<Finding> {
     let ask = |what: &str| {
         runner
@@ -277,13 +280,25 @@ fn resolved_in_use(runner: &Runner, closed: &Closed) -> Vec<Finding> {
                     ),
                     repair: None,
                 });
-            } else if let Some(name) = closed.under(&domain) {
+            } else if let Some(name) = closed
+                .name(&domain)
+                .then(|| domain.clone())
+                .or_else(|| closed.under(&domain))
+            {
+                // Unlike `~.` (a VPN's "everything through me", which ncd's own
+                // `~domain` routes outrank), a domain for a blocked site ties with
+                // or outranks ncd's route: put back during a period.
+                let interface = link
+                    .split_once('(')
+                    .map_or(link.as_str(), |(_, rest)| rest.trim_end_matches(')'));
                 findings.push(Finding {
                     what: format!(
                         "the network link {link} sends names under {domain} to its own DNS servers ({servers}), \
                          and {name} is blocked ({undo})"
                     ),
-                    repair: None,
+                    repair: Some(Repair::RevertLink {
+                        link: interface.to_string(),
+                    }),
                 });
             }
         }
@@ -406,7 +421,7 @@ pub(super) fn hosts(root: &Path, blocked: impl Fn(&str) -> bool) -> Vec<Finding>
 }
 
 /// Carries out `repair` under `root`; returns what was done, in words.
-pub(super) fn carry_out(root: &Path, repair: &Repair, now_unix: i64) -> anyhow::Result<String> {
+pub(super) fn carry_out(root: &Path, repair: &Repair, now_unix: i64, runner: &Runner) -> anyhow::Result<String> {
     let resolv = fsutil::under(root, Path::new("/etc/resolv.conf"));
     Ok(match repair {
         Repair::MoveAside { path } => {
@@ -443,6 +458,16 @@ pub(super) fn carry_out(root: &Path, repair: &Repair, now_unix: i64) -> anyhow::
             fsutil::write_atomically(&fsutil::under(root, Path::new("/etc/hosts")), contents, *mode)?;
             "ncd removed those names from it".to_string()
         }
+        Repair::RevertLink { link } => match runner.output(&["resolvectl", "revert", link]) {
+            Some(out) if out.status.success() => {
+                format!("ncd dropped the link's own DNS settings (`resolvectl revert {link}`)")
+            }
+            Some(out) => anyhow::bail!(
+                "`resolvectl revert {link}` failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            None => anyhow::bail!("`resolvectl revert {link}` could not be run here"),
+        },
     })
 }
 

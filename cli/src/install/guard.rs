@@ -98,7 +98,7 @@ pub(crate) fn guard(args: &GuardArgs, socket: Option<&Path>, state_dir: &Path) -
     }
     for Finding { what, repair } in findings {
         match repair {
-            Some(repair) if running => match effective::carry_out(root, &repair, now) {
+            Some(repair) if running => match effective::carry_out(root, &repair, now, &runner) {
                 Ok(done) => {
                     resolver_repaired |= !matches!(repair, effective::Repair::WriteHosts { .. });
                     repairs.push(format!("{what}; {done}"));
