@@ -365,14 +365,17 @@ fn resolv_conf_leads_to_stub(root: &Path) -> Vec<Finding> {
 
 /// Under NetworkManager's global DNS, `/etc/resolv.conf` names ncd only.
 fn resolv_conf_names_only_ncd(root: &Path) -> Vec<Finding> {
-    let others = other_nameservers(&resolv_conf_text(root).unwrap_or_default());
+    let text = resolv_conf_text(root).unwrap_or_default();
+    let others = other_nameservers(&text);
     if others.is_empty() {
         return Vec::new();
     }
     vec![Finding {
         what: format!("/etc/resolv.conf names {} besides ncd", others.join(" ")),
+        // Its search domains stay: NetworkManager's global DNS (ncd's) is read
+        // from them again, and takes them on.
         repair: Some(Repair::WriteResolvConf {
-            contents: super::flavour::RESOLV_CONF.as_bytes().to_vec(),
+            contents: super::flavour::resolv_conf(&text).into_bytes(),
         }),
     }]
 }

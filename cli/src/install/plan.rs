@@ -185,14 +185,15 @@ pub(super) fn takeover(root: &Path, flavour: Flavour, config: &Config) -> Takeov
 }
 
 /// The person's own `/etc/resolv.conf`: the copy install kept aside, else the
-/// file itself unless it is ncd's.
+/// file itself. Only its search domains and options are used, and ncd's own file
+/// (or NetworkManager's, written from ncd's setting) carries those on, so a file
+/// ncd wrote gives the same takeover again.
 fn original_resolv_conf(root: &Path) -> Option<String> {
     let kept = Path::new(super::manifest::BACKUP_DIR).join("etc/resolv.conf");
     if let Ok(text) = std::fs::read_to_string(fsutil::under(root, &kept)) {
         return Some(text);
     }
-    let text = std::fs::read_to_string(fsutil::under(root, Path::new("/etc/resolv.conf"))).ok()?;
-    (!text.starts_with("# Managed by ncd")).then_some(text)
+    std::fs::read_to_string(fsutil::under(root, Path::new("/etc/resolv.conf"))).ok()
 }
 
 /// The Debian package's files under `root`: its daemon in /usr/bin and its
