@@ -391,6 +391,13 @@ mod tests {
     use super::*;
     use std::net::SocketAddr;
 
+    /// Writes `text` at `path` under `root`, making its folders.
+    fn write_under(root: &std::path::Path, path: &str, text: &str) {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
     fn addrs(list: &[&str]) -> Vec<SocketAddr> {
         list.iter().map(|s| s.parse().unwrap()).collect()
     }
@@ -467,11 +474,7 @@ lease {
     #[test]
     fn networkmanager_leases_of_the_connections_in_use_only() {
         let root = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let path = root.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write = |path: &str, text: &str| write_under(root.path(), path, text);
         write(
             "run/NetworkManager/devices/3",
             "[device]\nmanaged=true\nconnection-uuid=aaaa-1111\nnm-owned=false\n",
@@ -500,11 +503,7 @@ lease {
     #[test]
     fn networkmanager_device_state_names_the_dhcp_servers() {
         let root = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let path = root.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write = |path: &str, text: &str| write_under(root.path(), path, text);
         // As NetworkManager 1.42 (Debian 12) left them in the live test: the DNS
         // is in the device's state, the internal client's lease has the address only.
         write(
@@ -542,11 +541,7 @@ lease {
     #[test]
     fn sources_are_read_in_order_under_a_root() {
         let root = tempfile::tempdir().unwrap();
-        let write = |path: &str, text: &str| {
-            let path = root.path().join(path);
-            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, text).unwrap();
-        };
+        let write = |path: &str, text: &str| write_under(root.path(), path, text);
         write("etc/resolv.conf", "nameserver 127.0.0.53\nsearch lan\n");
         write("run/systemd/resolve/netif/3", "SERVERS=192.168.1.1\nDOMAINS=lan\n");
         write("run/systemd/netif/links/3", "DNS=10.9.9.9\n");
