@@ -150,6 +150,9 @@ pub struct UpstreamInputs {
 pub struct Upstreams {
     /// For names no route claims, in order.
     general: Vec<Arc<Client>>,
+    /// The network's servers among `general`, in order: asked first while the
+    /// configured ones are cut off, and the owners of the local zones.
+    network: Vec<Arc<Client>>,
     /// Longest suffix first.
     routes: Vec<Route>,
     timeout: Duration,
@@ -254,6 +257,7 @@ impl Upstreams {
 
         let mut upstreams = Upstreams {
             general: Vec::new(),
+            network: Vec::new(),
             routes: Vec::new(),
             timeout: inputs.timeout,
             inputs: inputs.clone(),
@@ -282,6 +286,12 @@ impl Upstreams {
             }
             upstreams.general = general;
         }
+        upstreams.network = upstreams
+            .general
+            .iter()
+            .filter(|c| c.origin == Origin::Network)
+            .cloned()
+            .collect();
 
         // Local names, when the network is followed: each link's domains to its
         // servers, then the local zones to the network's default servers.
@@ -298,12 +308,7 @@ impl Upstreams {
                 upstreams.route(domain, &clients);
             }
         }
-        let local: Vec<Arc<Client>> = upstreams
-            .general
-            .iter()
-            .filter(|c| c.origin == Origin::Network)
-            .cloned()
-            .collect();
+        let local = upstreams.network.clone();
         for zone in LOCAL_ZONES {
             upstreams.route(zone, &local);
         }
@@ -450,13 +455,7 @@ impl Upstreams {
                 self.ask_in_order(&route.clients, query, hedge).await.0
             }
             None => {
-                let network: Vec<Arc<Client>> = self
-                    .general
-                    .iter()
-                    .filter(|c| c.origin == Origin::Network)
-                    .cloned()
-                    .collect();
-                if self.cut_off() && !network.is_empty() {
+                if !self.network.is_empty() && self.cut_off() {
                     // Cut off (a captive portal, a network that blocks outside
                     // DNS): the network's servers answer at once, so pages do not
                     // wait out the configured resolvers' share each time; one
@@ -464,8 +463,8 @@ impl Upstreams {
                     // so their return is noticed (a fast LAN server would always
                     // win a race against them).
                     self.probe_configured(&query);
-                    let hedge = self.timeout / (network.len() as u32 + 1);
-                    let (result, answered_by, _) = self.ask_in_order(&network, query, hedge).await;
+                    let hedge = self.timeout / (self.network.len() as u32 + 1);
+                    let (result, answered_by, _) = self.ask_in_order(&self.network, query, hedge).await;
                     self.note_health(answered_by, false);
                     return result;
                 }
