@@ -161,17 +161,7 @@ fn wait_resolves(ncdd: &Ncdd, name: &str, ip: &str, what: &str) {
 /// Polls `status` until `ready` holds; panics with the last status after [`DEADLINE`].
 #[track_caller]
 fn wait_status(control: &Control, what: &str, ready: impl Fn(&Status) -> bool) -> Status {
-    let mut last = None;
-    let found = eventually(DEADLINE, || {
-        let status = control.try_status()?;
-        if ready(&status) {
-            Some(status)
-        } else {
-            last = Some(status);
-            None
-        }
-    });
-    found.unwrap_or_else(|| panic!("{what}: not within {DEADLINE:?}; the last status was {last:#?}"))
+    control.wait_status(what, DEADLINE, ready)
 }
 
 /// The journal (`status.tamper`), one entry a line, for `contains` checks.

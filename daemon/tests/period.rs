@@ -118,17 +118,7 @@ fn wait_status(control: &Control, what: &str, ready: impl Fn(&Status) -> bool) -
 /// [`wait_status`] with a deadline of its own.
 #[track_caller]
 fn wait_status_within(control: &Control, what: &str, deadline: Duration, ready: impl Fn(&Status) -> bool) -> Status {
-    let mut last = None;
-    let found = eventually(deadline, || {
-        let status = control.status();
-        if ready(&status) {
-            Some(status)
-        } else {
-            last = Some(status);
-            None
-        }
-    });
-    found.unwrap_or_else(|| panic!("{what}: not within {deadline:?}; the last status was {last:#?}"))
+    control.wait_status(what, deadline, ready)
 }
 
 /// The message of the journal entries (`status.tamper`), for `contains` checks.

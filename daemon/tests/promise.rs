@@ -51,17 +51,7 @@ fn socket(ncdd: &Ncdd) -> PathBuf {
 /// Polls `status` until `ready` holds; panics with the last status after [`DEADLINE`].
 #[track_caller]
 fn wait_status(control: &Control, what: &str, ready: impl Fn(&Status) -> bool) -> Status {
-    let mut last = None;
-    let found = eventually(DEADLINE, || {
-        let status = control.status();
-        if ready(&status) {
-            Some(status)
-        } else {
-            last = Some(status);
-            None
-        }
-    });
-    found.unwrap_or_else(|| panic!("{what}: not within {DEADLINE:?}; the last status was {last:#?}"))
+    control.wait_status(what, DEADLINE, ready)
 }
 
 /// `ncd start --for LENGTH --reason REASON`, which must succeed.

@@ -63,17 +63,7 @@ fn socket(ncdd: &Ncdd) -> PathBuf {
 }
 
 fn wait_status(control: &Control, what: &str, ready: impl Fn(&Status) -> bool) -> Status {
-    let mut last = None;
-    eventually(DEADLINE, || {
-        let status = control.status();
-        if ready(&status) {
-            Some(status)
-        } else {
-            last = Some(status);
-            None
-        }
-    })
-    .unwrap_or_else(|| panic!("{what}: not within {DEADLINE:?}; the last status was {last:#?}"))
+    control.wait_status(what, DEADLINE, ready)
 }
 
 /// `curl` to `url` on www.instagram.com, connected to the proxy on `port` (as the

@@ -31,6 +31,25 @@ impl Control {
         Self { path: path.into() }
     }
 
+    /// Polls the status until `ready` holds; panics with the last status seen
+    /// after `deadline`. A status that cannot be read yet (ncdd restarting) is
+    /// polled again.
+    #[allow(dead_code)] // each test binary uses its own part of the harness
+    #[track_caller]
+    pub(crate) fn wait_status(&self, what: &str, deadline: Duration, ready: impl Fn(&Status) -> bool) -> Status {
+        let mut last = None;
+        let found = super::eventually(deadline, || {
+            let status = self.try_status()?;
+            if ready(&status) {
+                Some(status)
+            } else {
+                last = Some(status);
+                None
+            }
+        });
+        found.unwrap_or_else(|| panic!("{what}: not within {deadline:?}; the last status was {last:#?}"))
+    }
+
     /// The socket of an ncdd started by the harness (`STATE_DIR/control.sock`).
     pub(crate) fn in_state_dir(state_dir: &Path) -> Self {
         Self::new(state_dir.join("control.sock"))
